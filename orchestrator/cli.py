@@ -1,0 +1,327 @@
+"""``multisigner`` command line (interface.md). Parsing and rendering only; the work is in
+the modules each command calls.
+
+Exit codes: 0 done; 1 refused or failed (reason on stderr, nothing half-applied);
+2 usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+from orchestrator import logs
+from orchestrator.config import Config, ZoneConfig, find_config_path, load_config
+from orchestrator.errors import ConfigError, MultisignerError, UsageError
+from orchestrator.runtime import Runtime
+from state.store import StateStore
+
+T = TypeVar("T")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="multisigner",
+        description="Keep a DNS zone served and DNSSEC-signed by several providers valid "
+        "(RFC 8901 multi-signer).",
+    )
+    p.add_argument("--config", help="config file (default: $MULTISIGNER_CONFIG or "
+                   "./multisigner.toml)")
+    p.add_argument("--log-format", choices=["text", "json"], default="text")
+    p.add_argument("-v", "--verbose", action="count", default=0)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("check", help="validate config; reach every provider API and nameserver")
+
+    s = sub.add_parser("status", help="per zone: signers, keys, consistency, parent DS, process")
+    s.add_argument("zone", nargs="?")
+    s.add_argument("--json", action="store_true")
+
+    for name, helptext in (("verify", "check the RFC 8901 invariant from the nameservers"),
+                           ("sync", "bring the zone to its model's steady state")):
+        s = sub.add_parser(name, help=helptext)
+        s.add_argument("zone", nargs="?")
+        s.add_argument("--all", action="store_true", help="every configured zone")
+        if name == "verify":
+            s.add_argument("--json", action="store_true")
+        else:
+            s.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+
+    s = sub.add_parser("history", help="every persisted transition of the zone, oldest first")
+    s.add_argument("zone")
+    s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("audit", help="verify the tamper-evident history")
+    s.add_argument("action", choices=["verify"])
+    s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("lab", help="a local lab: PowerDNS parent + providers + Unbound")
+    s.add_argument("action", choices=["up", "down", "info"])
+    s.add_argument("--dir", default="lab", help="lab directory (default ./lab)")
+    s.add_argument("--providers", type=int, default=3)
+    s.add_argument("--zones", type=int, default=1, help="number of child zones")
+    s.add_argument("--ttl", type=int, default=2, help="TTL of every record, seconds")
+    return p
+
+
+def _config(args: argparse.Namespace) -> Config:
+    return load_config(find_config_path(args.config))
+
+
+def _zones(config: Config, zone: str | None, all_zones: bool) -> list[ZoneConfig]:
+    if all_zones and zone:
+        raise UsageError("give a ZONE or --all, not both")
+    if all_zones:
+        if not config.zones:
+            raise UsageError("no zones are configured")
+        return list(config.zones)
+    if not zone:
+        raise UsageError("give a ZONE or --all")
+    try:
+        return [config.zone(zone)]
+    except KeyError:
+        known = ", ".join(z.name for z in config.zones) or "none"
+        raise UsageError(f"zone {zone} is not in the config (configured: {known})") from None
+    except ValueError as exc:
+        raise UsageError(f"{zone!r} is not a zone name: {exc}") from None
+
+
+def _run(config: Config, body: Callable[[Runtime], Awaitable[T]]) -> T:
+    store = StateStore.open(config.state.url)
+    rt = Runtime(config=config, store=store)
+
+    async def main() -> T:
+        try:
+            return await body(rt)
+        finally:
+            await rt.aclose()
+
+    try:
+        return asyncio.run(main())
+    finally:
+        store.close()
+
+
+def _out(line: str) -> None:
+    print(line, flush=True)
+
+
+def _err(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+async def _per_zone(
+    zones: list[ZoneConfig],
+    work: Callable[[ZoneConfig], Coroutine[Any, Any, T]],
+    limit: int = 32,
+) -> list[T | MultisignerError]:
+    """Run ``work`` for every zone concurrently (bounded); a zone's failure is its result."""
+    gate = asyncio.Semaphore(limit)
+
+    async def one(zone: ZoneConfig) -> T | MultisignerError:
+        async with gate:
+            try:
+                return await work(zone)
+            except MultisignerError as exc:
+                return exc
+
+    return list(await asyncio.gather(*(one(z) for z in zones)))
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from orchestrator.sync import sync_zone
+
+    config = _config(args)
+    zones = _zones(config, args.zone, args.all)
+
+    async def body(rt: Runtime) -> int:
+        results = await _per_zone(zones, lambda z: sync_zone(
+            rt, z, dry_run=args.dry_run, report=logs.progress, out=_out))
+        failed = 0
+        for zone, result in zip(zones, results, strict=True):
+            if isinstance(result, MultisignerError):
+                failed += 1
+                _err(f"error: {result}" if len(zones) == 1 else f"error: {zone.name}: {result}")
+        return 1 if failed else 0
+
+    return _run(config, body)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from orchestrator.reports import verify_zone
+
+    config = _config(args)
+    zones = _zones(config, args.zone, args.all)
+
+    async def body(rt: Runtime) -> int:
+        results = await _per_zone(zones, lambda z: verify_zone(rt, z))
+        report: list[dict[str, Any]] = []
+        for zone, result in zip(zones, results, strict=True):
+            if isinstance(result, MultisignerError):
+                report.append({"name": zone.name, "ok": False, "error": str(result),
+                               "breaches": [], "warnings": []})
+            else:
+                report.append(result)
+        if args.json:
+            _out(json.dumps({"zones": report}, indent=2))
+        else:
+            for item in report:
+                _render_verify(item)
+        return 0 if all(z["ok"] for z in report) else 1
+
+    return _run(config, body)
+
+
+def _render_verify(item: dict[str, Any]) -> None:
+    if "error" in item:
+        _out(f"{item['name']}: cannot verify: {item['error']}")
+        return
+    verdict = "OK" if item["ok"] else f"BROKEN ({len(item['breaches'])} breach(es))"
+    _out(f"{item['name']}: {verdict} — {item['servers']} nameservers checked, "
+         f"{item['cached_dnskey_sets']} cached DNSKEY set(s) considered")
+    for f in item["breaches"]:
+        _out(f"  BREACH {f['code']}: {f['message']}")
+    for f in item["warnings"]:
+        _out(f"  warning {f['code']}: {f['message']}")
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from orchestrator.reports import zone_status
+    from orchestrator.status_view import render_status
+
+    config = _config(args)
+    zones = _zones(config, args.zone, all_zones=not args.zone)
+
+    async def body(rt: Runtime) -> int:
+        results = await _per_zone(zones, lambda z: zone_status(rt, z))
+        items: list[dict[str, Any]] = []
+        for zone, result in zip(zones, results, strict=True):
+            if isinstance(result, MultisignerError):
+                items.append({"name": zone.name, "model": zone.model, "consistent": False,
+                              "error": str(result), "process": None, "signers": [],
+                              "parent": {"ds": []}})
+            else:
+                items.append(result)
+        if args.json:
+            _out(json.dumps({"zones": items}, indent=2))
+        else:
+            render_status(items)
+        return 0
+
+    return _run(config, body)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from orchestrator.reports import check_all
+
+    config = _config(args)
+    _out(f"config {find_config_path(args.config)}: OK ({len(config.providers)} providers, "
+         f"{len(config.zones)} zones)")
+
+    async def body(rt: Runtime) -> int:
+        results = await check_all(rt)
+        for item in results:
+            if item["ok"]:
+                _out(f"provider {item['provider']}: OK")
+            else:
+                _out(f"provider {item['provider']}: {len(item['problems'])} problem(s)")
+                for problem in item["problems"]:
+                    _out(f"  - {problem}")
+        return 0 if all(i["ok"] for i in results) else 1
+
+    return _run(config, body)
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    config = _config(args)
+    zone = _zones(config, args.zone, False)[0]
+    store = StateStore.open(config.state.url)
+    try:
+        entries = store.history(zone.name)
+    finally:
+        store.close()
+    if args.json:
+        _out(json.dumps([e.as_json() for e in entries], indent=2))
+        return 0
+    if not entries:
+        _out(f"{zone.name}: no history yet")
+    for e in entries:
+        data = e.as_json()
+        _out(f"{data['seq']:>5} {data['at']} {data['kind']:<14} "
+             f"{data['from_state'] or '-'} -> {data['to_state']}  [{data['actor']}] "
+             f"{data['reason']}")
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    config = _config(args)
+    store = StateStore.open(config.state.url)
+    try:
+        report = store.verify_chain()
+    finally:
+        store.close()
+    if args.json:
+        _out(json.dumps({"ok": report.ok, "checked": report.checked,
+                         "first_bad_seq": report.first_bad_seq, "problem": report.problem}))
+    elif report.ok:
+        _out(f"history chain OK: {report.checked} entries verified")
+    else:
+        _out(f"history chain BROKEN at entry {report.first_bad_seq}: {report.problem}")
+    return 0 if report.ok else 1
+
+
+def cmd_lab(args: argparse.Namespace) -> int:
+    from orchestrator.lab.cli import lab_down, lab_info, lab_up
+
+    directory = Path(args.dir).resolve()
+    if args.action == "up":
+        zones = ["example.test."] if args.zones == 1 else [
+            f"z{i:04d}.test." for i in range(args.zones)]
+        lab = lab_up(directory, providers=args.providers, zones=zones, ttl=args.ttl)
+        _out(f"lab running in {directory}")
+        _out(f"config: {lab.config_path}")
+        _out(f"try:    multisigner --config {lab.config_path} status")
+        _out(f"stop:   multisigner lab down --dir {directory}")
+    elif args.action == "down":
+        lab_down(directory)
+        _out(f"lab in {directory} stopped")
+    else:
+        _out(json.dumps(lab_info(directory), indent=2))
+    return 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "sync": cmd_sync,
+    "verify": cmd_verify,
+    "status": cmd_status,
+    "check": cmd_check,
+    "history": cmd_history,
+    "audit": cmd_audit,
+    "lab": cmd_lab,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logs.setup(args.log_format, args.verbose)
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as exc:
+        _err(f"configuration error: {exc}")
+        return exc.exit_code
+    except MultisignerError as exc:
+        _err(f"error: {exc}")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

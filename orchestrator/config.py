@@ -1,0 +1,265 @@
+"""The TOML configuration (interface.md), validated with pydantic.
+
+Errors name the file, the key path (``zones[0].signers[2]``) and the problem, and are
+raised before anything is touched. ``${VAR}`` in any string value is replaced from the
+environment; a missing variable is an error. Secrets are held as ``SecretStr`` so that
+they never show up in a repr, a log line or an error message.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import dns.name
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from orchestrator.durations import parse_duration
+from orchestrator.errors import ConfigError
+
+DEFAULT_CONFIG = "multisigner.toml"
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _duration(value: Any) -> Any:
+    if isinstance(value, str):
+        return parse_duration(value)
+    if isinstance(value, int | float):
+        return timedelta(seconds=value)
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
+
+
+def _hostport(value: str, default_port: int = 53) -> tuple[str, int]:
+    """Split ``host`` / ``host:port`` / ``[v6]:port``."""
+    if value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        return host, int(rest[1:]) if rest.startswith(":") else default_port
+    if value.count(":") == 1:
+        host, port = value.split(":")
+        return host, int(port)
+    return value, default_port
+
+
+def _check_hostport(value: str) -> str:
+    try:
+        _, port = _hostport(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not 'host' or 'host:port'") from None
+    if not 0 < port < 65536:
+        raise ValueError(f"port {port} out of range in {value!r}")
+    return value
+
+
+HostPort = Annotated[
+    str, BeforeValidator(lambda v: _check_hostport(v) if isinstance(v, str) else v)
+]
+
+
+def _fqdn(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        name = dns.name.from_text(value)
+    except Exception as exc:
+        raise ValueError(f"{value!r} is not a valid domain name ({exc})") from None
+    return name.to_text()
+
+
+Fqdn = Annotated[str, BeforeValidator(_fqdn)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StateConfig(_Strict):
+    url: str = "sqlite:///multisigner.db"
+
+
+class ProviderConfig(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    type: Literal["powerdns"]
+    api_url: str
+    api_key: SecretStr
+    server_id: str = "localhost"
+    nameservers: list[HostPort] = Field(min_length=1)
+    ns_names: list[Fqdn] = Field(default_factory=list)
+    timeout: Duration = timedelta(seconds=10)
+
+    @field_validator("api_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"{value!r} must start with http:// or https://")
+        return value.rstrip("/")
+
+
+class ParentConfig(_Strict):
+    type: Literal["cds-scan"] = "cds-scan"
+    nameservers: list[HostPort] = Field(default_factory=list)
+
+
+class PolicyConfig(_Strict):
+    algorithm: str = "ECDSAP256SHA256"
+    import_ksks: bool = True
+    zsk_lifetime: Duration = timedelta(days=90)
+    ksk_lifetime: Duration = timedelta(days=365)
+    signature_validity: Duration = timedelta(days=14)
+    signature_refresh: Duration = timedelta(days=7)
+    propagation_delay: Duration = timedelta(minutes=5)
+    safety_margin: Duration = timedelta(hours=1)
+    # How long sync waits for every nameserver to serve a change, and for the parent DS.
+    propagation_timeout: Duration = timedelta(minutes=10)
+    parent_timeout: Duration = timedelta(hours=1)
+
+    @field_validator("algorithm")
+    @classmethod
+    def _algorithm(cls, value: str) -> str:
+        from dns.dnssectypes import Algorithm
+
+        try:
+            Algorithm.from_text(value.upper())
+        except Exception:
+            raise ValueError(
+                f"unknown DNSSEC algorithm {value!r}; use e.g. ECDSAP256SHA256 or ED25519"
+            ) from None
+        return value.upper()
+
+
+class ZoneConfig(_Strict):
+    name: Fqdn
+    model: Literal[1, 2]
+    signers: list[str] = Field(min_length=1)
+    parent: ParentConfig = ParentConfig()
+    policy: PolicyConfig = PolicyConfig()
+
+    @field_validator("signers")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        dupes = sorted({s for s in value if value.count(s) > 1})
+        if dupes:
+            raise ValueError(f"signer listed twice: {', '.join(dupes)}")
+        return value
+
+
+class Config(_Strict):
+    state: StateConfig = StateConfig()
+    providers: list[ProviderConfig] = Field(default_factory=list)
+    zones: list[ZoneConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _references(self) -> Config:
+        names = [p.name for p in self.providers]
+        for name in sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"providers: name {name!r} is used by more than one provider")
+        zones = [z.name for z in self.zones]
+        for name in sorted({n for n in zones if zones.count(n) > 1}):
+            raise ValueError(f"zones: {name} is configured more than once")
+        for zi, zone in enumerate(self.zones):
+            for si, signer in enumerate(zone.signers):
+                if signer not in names:
+                    raise ValueError(
+                        f"zones[{zi}].signers[{si}]: no provider named {signer!r} "
+                        f"(configured: {', '.join(names) or 'none'})"
+                    )
+        return self
+
+    def provider(self, name: str) -> ProviderConfig:
+        for provider in self.providers:
+            if provider.name == name:
+                return provider
+        raise KeyError(name)
+
+    def zone(self, name: str) -> ZoneConfig:
+        wanted = _fqdn(name)
+        for zone in self.zones:
+            if zone.name == wanted:
+                return zone
+        raise KeyError(wanted)
+
+
+def _expand(value: Any, path: str, missing: list[str]) -> Any:
+    if isinstance(value, str):
+
+        def repl(match: re.Match[str]) -> str:
+            var = match.group(1)
+            if var not in os.environ:
+                missing.append(f"{path}: environment variable {var} is not set")
+                return ""
+            return os.environ[var]
+
+        return _VAR.sub(repl, value)
+    if isinstance(value, list):
+        return [_expand(v, f"{path}[{i}]", missing) for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        return {k: _expand(v, f"{path}.{k}" if path else k, missing) for k, v in value.items()}
+    return value
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in {"function-after[_references()]"}:
+            continue
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def find_config_path(explicit: str | None) -> Path:
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("MULTISIGNER_CONFIG")
+    return Path(env) if env else Path(DEFAULT_CONFIG)
+
+
+def load_config(path: Path) -> Config:
+    """Read, expand and validate a config file; raise ConfigError naming file and key path."""
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: no such config file; pass --config PATH or set MULTISIGNER_CONFIG "
+            f"(a lab config is written by 'multisigner lab up')"
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    missing: list[str] = []
+    expanded = _expand(raw, "", missing)
+    if missing:
+        raise ConfigError(f"{path}: " + "; ".join(missing))
+    try:
+        return Config.model_validate(expanded)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_input=False, include_url=False):
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key (check the spelling against interface.md)"
+            problems.append(f"{_loc(err['loc'])}: {msg}")
+        raise ConfigError(f"{path}: invalid configuration:\n  " + "\n  ".join(problems)) from None
+
+
+def hostport(value: str) -> tuple[str, int]:
+    """Public form of the host/port splitter for nameserver strings."""
+    return _hostport(value)

@@ -1,0 +1,136 @@
+"""DNSKEY/DS values in the one canonical text form every layer compares.
+
+Providers, nameservers and the state DB all describe keys differently (spaced base64,
+upper/lower-case digests, JSON objects); comparing them only after turning each into
+``Key``/``Digest`` keeps "is this the same key?" a set operation everywhere else.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Literal
+
+import dns.dnssec
+import dns.name
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+from dns.dnssectypes import DSDigest
+from dns.exception import UnsupportedAlgorithm
+from dns.rdtypes.ANY.DNSKEY import DNSKEY
+from dns.rdtypes.ANY.DS import DS
+
+Role = Literal["ksk", "zsk", "csk"]
+SEP = 0x0001
+ZONE_KEY = 0x0100
+SHA256 = 2
+
+
+def _norm_zone(zone: str | dns.name.Name) -> dns.name.Name:
+    return zone if isinstance(zone, dns.name.Name) else dns.name.from_text(zone)
+
+
+@dataclass(frozen=True, order=True)
+class Key:
+    """One DNSKEY, identified by its canonical one-token text ``"257 3 13 <base64>"``."""
+
+    text: str
+
+    @classmethod
+    def from_rdata(cls, rdata: DNSKEY) -> Key:
+        b64 = base64.b64encode(rdata.key).decode()
+        return cls(f"{rdata.flags} {rdata.protocol} {int(rdata.algorithm)} {b64}")
+
+    @classmethod
+    def parse(cls, text: str) -> Key:
+        """Accept any DNSKEY presentation form (spaces in the key, mnemonic algorithms)."""
+        rdata = dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.DNSKEY, text)
+        assert isinstance(rdata, DNSKEY)
+        return cls.from_rdata(rdata)
+
+    @cached_property
+    def rdata(self) -> DNSKEY:
+        rdata = dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.DNSKEY, self.text)
+        assert isinstance(rdata, DNSKEY)
+        return rdata
+
+    @property
+    def flags(self) -> int:
+        return int(self.text.split(" ", 1)[0])
+
+    @property
+    def algorithm(self) -> int:
+        return int(self.text.split(" ", 3)[2])
+
+    @property
+    def algorithm_name(self) -> str:
+        return dns.dnssec.algorithm_to_text(self.algorithm)
+
+    @property
+    def sep(self) -> bool:
+        return bool(self.flags & SEP)
+
+    @cached_property
+    def key_tag(self) -> int:
+        return int(dns.dnssec.key_id(self.rdata))
+
+    def ds(self, zone: str | dns.name.Name, digest_type: int = SHA256) -> Digest:
+        ds = dns.dnssec.make_ds(_norm_zone(zone), self.rdata, DSDigest(digest_type))
+        return Digest.from_rdata(ds)
+
+    def short(self) -> str:
+        return f"{self.key_tag}/{self.algorithm_name}/{'KSK' if self.sep else 'ZSK'}"
+
+
+@dataclass(frozen=True, order=True)
+class Digest:
+    """One DS/CDS record in canonical text ``"12345 13 2 <UPPER HEX>"``."""
+
+    text: str
+
+    @classmethod
+    def from_rdata(cls, rdata: DS) -> Digest:
+        return cls(
+            f"{rdata.key_tag} {int(rdata.algorithm)} {rdata.digest_type} "
+            f"{rdata.digest.hex().upper()}"
+        )
+
+    @classmethod
+    def parse(cls, text: str) -> Digest:
+        rdata = dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.DS, text)
+        assert isinstance(rdata, DS)
+        return cls.from_rdata(rdata)
+
+    @property
+    def key_tag(self) -> int:
+        return int(self.text.split(" ", 1)[0])
+
+    @property
+    def algorithm(self) -> int:
+        return int(self.text.split(" ", 2)[1])
+
+    @property
+    def digest_type(self) -> int:
+        return int(self.text.split(" ", 3)[2])
+
+    @property
+    def is_delete(self) -> bool:
+        """RFC 8078 sec. 4: ``0 0 0 00`` asks the parent to remove the DS RRset."""
+        return self.algorithm == 0 and self.key_tag == 0
+
+    def matches(self, key: Key, zone: str | dns.name.Name) -> bool:
+        if self.key_tag != key.key_tag or self.algorithm != key.algorithm:
+            return False
+        try:
+            return key.ds(zone, self.digest_type) == self
+        except (UnsupportedAlgorithm, ValueError):
+            return False
+
+
+def role_of(key: Key, signs_zone_data: bool | None = None) -> Role:
+    """KSK/ZSK by the SEP flag; a SEP key that also signs zone data is a CSK."""
+    if not key.sep:
+        return "zsk"
+    return "csk" if signs_zone_data else "ksk"

@@ -1,0 +1,164 @@
+"""Gather one ``ZoneView``: every nameserver of every signer, the parent, and (optionally)
+every signer's API, all concurrently; then remember what was seen.
+
+Remembering matters: a DNSKEY or DS RRset a nameserver served a moment ago may sit in a
+resolver's cache for its TTL, so the invariant is checked against those too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import dns.name
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+
+from orchestrator.config import ZoneConfig
+from orchestrator.errors import ObservationError, ProviderError
+from orchestrator.keys import Key, role_of
+from orchestrator.observation import ApiZoneState, CachedRRset, ParentView, ServerView, ZoneView
+from orchestrator.runtime import Runtime
+from providers.nameservers import find_parent_servers, observe_parent, observe_server
+from state.store import KeyRecord, RRsetRecord
+
+
+async def parent_servers(zone: ZoneConfig) -> list[str]:
+    if zone.parent.nameservers:
+        return list(zone.parent.nameservers)
+    return await find_parent_servers(dns.name.from_text(zone.name))
+
+
+async def read_apis(
+    rt: Runtime, zone: ZoneConfig
+) -> tuple[dict[str, ApiZoneState], dict[str, ProviderError]]:
+    """Every signer's API view of the zone; failures are returned per provider, not raised,
+    so one call reports every broken provider at once."""
+    results = await asyncio.gather(
+        *(rt.provider(name).read_zone(zone.name) for name in zone.signers),
+        return_exceptions=True,
+    )
+    states: dict[str, ApiZoneState] = {}
+    errors: dict[str, ProviderError] = {}
+    for name, result in zip(zone.signers, results, strict=True):
+        if isinstance(result, ProviderError):
+            errors[name] = result
+        elif isinstance(result, BaseException):
+            raise result
+        else:
+            states[name] = result
+    return states, errors
+
+
+async def observe_servers(rt: Runtime, zone: ZoneConfig) -> tuple[ServerView, ...]:
+    apex = dns.name.from_text(zone.name)
+    tasks = [
+        observe_server(apex, name, server)
+        for name in zone.signers
+        for server in rt.config.provider(name).nameservers
+    ]
+    return tuple(await asyncio.gather(*tasks))
+
+
+async def observe_parents(zone: ZoneConfig) -> tuple[ParentView, ...]:
+    apex = dns.name.from_text(zone.name)
+    try:
+        servers = await parent_servers(zone)
+    except ObservationError as exc:
+        return (ParentView(server="(parent)", at=datetime.now(UTC), error=str(exc)),)
+    return tuple(await asyncio.gather(*(observe_parent(apex, s) for s in servers)))
+
+
+async def observe(
+    rt: Runtime, zone: ZoneConfig, *, api: bool = True, parent: bool = True
+) -> tuple[ZoneView, dict[str, ProviderError]]:
+    """One full observation pass, recorded in the state DB."""
+    apex = dns.name.from_text(zone.name)
+    api_task = read_apis(rt, zone) if api else _no_api()
+    parent_task = observe_parents(zone) if parent else _no_parent()
+    (states, errors), servers, parents = await asyncio.gather(
+        api_task, observe_servers(rt, zone), parent_task
+    )
+    now = datetime.now(UTC)
+    record(rt, zone, servers, parents, states, now)
+    view = ZoneView(
+        zone=apex,
+        servers=servers,
+        parent=parents,
+        cached_dnskeys=cached(rt, zone.name, "DNSKEY", now),
+        cached_ds=cached(rt, zone.name, "DS", now),
+        api=states,
+    )
+    return view, errors
+
+
+async def _no_api() -> tuple[dict[str, ApiZoneState], dict[str, ProviderError]]:
+    return {}, {}
+
+
+async def _no_parent() -> tuple[ParentView, ...]:
+    return ()
+
+
+def cached(rt: Runtime, zone: str, rrtype: str, now: datetime) -> tuple[CachedRRset, ...]:
+    apex = dns.name.from_text(zone)
+    out = []
+    for row in rt.store.cached_rrsets(zone, rrtype, now):
+        rrset = dns.rrset.from_text_list(
+            apex, row.ttl, dns.rdataclass.IN, dns.rdatatype.from_text(rrtype),
+            [line.split(None, 4)[4] for line in row.text.splitlines() if line.strip()],
+        )
+        out.append(CachedRRset(source=row.source, server=row.server, rrset=rrset,
+                               last_seen=row.last_seen,
+                               expires=row.last_seen + timedelta(seconds=row.ttl)))
+    return tuple(out)
+
+
+def record(
+    rt: Runtime,
+    zone: ZoneConfig,
+    servers: tuple[ServerView, ...],
+    parents: tuple[ParentView, ...],
+    states: dict[str, ApiZoneState],
+    now: datetime,
+) -> None:
+    """Store RRsets (and, when API states are given, keys with their owners)."""
+    owners: dict[Key, tuple[str, str]] = {}
+    keys: list[KeyRecord] = []
+    for name, state in states.items():
+        for api_key in state.own_keys:
+            owners[api_key.key] = (name, api_key.role)
+            if api_key.published:
+                keys.append(KeyRecord(zone.name, name, "api", api_key.key.key_tag,
+                                      api_key.key.algorithm, api_key.key.flags, api_key.role,
+                                      name, api_key.key.text, 0))
+    rrsets: list[RRsetRecord] = []
+    for view in servers:
+        for rrtype, signed in (("DNSKEY", view.dnskey), ("CDS", view.cds),
+                               ("CDNSKEY", view.cdnskey)):
+            if signed is not None:
+                rrsets.append(RRsetRecord(zone.name, view.provider, view.server, rrtype,
+                                          signed.text(), signed.ttl))
+        if view.dnskey is not None and states:
+            for key in view.keys:
+                origin, role = owners.get(key, ("", role_of(key)))
+                keys.append(KeyRecord(zone.name, view.provider, view.server, key.key_tag,
+                                      key.algorithm, key.flags, role, origin, key.text,
+                                      view.dnskey.ttl))
+    for pview in parents:
+        if pview.ds is not None:
+            rrsets.append(RRsetRecord(zone.name, "parent", pview.server, "DS", pview.ds.text(),
+                                      pview.ds.ttl))
+    rt.store.record_observations(rrsets, keys, now)
+
+
+def last_owned(rt: Runtime, zone: str) -> dict[Key, datetime]:
+    """When each key was last reported by a signer's API as its own."""
+    out: dict[Key, datetime] = {}
+    for row in rt.store.keys(zone):
+        if row.server == "api" and row.origin:
+            key = Key(row.dnskey)
+            if key not in out or row.last_seen > out[key]:
+                out[key] = row.last_seen
+    return out

@@ -1,0 +1,117 @@
+"""``check``, ``verify`` and ``status``: read-only commands, as data (rendering is in cli)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+import dns.flags
+import dns.name
+import dns.rdatatype
+
+from orchestrator.config import ZoneConfig
+from orchestrator.errors import MultisignerError, ProviderError
+from orchestrator.invariant import check_zone
+from orchestrator.keys import Key, role_of
+from orchestrator.observation import ZoneView
+from orchestrator.observer import observe
+from orchestrator.runtime import Runtime
+from providers.nameservers import query
+
+
+async def verify_zone(rt: Runtime, zone: ZoneConfig) -> dict[str, Any]:
+    """The invariant from the nameservers (plus what may still be cached), no API calls."""
+    view, _ = await observe(rt, zone, api=False)
+    findings = check_zone(view, datetime.now(UTC), expect_identical=zone.policy.import_ksks)
+    return {
+        "name": zone.name,
+        "ok": not any(f.severity == "breach" for f in findings),
+        "breaches": [f.as_json() for f in findings if f.severity == "breach"],
+        "warnings": [f.as_json() for f in findings if f.severity == "warning"],
+        "servers": len(view.servers),
+        "cached_dnskey_sets": len(view.cached_dnskeys),
+    }
+
+
+def _origins(rt: Runtime, view: ZoneView) -> dict[Key, tuple[str, str]]:
+    out: dict[Key, tuple[str, str]] = {}
+    for row in rt.store.keys(view.zone.to_text()):
+        if row.server == "api" and row.origin:
+            out[Key(row.dnskey)] = (row.origin, row.role)
+    for name, state in view.api.items():
+        for api_key in state.own_keys:
+            out[api_key.key] = (name, api_key.role)
+    return out
+
+
+async def zone_status(rt: Runtime, zone: ZoneConfig) -> dict[str, Any]:
+    view, errors = await observe(rt, zone)
+    now = datetime.now(UTC)
+    findings = check_zone(view, now, expect_identical=zone.policy.import_ksks)
+    origins = _origins(rt, view)
+    signers = []
+    for name in zone.signers:
+        servers = view.of(name)
+        first = next((s for s in servers if s.ok), None)
+        keys = sorted(first.keys, key=lambda k: (-k.flags, k.key_tag)) if first else []
+        signers.append({
+            "name": name,
+            "dnskeys": [{
+                "key_tag": k.key_tag, "flags": k.flags, "algorithm": k.algorithm,
+                "role": origins.get(k, ("", role_of(k)))[1], "origin": origins.get(k, ("",))[0],
+            } for k in keys],
+            "cds": sorted(d.text for d in first.cds_set) if first else [],
+            "servers": [{"server": s.server, "ok": s.ok, "error": s.error,
+                         "dnskeys": sorted(k.key_tag for k in s.keys)} for s in servers],
+            "api_error": str(errors[name]) if name in errors else None,
+        })
+    proc = rt.store.active_process(zone.name)
+    return {
+        "name": zone.name,
+        "model": zone.model,
+        "consistent": not any(f.severity == "breach" for f in findings),
+        "findings": [f.as_json() for f in findings],
+        "process": None if proc is None else {
+            "id": proc.id, "kind": proc.kind, "signer": proc.signer, "state": proc.state,
+            "waiting_for": proc.waiting_for,
+            "next_check_at": proc.next_check_at.isoformat() if proc.next_check_at else None,
+        },
+        "signers": signers,
+        "parent": {
+            "ds": sorted(d.text for d in view.parent_ds),
+            "servers": [{"server": p.server, "error": p.error,
+                         "ttl": p.ds.ttl if p.ds else None} for p in view.parent],
+        },
+    }
+
+
+async def check_all(rt: Runtime) -> list[dict[str, Any]]:
+    """Configuration and reachability: every provider API (credentials, zone present) and
+    every nameserver (answers authoritatively for each zone it should serve)."""
+    async def provider(name: str) -> dict[str, Any]:
+        problems: list[str] = []
+        try:
+            await rt.provider(name).check_access()
+        except MultisignerError as exc:
+            return {"provider": name, "ok": False, "problems": [str(exc)]}
+        zones = [z for z in rt.config.zones if name in z.signers]
+        reads = await asyncio.gather(*(rt.provider(name).read_zone(z.name) for z in zones),
+                                     return_exceptions=True)
+        for res in reads:
+            if isinstance(res, ProviderError):
+                problems.append(str(res))
+            elif isinstance(res, BaseException):
+                raise res
+        for server in rt.config.provider(name).nameservers:
+            for z in zones:
+                try:
+                    answer = await query(server, dns.name.from_text(z.name),
+                                         dns.rdatatype.SOA)
+                    if not answer.flags & dns.flags.AA:
+                        problems.append(f"nameserver {server} is not authoritative for {z.name}")
+                except MultisignerError as exc:
+                    problems.append(f"nameserver {exc}")
+        return {"provider": name, "ok": not problems, "problems": problems}
+
+    return list(await asyncio.gather(*(provider(p.name) for p in rt.config.providers)))

@@ -1,0 +1,47 @@
+"""Everything a command needs at run time: config, provider adapters, state store, actor.
+
+Built once per CLI invocation; adapters are shared by every zone so connection pools
+are too (``--all`` over hundreds of zones reuses a handful of connections per provider).
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+from dataclasses import dataclass, field
+
+from orchestrator.config import Config
+from providers import Provider, build_provider
+from state.store import StateStore
+
+
+def default_actor() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return f"cli:{user}"
+
+
+def holder_id() -> str:
+    """Who holds a zone lease: unique per process, readable in an error message."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class Runtime:
+    config: Config
+    store: StateStore
+    actor: str = field(default_factory=default_actor)
+    _providers: dict[str, Provider] = field(default_factory=dict)
+
+    def provider(self, name: str) -> Provider:
+        if name not in self._providers:
+            self._providers[name] = build_provider(self.config.provider(name))
+        return self._providers[name]
+
+    async def aclose(self) -> None:
+        for provider in self._providers.values():
+            await provider.aclose()
+        self._providers.clear()

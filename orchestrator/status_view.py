@@ -1,0 +1,46 @@
+"""The human rendering of ``status``: one rich table per zone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def render_status(items: list[dict[str, Any]], console: Console | None = None) -> None:
+    console = console or Console(highlight=False)
+    for item in items:
+        verdict = "[green]consistent[/]" if item["consistent"] else "[red]NOT consistent[/]"
+        console.print(f"[bold]{item['name']}[/]  model {item['model']}  {verdict}")
+        if "error" in item:
+            console.print(f"  [red]cannot observe: {item['error']}[/]")
+            continue
+        table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+        for column in ("signer", "key tag", "role", "alg", "origin", "in CDS"):
+            table.add_column(column)
+        cds_tags = set()
+        for signer in item["signers"]:
+            cds_tags |= {int(c.split()[0]) for c in signer["cds"]}
+        for signer in item["signers"]:
+            bad = [s for s in signer["servers"] if not s["ok"]]
+            if not signer["dnskeys"]:
+                table.add_row(signer["name"], "[red]-[/]", "", "", "",
+                              "; ".join(s["error"] or "" for s in bad))
+            for i, key in enumerate(signer["dnskeys"]):
+                table.add_row(signer["name"] if i == 0 else "", str(key["key_tag"]), key["role"],
+                              str(key["algorithm"]), key["origin"] or "?",
+                              "yes" if key["key_tag"] in cds_tags and key["flags"] & 1 else "")
+            if signer.get("api_error"):
+                table.add_row("", "[yellow]API[/]", "", "", "", signer["api_error"])
+        console.print(table)
+        ds = ", ".join(d.split()[0] for d in item["parent"]["ds"]) or "none"
+        console.print(f"  parent DS: {ds}")
+        proc = item.get("process")
+        if proc:
+            console.print(f"  process: {proc['kind']} {proc['id'][:8]} state {proc['state']}"
+                          + (f", waiting for {proc['waiting_for']}" if proc["waiting_for"] else "")
+                          + (f" until {proc['next_check_at']}" if proc["next_check_at"] else ""))
+        for f in item.get("findings", []):
+            style = "red" if f["severity"] == "breach" else "yellow"
+            console.print(f"  [{style}]{f['severity']} {f['code']}[/]: {f['message']}")

@@ -1,0 +1,238 @@
+"""``multisigner sync``: bring a Model 2 zone to its steady state, observed at every step.
+
+Order (runbooks/sync-model2.toml): check everything first (APIs, every nameserver,
+interlocks) → import keys at every provider → wait until every nameserver serves the
+target DNSKEY RRsets → publish identical CDS/CDNSKEY everywhere → wait until served →
+wait for the parent's DS to follow. Each phase is a persisted transition; a failure stops
+the run, is recorded, and leaves a state the next run plans from (the plan is always
+recomputed from observation, so re-running finishes the job).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from orchestrator.config import ZoneConfig
+from orchestrator.errors import MultisignerError, ProviderError, Refused, UsageError
+from orchestrator.evidence import view_evidence
+from orchestrator.observation import ZoneView
+from orchestrator.observer import last_owned, observe, observe_parents, observe_servers, record
+from orchestrator.runtime import Runtime, holder_id
+from orchestrator.sync_plan import (
+    Action,
+    PlanInput,
+    Progress,
+    SyncPlan,
+    interlocks,
+    parent_follows,
+    parent_progress,
+    plan_sync,
+    served_progress,
+)
+from orchestrator.waiting import Reporter, wait_for
+from providers.base import Capability
+
+Status = Literal["in-sync", "synced", "dry-run", "failed", "refused"]
+LEASE_SECONDS = 120
+
+
+@dataclass
+class SyncResult:
+    zone: str
+    status: Status
+    message: str
+    plan: SyncPlan | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("in-sync", "synced", "dry-run")
+
+
+def render_plan(plan: SyncPlan, parent_ok: bool) -> list[str]:
+    lines = [f"{plan.zone}: plan ({len(plan.actions)} change{'s' * (len(plan.actions) != 1)})"]
+    for action in plan.key_actions:
+        lines.append(f"  1. {action.describe()}")
+    for action in plan.cds_actions:
+        lines.append(f"  2. {action.describe()}")
+    for note in plan.notes:
+        lines.append(f"  note: {note}")
+    if plan.actions:
+        lines.append("  then wait until every nameserver of every provider serves the result")
+    if not parent_ok:
+        lines.append("  then wait for the parent's DS RRset to match the CDS "
+                     f"({', '.join(str(d.key_tag) for d in sorted(plan.cds_target))})")
+    return lines
+
+
+async def sync_zone(
+    rt: Runtime,
+    zone: ZoneConfig,
+    *,
+    dry_run: bool,
+    report: Reporter,
+    out: Reporter,
+) -> SyncResult:
+    if zone.model != 2:
+        raise UsageError(f"{zone.name}: model 1 sync is not implemented yet; only model 2 zones "
+                         "can be synced in this version")
+    running = rt.store.active_process(zone.name)
+    if running is not None and running.kind != "sync":
+        raise Refused(f"{zone.name} has a running {running.kind} process {running.id} "
+                      f"(state {running.state}); sync would interfere. Let it finish "
+                      "('multisigner step' / 'run') or abort it")
+    for name in zone.signers:
+        provider = rt.provider(name)
+        for cap in (Capability.IMPORT_FOREIGN_DNSKEY, Capability.PUBLISH_CDS):
+            if not provider.can(cap):
+                raise Refused(f"{zone.name}: provider {name} ({provider.type_name}) cannot "
+                              f"{str(cap.name).lower().replace('_', ' ')}; it cannot be a Model 2 "
+                              "signer")
+    if dry_run:
+        return await _plan_only(rt, zone, out)
+    with rt.store.lease(zone.name, holder_id(), LEASE_SECONDS):
+        return await _sync_locked(rt, zone, report, out)
+
+
+async def _observe_and_plan(rt: Runtime, zone: ZoneConfig) -> tuple[SyncPlan, ZoneView, bool]:
+    view, errors = await observe(rt, zone)
+    if errors:
+        raise Refused(f"{zone.name}: cannot sync, {len(errors)} provider(s) failed; nothing "
+                      "was changed", [str(e) for e in errors.values()])
+    data = PlanInput(zone=zone.name, signers=list(zone.signers), policy=zone.policy,
+                     api=view.api, view=view, now=datetime.now(UTC),
+                     last_owned=last_owned(rt, zone.name))
+    refusals = interlocks(data)
+    if refusals:
+        raise Refused(f"{zone.name}: refusing to sync; nothing was changed",
+                      [f"[{r.code}] {r.message}" for r in refusals])
+    plan = plan_sync(data)
+    parent_ok = all(p.error is None and parent_follows(p.ds_set, plan.cdnskey_target, zone.name)
+                    for p in view.parent)
+    served_ok = served_progress(plan, view, cds=True).done
+    return plan, view, parent_ok and served_ok
+
+
+async def _plan_only(rt: Runtime, zone: ZoneConfig, out: Reporter) -> SyncResult:
+    plan, _view, steady = await _observe_and_plan(rt, zone)
+    if plan.empty and steady:
+        out(f"{zone.name}: in sync; nothing to change")
+        return SyncResult(zone.name, "in-sync", "in sync", plan)
+    for line in render_plan(plan, steady):
+        out(line)
+    out(f"{zone.name}: dry run; nothing was changed")
+    return SyncResult(zone.name, "dry-run", "dry run", plan)
+
+
+async def _sync_locked(rt: Runtime, zone: ZoneConfig, report: Reporter,
+                       out: Reporter) -> SyncResult:
+    plan, view, steady = await _observe_and_plan(rt, zone)
+    if plan.empty and steady:
+        out(f"{zone.name}: in sync; nothing to change")
+        return SyncResult(zone.name, "in-sync", "in sync", plan)
+    for line in render_plan(plan, steady):
+        out(line)
+    store = rt.store
+    stale = store.active_process(zone.name)
+    if stale is not None:  # a sync interrupted earlier: this run re-plans from observation
+        store.transition(stale.id, "superseded", actor=rt.actor,
+                         reason="an interrupted sync; a new sync run replans from observation",
+                         status="aborted")
+    proc = store.start_process(zone.name, "sync", signer=None, actor=rt.actor,
+                               reason="sync requested", state="planned", data=plan.as_json(),
+                               evidence={"observed": view_evidence(view)})
+    policy = zone.policy
+    prop_timeout = policy.propagation_timeout.total_seconds()
+
+    def renew() -> None:
+        store.acquire_lease(zone.name, holder_id(), LEASE_SECONDS, datetime.now(UTC))
+
+    def zone_report(line: str) -> None:
+        report(f"{zone.name}: {line}")
+
+    async def served(cds: bool) -> Progress:
+        servers = await observe_servers(rt, zone)
+        # Remember intermediate sets too: a resolver may cache any of them.
+        record(rt, zone, servers, (), {}, datetime.now(UTC))
+        return served_progress(plan, ZoneView(zone=view.zone, servers=servers), cds=cds)
+
+    state = "planned"
+
+    def move(to: str, reason: str, evidence: dict[str, Any] | None = None,
+             waiting_for: str | None = None, status: str | None = None) -> None:
+        nonlocal state
+        store.transition(proc.id, to, actor=rt.actor, reason=reason, evidence=evidence,
+                         waiting_for=waiting_for, status=status)
+        state = to
+
+    try:
+        evidence: dict[str, Any] = {}
+        if plan.key_actions:
+            move("importing-keys", "add/remove foreign DNSKEYs",
+                 {"actions": [a.as_json() for a in plan.key_actions]})
+            await _apply(rt, zone.name, plan.key_actions)
+            move("keys-propagating", "changes accepted by the provider APIs",
+                 waiting_for="every nameserver serves the target DNSKEY RRsets")
+            waited = await wait_for("DNSKEY RRsets at every nameserver", lambda: served(False),
+                                    timeout=prop_timeout, report=zone_report, on_round=renew,
+                                    hint="a provider accepted the change but does not serve it")
+            evidence["dnskey_propagation_s"] = round(waited.seconds, 3)
+        if plan.cds_actions:
+            move("publishing-cds", "publish identical CDS/CDNSKEY at every provider",
+                 {"actions": [a.as_json() for a in plan.cds_actions], **evidence})
+            await _apply(rt, zone.name, plan.cds_actions)
+        move("cds-propagating", "providers have their keys and CDS", evidence,
+             waiting_for="every nameserver serves the target DNSKEY and CDS/CDNSKEY RRsets")
+        waited = await wait_for("DNSKEY+CDS at every nameserver", lambda: served(True),
+                                timeout=prop_timeout, report=zone_report, on_round=renew,
+                                hint="a provider accepted the change but does not serve it")
+        move("waiting-parent", "DNSKEY and CDS/CDNSKEY served by every nameserver",
+             {"cds_propagation_s": round(waited.seconds, 3)},
+             waiting_for="the parent's DS RRset matches the CDS")
+
+        async def parent() -> Progress:
+            parents = await observe_parents(zone)
+            record(rt, zone, (), parents, {}, datetime.now(UTC))
+            return parent_progress(plan, ZoneView(zone=view.zone, servers=(), parent=parents))
+
+        waited = await wait_for("parent DS", parent, timeout=policy.parent_timeout.total_seconds(),
+                                report=zone_report, cap=5.0, on_round=renew,
+                                hint="the parent has not followed the CDS; check the registry's "
+                                "CDS scanning, then re-run sync")
+        final, _ = await observe(rt, zone, api=False)
+        move("done", "steady state reached",
+             {"parent_ds_wait_s": round(waited.seconds, 3), "observed": view_evidence(final)},
+             status="done")
+    except (MultisignerError, asyncio.CancelledError) as exc:
+        reason = str(exc) if isinstance(exc, MultisignerError) else "interrupted"
+        store.transition(proc.id, "failed", actor=rt.actor,
+                         reason=f"failed in {state}: {reason}", status="failed")
+        raise
+    out(f"{zone.name}: synced")
+    return SyncResult(zone.name, "synced", "synced", plan)
+
+
+async def _apply(rt: Runtime, zone: str, actions: Sequence[Action]) -> None:
+    """Apply one phase at every provider concurrently. Every action in a phase only adds
+    to (or safely trims) what is served, so their order does not matter; if any fails the
+    phase is reported as failed after the others finished, and the next run replans."""
+
+    async def one(action: Action) -> None:
+        provider = rt.provider(action.provider)
+        if action.kind == "set-dnskeys":
+            await provider.set_foreign_dnskeys(zone, action.dnskeys, action.ttl)
+        else:
+            await provider.set_cds(zone, action.cds, action.cdnskey, action.ttl)
+
+    results = await asyncio.gather(*(one(a) for a in actions), return_exceptions=True)
+    failures = [r for r in results if isinstance(r, BaseException)]
+    for failure in failures:
+        if not isinstance(failure, ProviderError):
+            raise failure
+    if failures:
+        raise Refused(f"{zone}: {len(failures)} of {len(actions)} changes failed; the others "
+                      "were applied (all are additive). Fix the cause and re-run sync",
+                      [str(f) for f in failures])

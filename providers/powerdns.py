@@ -1,0 +1,292 @@
+"""PowerDNS Authoritative (4.x) through its REST API.
+
+Facts this relies on (lab-notes.md, verified on 4.7): with ``direct-dnskey=yes`` the
+DNSKEY/CDS/CDNSKEY rrsets PATCHed into the zone are served beside the keys in the
+``cryptokeys`` table and signed by PowerDNS' own KSK; the API wants one-token base64 in
+DNSKEY content; ``keytype`` in a cryptokey answer is computed ("csk" when a lone SEP key
+signs everything).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from orchestrator.config import ProviderConfig
+from orchestrator.errors import (
+    ProviderAuthError,
+    ProviderError,
+    ProviderUnreachable,
+    ZoneMissing,
+)
+from orchestrator.keys import Digest, Key, Role
+from orchestrator.observation import ApiKey, ApiZoneState
+from providers.base import Capability, Provider
+
+
+class _Transient(Exception):
+    """A failure worth retrying: connection trouble or a 5xx answer."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, _Transient)
+
+
+class PowerDNSProvider(Provider):
+    capabilities = (
+        Capability.IMPORT_FOREIGN_DNSKEY | Capability.PUBLISH_CDS | Capability.GENERATE_KEYS
+    )
+    type_name = "powerdns"
+
+    def __init__(
+        self,
+        config: ProviderConfig,
+        *,
+        attempts: int = 4,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        super().__init__(config.name)
+        self._base = f"{config.api_url}/api/v1/servers/{quote(config.server_id, safe='')}"
+        self._attempts = attempts
+        timeout = config.timeout.total_seconds()
+        self._client = httpx.AsyncClient(
+            headers={"X-API-Key": config.api_key.get_secret_value(), "Accept": "application/json"},
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+            limits=httpx.Limits(max_connections=16, max_keepalive_connections=16),
+            transport=transport,
+        )
+
+    # -- the one HTTP seam ------------------------------------------------------------
+
+    async def _request(
+        self, method: str, path: str, *, zone: str | None = None, json: Any = None
+    ) -> Any:
+        endpoint = f"{method} {path}"
+        try:
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception(_retryable),
+                stop=stop_after_attempt(self._attempts),
+                wait=wait_exponential_jitter(initial=0.2, max=5.0),
+                reraise=True,
+            ):
+                with attempt:
+                    return await self._once(method, path, zone=zone, json=json)
+        except _Transient as exc:
+            raise ProviderUnreachable(
+                f"{exc.detail} (gave up after {self._attempts} attempts); check that the API "
+                f"is up at {self._base} and reachable from here",
+                provider=self.name,
+                zone=zone,
+                endpoint=endpoint,
+            ) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _once(self, method: str, path: str, *, zone: str | None, json: Any) -> Any:
+        endpoint = f"{method} {path}"
+        try:
+            response = await self._client.request(method, self._base + path, json=json)
+        except httpx.TimeoutException:
+            raise _Transient("request timed out") from None
+        except httpx.TransportError as exc:
+            raise _Transient(f"cannot connect: {exc.__class__.__name__}: {exc}") from None
+        status = response.status_code
+        if status >= 500:
+            raise _Transient(f"HTTP {status}: {_error_text(response)}")
+        if status in (401, 403):
+            raise ProviderAuthError(
+                f"API key rejected (HTTP {status}); check api_key in the config",
+                provider=self.name,
+                zone=zone,
+                endpoint=endpoint,
+            )
+        if status == 404 and zone is not None:
+            raise ZoneMissing(
+                f"zone {zone} does not exist at this provider (HTTP 404); create it there "
+                "and sign it, or remove the provider from the zone's signers",
+                provider=self.name,
+                zone=zone,
+                endpoint=endpoint,
+            )
+        if status >= 400:
+            raise ProviderError(
+                f"HTTP {status}: {_error_text(response)}",
+                provider=self.name,
+                zone=zone,
+                endpoint=endpoint,
+            )
+        if status == 204 or not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise ProviderError(
+                f"HTTP {status} with a body that is not JSON",
+                provider=self.name,
+                zone=zone,
+                endpoint=endpoint,
+            ) from None
+
+    def _zone_path(self, zone: str) -> str:
+        return f"/zones/{quote(zone, safe='')}"
+
+    # -- contract -----------------------------------------------------------------------
+
+    async def check_access(self) -> None:
+        info = await self._request("GET", "")
+        if not isinstance(info, dict) or "daemon_type" not in info:
+            raise ProviderError(
+                "the API answered, but not like a PowerDNS server object; check api_url "
+                "and server_id",
+                provider=self.name,
+                endpoint="GET /servers/{server_id}",
+            )
+
+    async def read_zone(self, zone: str) -> ApiZoneState:
+        zpath = self._zone_path(zone)
+        data = await self._request("GET", zpath, zone=zone)
+        keys = await self._request("GET", f"{zpath}/cryptokeys", zone=zone)
+        try:
+            return self._parse_zone(zone, data, keys)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ProviderError(
+                f"unexpected API answer ({exc.__class__.__name__}: {exc})",
+                provider=self.name,
+                zone=zone,
+                endpoint=f"GET {zpath}",
+            ) from None
+
+    def _parse_zone(self, zone: str, data: Any, keys: Any) -> ApiZoneState:
+        own: list[ApiKey] = []
+        for item in keys:
+            key = Key.parse(item["dnskey"])
+            keytype = str(item.get("keytype", "")).lower()
+            role: Role = keytype if keytype in ("ksk", "zsk", "csk") else (  # type: ignore[assignment]
+                "ksk" if key.sep else "zsk"
+            )
+            own.append(
+                ApiKey(
+                    key=key,
+                    role=role,
+                    active=bool(item["active"]),
+                    published=bool(item.get("published", True)),
+                    key_id=str(item["id"]),
+                )
+            )
+        foreign: set[Key] = set()
+        cds: set[Digest] = set()
+        cdnskey: set[Key] = set()
+        max_ttl = 0
+        apex = zone.lower()
+        for rrset in data.get("rrsets", []):
+            max_ttl = max(max_ttl, int(rrset.get("ttl", 0)))
+            if rrset["name"].lower() != apex:
+                continue
+            records = [r["content"] for r in rrset.get("records", []) if not r.get("disabled")]
+            if rrset["type"] == "DNSKEY":
+                foreign |= {Key.parse(r) for r in records}
+            elif rrset["type"] == "CDS":
+                cds |= {Digest.parse(r) for r in records}
+            elif rrset["type"] == "CDNSKEY":
+                cdnskey |= {Key.parse(r) for r in records}
+        # A key we PATCHed that is also one of its own would be served once; don't
+        # count it as foreign.
+        foreign -= {k.key for k in own}
+        return ApiZoneState(
+            provider=self.name,
+            own_keys=tuple(own),
+            foreign_dnskeys=frozenset(foreign),
+            cds=frozenset(cds),
+            cdnskey=frozenset(cdnskey),
+            max_ttl=max_ttl or None,
+        )
+
+    async def _replace(self, zone: str, rrtype: str, contents: Sequence[str], ttl: int) -> None:
+        if contents:
+            rrset: dict[str, Any] = {
+                "name": zone,
+                "type": rrtype,
+                "ttl": ttl,
+                "changetype": "REPLACE",
+                "records": [{"content": c, "disabled": False} for c in contents],
+            }
+        else:
+            rrset = {"name": zone, "type": rrtype, "changetype": "DELETE"}
+        await self._request("PATCH", self._zone_path(zone), zone=zone, json={"rrsets": [rrset]})
+
+    async def set_foreign_dnskeys(self, zone: str, keys: Sequence[Key], ttl: int) -> None:
+        await self._replace(zone, "DNSKEY", sorted(k.text for k in keys), ttl)
+
+    async def set_cds(
+        self, zone: str, cds: Sequence[Digest], cdnskey: Sequence[Key], ttl: int
+    ) -> None:
+        # One PATCH for both so a provider never serves a CDS without its CDNSKEY twin.
+        rrsets: list[dict[str, Any]] = []
+        for rrtype, contents in (
+            ("CDS", sorted(d.text for d in cds)),
+            ("CDNSKEY", sorted(k.text for k in cdnskey)),
+        ):
+            if contents:
+                rrsets.append(
+                    {
+                        "name": zone,
+                        "type": rrtype,
+                        "ttl": ttl,
+                        "changetype": "REPLACE",
+                        "records": [{"content": c, "disabled": False} for c in contents],
+                    }
+                )
+            else:
+                rrsets.append({"name": zone, "type": rrtype, "changetype": "DELETE"})
+        await self._request("PATCH", self._zone_path(zone), zone=zone, json={"rrsets": rrsets})
+
+    async def create_key(
+        self, zone: str, role: Role, algorithm: str, *, active: bool, published: bool
+    ) -> ApiKey:
+        body = {"keytype": role, "active": active, "published": published, "algorithm": algorithm}
+        item = await self._request(
+            "POST", f"{self._zone_path(zone)}/cryptokeys", zone=zone, json=body
+        )
+        key = Key.parse(item["dnskey"])
+        return ApiKey(key=key, role=role, active=active, published=published,
+                      key_id=str(item["id"]))
+
+    async def set_key_state(
+        self, zone: str, key_id: str, *, active: bool, published: bool
+    ) -> None:
+        await self._request(
+            "PUT",
+            f"{self._zone_path(zone)}/cryptokeys/{quote(key_id, safe='')}",
+            zone=zone,
+            json={"active": active, "published": published},
+        )
+
+    async def delete_key(self, zone: str, key_id: str) -> None:
+        await self._request(
+            "DELETE", f"{self._zone_path(zone)}/cryptokeys/{quote(key_id, safe='')}", zone=zone
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def _error_text(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200] or response.reason_phrase
+    if isinstance(body, dict) and "error" in body:
+        return str(body["error"])
+    return str(body)[:200]

@@ -1,0 +1,204 @@
+"""StateStore: the controller's memory (design.md sec. 2, "Remember").
+
+A synchronous facade over the state database. Every change that matters for safety is
+one transaction together with its history entry: a process never changes state without a
+matching, hash-chained record of who moved it, why, and on what evidence. Callers write
+their intent (a transition) before acting and the outcome after, so a crash in between
+resumes from the recorded state.
+
+SQLite (a file, or ``sqlite://`` in memory for tests) is the default; PostgreSQL works
+through the same code. Nothing secret is ever stored: evidence and process data are
+checked for credential-looking keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Self
+
+from sqlmodel import col, select
+
+from state.audit import ChainReport, HistoryInfo, append_entry, verify
+from state.canonical import utc, utc_or_now
+from state.database import Database
+from state.info import KeyInfo, RRsetInfo
+from state.leases import LeaseMixin
+from state.models import (
+    HistoryEntry,
+    ObservedKey,
+    ObservedRRset,
+    Provider,
+    Zone,
+)
+from state.observations import KeyRecord, RRsetRecord, upsert_observations
+from state.processes import ProcessMixin
+
+__all__ = ["KeyRecord", "RRsetRecord", "StateStore"]
+
+
+class StateStore(ProcessMixin, LeaseMixin):
+    """The state database: observations, processes, history, leases."""
+
+    def __init__(self, url: str, *, busy_timeout: float = 30.0) -> None:
+        """Connect lazily to *url*; raises StateError for a bad URL or unwritable path."""
+        self._db = Database(url, busy_timeout=busy_timeout)
+
+    @classmethod
+    def open(cls, url: str, *, busy_timeout: float = 30.0) -> Self:
+        """Create the store and bring its schema to the newest revision."""
+        store = cls(url, busy_timeout=busy_timeout)
+        try:
+            store.migrate()
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    @property
+    def url(self) -> str:
+        """The database URL with any password masked."""
+        return self._db.url
+
+    def migrate(self, revision: str = "head") -> None:
+        self._db.migrate(revision)
+
+    def close(self) -> None:
+        self._db.dispose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- zones and providers ---------------------------------------------------------
+
+    def ensure_zone(self, name: str, model: int, now: datetime | None = None) -> None:
+        """Create the zone, or update its model to the configured one."""
+        with self._db.write() as session:
+            zone = session.get(Zone, name)
+            if zone is None:
+                session.add(Zone(name=name, model=model, created_at=utc_or_now(now)))
+            elif zone.model != model:
+                zone.model = model
+
+    def ensure_provider(self, name: str, type: str) -> None:
+        with self._db.write() as session:
+            provider = session.get(Provider, name)
+            if provider is None:
+                session.add(Provider(name=name, type=type))
+            elif provider.type != type:
+                provider.type = type
+
+    # -- observations ------------------------------------------------------------------
+
+    def record_rrset(
+        self,
+        zone: str,
+        source: str,
+        server: str,
+        *,
+        rrtype: str,
+        text: str,
+        ttl: int,
+        now: datetime,
+    ) -> None:
+        record = RRsetRecord(zone, source, server, rrtype, text, ttl)
+        self.record_observations([record], [], now)
+
+    def record_key(
+        self,
+        zone: str,
+        source: str,
+        server: str,
+        *,
+        key_tag: int,
+        algorithm: int,
+        flags: int,
+        role: str,
+        origin: str,
+        dnskey: str,
+        ttl: int,
+        now: datetime,
+    ) -> None:
+        record = KeyRecord(
+            zone, source, server, key_tag, algorithm, flags, role, origin, dnskey, ttl
+        )
+        self.record_observations([], [record], now)
+
+    def record_observations(
+        self, rrsets: Sequence[RRsetRecord], keys: Sequence[KeyRecord], now: datetime
+    ) -> None:
+        """Record a whole poll (any number of servers) in one transaction."""
+        with self._db.write() as session:
+            upsert_observations(session, rrsets, keys, now)
+
+    def cached_rrsets(self, zone: str, rrtype: str, now: datetime) -> list[RRsetInfo]:
+        """RRset contents a resolver may still hold at *now* (last_seen + TTL >= now)."""
+        statement = (
+            select(ObservedRRset)
+            .where(ObservedRRset.zone == zone, ObservedRRset.rrtype == rrtype.upper())
+            .where(col(ObservedRRset.cached_until) >= utc(now))
+            .order_by(col(ObservedRRset.source), col(ObservedRRset.server), col(ObservedRRset.id))
+        )
+        with self._db.read() as session:
+            return [RRsetInfo.from_row(row) for row in session.exec(statement)]
+
+    def keys(self, zone: str) -> list[KeyInfo]:
+        """Every key ever observed for the zone, cached or not."""
+        statement = (
+            select(ObservedKey)
+            .where(ObservedKey.zone == zone)
+            .order_by(col(ObservedKey.source), col(ObservedKey.server), col(ObservedKey.id))
+        )
+        with self._db.read() as session:
+            return [KeyInfo.from_row(row) for row in session.exec(statement)]
+
+    # -- history -----------------------------------------------------------------------
+
+    def append_history(
+        self,
+        zone: str,
+        *,
+        process_id: str | None,
+        kind: str,
+        from_state: str | None,
+        to_state: str,
+        actor: str,
+        reason: str,
+        evidence: Mapping[str, Any] | None = None,
+        at: datetime | None = None,
+    ) -> HistoryInfo:
+        """Record an event outside a process transition (e.g. a refused step)."""
+        with self._db.write() as session:
+            return append_entry(
+                session,
+                zone=zone,
+                process_id=process_id,
+                kind=kind,
+                from_state=from_state,
+                to_state=to_state,
+                actor=actor,
+                reason=reason,
+                evidence=evidence,
+                at=utc_or_now(at),
+            )
+
+    def history(self, zone: str | None = None) -> list[HistoryInfo]:
+        """The zone's entries (every zone's when None), oldest first."""
+        statement = select(HistoryEntry).order_by(col(HistoryEntry.seq))
+        if zone is not None:
+            statement = statement.where(HistoryEntry.zone == zone)
+        with self._db.read() as session:
+            return [HistoryInfo.from_row(row) for row in session.exec(statement)]
+
+    def verify_chain(self) -> ChainReport:
+        with self._db.read() as session:
+            return verify(session)
