@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 
@@ -50,6 +51,10 @@ def main(argv: list[str] | None = None) -> int:
         _run([*ms, "verify", "example.test."], check=False)
         _banner("sync: cross-import keys, publish CDS/CDNSKEY, wait for the parent DS")
         _run([*ms, "sync", "example.test."])
+        pause = max(lab.ttl, lab.ds_ttl) + 0.5
+        _banner(f"waiting {pause:.1f}s: resolvers may cache the pre-sync DNSKEY/DS RRsets for "
+                "their TTL, and verify counts those until they expire")
+        time.sleep(pause)
         _banner("status")
         _run([*ms, "status", "example.test."])
         _banner("verify: the RFC 8901 invariant holds")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
+
+import dns.rrset
 
 from orchestrator.observation import ZoneView
 
@@ -27,3 +30,17 @@ def view_evidence(view: ZoneView) -> dict[str, Any]:
                             {"ds": sorted(d.key_tag for d in p.ds_set),
                              "ttl": p.ds.ttl if p.ds else None, "at": p.at.isoformat()})
     return {"servers": servers, "parent": parent}
+
+
+def _rdatas(rrset: dns.rrset.RRset) -> frozenset[str]:
+    return frozenset(rd.to_text() for rd in rrset)
+
+
+def cache_settles_at(view: ZoneView) -> datetime | None:
+    """When the last cached DNSKEY/DS RRset that differs from what is served now expires:
+    until then a resolver may still validate with an outdated set."""
+    current = {_rdatas(s.dnskey.rrset) for s in view.servers if s.dnskey is not None}
+    current |= {_rdatas(p.ds.rrset) for p in view.parent if p.ds is not None}
+    old = [c.expires for c in (*view.cached_dnskeys, *view.cached_ds)
+           if _rdatas(c.rrset) not in current]
+    return max(old, default=None)

@@ -18,9 +18,9 @@ import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 from dns.dnssectypes import DSDigest
-from dns.exception import UnsupportedAlgorithm
+from dns.exception import DeniedByPolicy, UnsupportedAlgorithm
 from dns.rdtypes.ANY.DNSKEY import DNSKEY
-from dns.rdtypes.ANY.DS import DS
+from dns.rdtypes.dsbase import DSBase
 
 Role = Literal["ksk", "zsk", "csk"]
 SEP = 0x0001
@@ -76,8 +76,14 @@ class Key:
     def key_tag(self) -> int:
         return int(dns.dnssec.key_id(self.rdata))
 
-    def ds(self, zone: str | dns.name.Name, digest_type: int = SHA256) -> Digest:
-        ds = dns.dnssec.make_ds(_norm_zone(zone), self.rdata, DSDigest(digest_type))
+    def ds(
+        self, zone: str | dns.name.Name, digest_type: int = SHA256, *, validating: bool = False
+    ) -> Digest:
+        """The DS for this key. ``validating`` allows digest types (SHA-1) that may still be
+        *matched* at a parent though they must not be *created* (RFC 8624)."""
+        ds = dns.dnssec.make_ds(
+            _norm_zone(zone), self.rdata, DSDigest(digest_type), validating=validating
+        )
         return Digest.from_rdata(ds)
 
     def short(self) -> str:
@@ -91,7 +97,7 @@ class Digest:
     text: str
 
     @classmethod
-    def from_rdata(cls, rdata: DS) -> Digest:
+    def from_rdata(cls, rdata: DSBase) -> Digest:
         return cls(
             f"{rdata.key_tag} {int(rdata.algorithm)} {rdata.digest_type} "
             f"{rdata.digest.hex().upper()}"
@@ -99,8 +105,9 @@ class Digest:
 
     @classmethod
     def parse(cls, text: str) -> Digest:
-        rdata = dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.DS, text)
-        assert isinstance(rdata, DS)
+        # Parsed as CDS, whose syntax is DS's plus the RFC 8078 delete form "0 0 0 00".
+        rdata = dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.CDS, text)
+        assert isinstance(rdata, DSBase)
         return cls.from_rdata(rdata)
 
     @property
@@ -124,8 +131,8 @@ class Digest:
         if self.key_tag != key.key_tag or self.algorithm != key.algorithm:
             return False
         try:
-            return key.ds(zone, self.digest_type) == self
-        except (UnsupportedAlgorithm, ValueError):
+            return key.ds(zone, self.digest_type, validating=True) == self
+        except (UnsupportedAlgorithm, DeniedByPolicy, ValueError):
             return False
 
 

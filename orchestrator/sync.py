@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from orchestrator.config import ZoneConfig
 from orchestrator.errors import MultisignerError, ProviderError, Refused, UsageError
-from orchestrator.evidence import view_evidence
+from orchestrator.evidence import cache_settles_at, view_evidence
 from orchestrator.observation import ZoneView
 from orchestrator.observer import last_owned, observe, observe_parents, observe_servers, record
 from orchestrator.runtime import Runtime, holder_id
@@ -203,8 +203,10 @@ async def _sync_locked(rt: Runtime, zone: ZoneConfig, report: Reporter,
                                 hint="the parent has not followed the CDS; check the registry's "
                                 "CDS scanning, then re-run sync")
         final, _ = await observe(rt, zone, api=False)
+        settled = cache_settles_at(final)
         move("done", "steady state reached",
-             {"parent_ds_wait_s": round(waited.seconds, 3), "observed": view_evidence(final)},
+             {"parent_ds_wait_s": round(waited.seconds, 3), "observed": view_evidence(final),
+              "old_rrsets_cached_until": settled.isoformat() if settled else None},
              status="done")
     except (MultisignerError, asyncio.CancelledError) as exc:
         reason = str(exc) if isinstance(exc, MultisignerError) else "interrupted"
@@ -212,6 +214,9 @@ async def _sync_locked(rt: Runtime, zone: ZoneConfig, report: Reporter,
                          reason=f"failed in {state}: {reason}", status="failed")
         raise
     out(f"{zone.name}: synced")
+    if settled is not None:
+        out(f"{zone.name}: resolvers may hold pre-sync DNSKEY/DS RRsets until "
+            f"{settled.isoformat(timespec='seconds')}; verify reports them until then")
     return SyncResult(zone.name, "synced", "synced", plan)
 
 

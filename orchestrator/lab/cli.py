@@ -1,0 +1,89 @@
+"""What ``multisigner lab up|down|info`` does; the main CLI parses arguments and prints.
+
+``lab up`` leaves the servers running after the command exits (each is in its own
+session); ``lab down`` finds them again through ``DIR/lab.json``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from orchestrator.lab.errors import LabError
+from orchestrator.lab.lab import DEFAULT_ZONES, Lab
+
+
+def lab_up(
+    directory: Path, providers: int = 3, zones: Sequence[str] = DEFAULT_ZONES, ttl: int = 2
+) -> Lab:
+    """Start a lab in ``directory`` and leave it running."""
+    return Lab.start(directory, providers, zones, ttl, ds_ttl=ttl)
+
+
+def lab_down(directory: Path) -> None:
+    """Stop the lab recorded in ``directory`` (no-op for processes already gone)."""
+    Lab.load(directory).stop()
+
+
+def lab_info(directory: Path) -> dict[str, Any]:
+    """The lab in ``directory`` as JSON-able data, without API keys (they are in the
+    0600 config file), plus ``usage``: commands to try it."""
+    lab = Lab.load(directory)
+    alive = set(lab.alive())
+    info: dict[str, Any] = {
+        "directory": str(lab.directory),
+        "config": str(lab.config_path),
+        "running": bool(alive),
+        "processes": [
+            {"name": p.name, "pid": p.pid, "alive": p.name in alive, "log": str(p.log)}
+            for p in lab.procs
+        ],
+        "zones": lab.zones,
+        "parent": {"nameserver": lab.parent.nameserver, "api_url": lab.parent.api_url},
+        "providers": [
+            {
+                "name": p.name,
+                "nameserver": p.nameserver,
+                "ns_name": p.ns_name,
+                "api_url": p.api_url,
+            }
+            for p in lab.providers
+        ],
+        "scanner_log": str(lab.scanner_log),
+    }
+    resolver: tuple[str, int] | None
+    try:
+        resolver = lab.resolver
+    except LabError:
+        resolver = None
+    info["resolver"] = f"{resolver[0]}:{resolver[1]}" if resolver else None
+    zone = lab.zones[0]
+    usage = [
+        f"export MULTISIGNER_CONFIG={lab.config_path}",
+        "multisigner check",
+        "multisigner sync --all",
+        f"multisigner status {zone}",
+    ]
+    if resolver:
+        usage.append(f"dig @{resolver[0]} -p {resolver[1]} +dnssec www.{zone} A")
+    usage += [f"tail -f {lab.scanner_log}", f"multisigner lab down {lab.directory}"]
+    info["usage"] = usage
+    return info
+
+
+def format_info(info: dict[str, Any]) -> str:
+    """``lab_info`` for a human: where the config is and how to use the lab."""
+    lines = [
+        f"lab in {info['directory']} ({'running' if info['running'] else 'stopped'})",
+        f"config:   {info['config']}",
+        f"resolver: {info['resolver'] or '(none)'}  parent: {info['parent']['nameserver']}",
+    ]
+    lines += [
+        f"  {p['name']}: {p['ns_name']} {p['nameserver']}  api {p['api_url']}"
+        for p in info["providers"]
+    ]
+    lines.append(f"zones: {', '.join(info['zones'])}")
+    lines.append("try:")
+    lines += [f"  {u}" for u in info["usage"]]
+    return "\n".join(lines)

@@ -1,0 +1,332 @@
+"""The local lab: a signed parent ``test.``, N PowerDNS providers serving the child
+zones, a CDS-scanning registry, and a validating Unbound — all on random loopback
+addresses in one directory, all stopped by :meth:`Lab.stop`.
+
+The zones start in the state "single-signed at p0, other providers added but not yet
+synchronised": every provider signs with its own keys, the parent's DS names p0's KSK only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Sequence, Set
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+
+import orchestrator
+from orchestrator.lab import config, dnsq, powerdns, proc, provision, zones
+from orchestrator.lab.errors import LabError
+from orchestrator.lab.server import Server
+from orchestrator.lab.unbound import Unbound
+
+DEFAULT_ZONES = ("example.test.",)
+SCANNER_LOG = "scanner.log"
+
+
+class Lab:
+    """A running (or recorded) lab. Build with :meth:`start` or :meth:`load`."""
+
+    def __init__(self, directory: Path, state: dict[str, Any], procs: list[proc.Proc]) -> None:
+        self.directory = directory
+        self.state = state
+        self.procs = procs
+
+    # ----------------------------------------------------------------- life cycle
+
+    @classmethod
+    def start(
+        cls,
+        directory: Path,
+        providers: int = 3,
+        zones: Sequence[str] = DEFAULT_ZONES,
+        ttl: int = 2,
+        *,
+        ds_ttl: int = 2,
+        algorithms: dict[str, str] | None = None,
+        csk: Set[str] = frozenset(),
+        scanner: bool = True,
+        unbound: bool = True,
+        scanner_interval: float = 0.5,
+    ) -> Lab:
+        """Start a lab in ``directory`` (created if missing). On any failure, whatever
+        was already started is stopped before the error propagates."""
+        if providers < 1:
+            raise LabError("a lab needs at least one provider")
+        directory = directory.resolve()
+        directory.mkdir(parents=True, exist_ok=True)
+        _refuse_running(directory)
+        zone_names = [z if z.endswith(".") else z + "." for z in zones]
+        lab = cls(directory, {"running": True, "processes": []}, [])
+        try:
+            lab._build(
+                zone_names=zone_names,
+                n=providers,
+                ttl=ttl,
+                ds_ttl=ds_ttl,
+                algorithms=algorithms or {},
+                csk=set(csk),
+                want_scanner=scanner,
+                want_unbound=unbound,
+                interval=scanner_interval,
+            )
+        except BaseException:
+            with contextlib.suppress(LabError):  # the original error matters more
+                lab.stop()
+            raise
+        return lab
+
+    def _build(
+        self,
+        *,
+        zone_names: list[str],
+        n: int,
+        ttl: int,
+        ds_ttl: int,
+        algorithms: dict[str, str],
+        csk: set[str],
+        want_scanner: bool,
+        want_unbound: bool,
+        interval: float,
+    ) -> None:
+        started = time.monotonic()
+        names = ["parent"] + [f"p{i}" for i in range(n)]
+        with ThreadPoolExecutor(len(names)) as pool:
+            futures = [pool.submit(powerdns.PowerDNS.start, m, self.directory / m) for m in names]
+            servers: list[powerdns.PowerDNS] = []
+            errors: list[BaseException] = []
+            for fut in futures:
+                try:
+                    servers.append(fut.result())
+                except Exception as exc:
+                    errors.append(exc)
+        self.procs += [s.proc for s in servers]
+        # out-of-tree socket dirs (long lab paths) to remove on stop, even after a failure
+        self.state["socket_dirs"] = [
+            str(s.socket_dir) for s in servers if s.socket_dir != s.directory
+        ]
+        self._save()  # pids on disk as early as possible
+        if errors:
+            raise errors[0]
+        parent, providers = servers[0], servers[1:]
+
+        keys = provision.provision_children(providers, zone_names, ttl, algorithms, csk)
+        # Single-signed at p0 before going multi-signer: the parent knows p0's KSK only.
+        ds = {z: [k.ds(z) for k in provision.signing_keys(keys[("p0", z)])] for z in zone_names}
+        parent_keys = provision.provision_parent(
+            parent, providers, zone_names, ds, ttl=ttl, ds_ttl=ds_ttl
+        )
+        self.state.update(
+            {
+                "directory": str(self.directory),
+                "ttl": ttl,
+                "ds_ttl": ds_ttl,
+                "zones": zone_names,
+                "scanner_interval": interval,
+                "parent": {
+                    **parent.to_json(),
+                    "ns_name": zones.PARENT_NS,
+                    "trust_anchor": [k.dnskey for k in provision.signing_keys(parent_keys)],
+                },
+                "providers": [
+                    {
+                        **p.to_json(),
+                        "ns_name": zones.ns_name(p.name),
+                        "algorithm": algorithms.get(p.name, provision.DEFAULT_ALGORITHM),
+                        "csk": p.name in csk,
+                    }
+                    for p in providers
+                ],
+                "resolver": None,
+            }
+        )
+        self._save()
+        config.write_private(
+            self.config_path,
+            config.config_toml(
+                self.directory,
+                self.state["providers"],
+                zone_names,
+                self.parent.nameserver,
+            ),
+        )
+        with ThreadPoolExecutor(2) as pool:
+            scan = pool.submit(self._start_scanner) if want_scanner else None
+            unb = pool.submit(self._start_unbound) if want_unbound else None
+            failures = [f.exception() for f in (scan, unb) if f is not None]
+        self._save()
+        for failure in failures:
+            if failure is not None:
+                raise failure
+        self.state["startup_seconds"] = round(time.monotonic() - started, 3)
+        self._save()
+
+    def _start_scanner(self) -> None:
+        root = str(Path(orchestrator.__file__).resolve().parent.parent)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+        p = proc.spawn(
+            "scanner",
+            [sys.executable, "-m", "orchestrator.lab.scanner", str(self.directory)],
+            self.directory / "scanner",
+            env=env,
+        )
+        self.procs.append(p)
+        log = self.directory / SCANNER_LOG
+        proc.wait_ready(p, lambda: log.exists() and "scanner started" in log.read_text())
+
+    def _start_unbound(self) -> None:
+        stubs: dict[str, list[tuple[str, int]]] = {
+            zones.PARENT_ZONE: [(self.parent.address, self.parent.dns_port)]
+        }
+        for z in self.zones:
+            stubs[z] = [(p.address, p.dns_port) for p in self.providers]
+        u = Unbound.start(self.directory / "unbound", self.trust_anchors, stubs)
+        self.procs.append(u.proc)
+        self.state["resolver"] = u.to_json()
+        u.wait_validating(zones.PARENT_ZONE)
+
+    def _save(self) -> None:
+        self.state["processes"] = [p.to_json() for p in self.procs]
+        config.write_state(self.directory, self.state)
+
+    @classmethod
+    def load(cls, directory: Path) -> Lab:
+        """The lab recorded in ``directory/lab.json`` (e.g. started by ``lab up`` in
+        another process), to use or stop it."""
+        directory = directory.resolve()
+        try:
+            state = config.read_state(directory)
+        except (OSError, ValueError) as exc:
+            raise LabError(f"no lab state in {directory}: {exc}") from exc
+        return cls(directory, state, [proc.Proc.from_json(p) for p in state["processes"]])
+
+    def stop(self) -> None:
+        """Stop every process (TERM, KILL after 3 s), concurrently; idempotent."""
+        try:
+            proc.stop_all(self.procs)
+        finally:
+            for socket_dir in self.state.get("socket_dirs", []):
+                powerdns.remove_dir(Path(socket_dir))
+            self.state["running"] = False
+            if self.directory.exists():
+                self._save()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def alive(self) -> list[str]:
+        """Names of the lab's processes still running."""
+        return [p.name for p in self.procs if p.alive()]
+
+    # ----------------------------------------------------------------- what tests use
+
+    @property
+    def config_path(self) -> Path:
+        return self.directory / config.CONFIG_NAME
+
+    @property
+    def state_path(self) -> Path:
+        return self.directory / config.STATE_NAME
+
+    @property
+    def scanner_log(self) -> Path:
+        return self.directory / SCANNER_LOG
+
+    @property
+    def zones(self) -> list[str]:
+        return list(self.state["zones"])
+
+    @property
+    def ttl(self) -> int:
+        return int(self.state["ttl"])
+
+    @property
+    def ds_ttl(self) -> int:
+        return int(self.state["ds_ttl"])
+
+    @property
+    def providers(self) -> list[Server]:
+        return [Server.from_json(p) for p in self.state["providers"]]
+
+    @property
+    def parent(self) -> Server:
+        return Server.from_json(self.state["parent"])
+
+    @property
+    def trust_anchors(self) -> list[str]:
+        """The parent zone's KSK DNSKEY texts (``257 3 13 base64``)."""
+        return list(self.state["parent"]["trust_anchor"])
+
+    @property
+    def resolver(self) -> tuple[str, int]:
+        """Unbound's (address, port)."""
+        r = self.state.get("resolver")
+        if not r:
+            raise LabError(f"the lab in {self.directory} runs no resolver (unbound=False)")
+        return str(r["address"]), int(r["port"])
+
+    def server(self, name: str) -> Server:
+        """A provider by name, or ``"parent"``."""
+        for s in [self.parent, *self.providers]:
+            if s.name == name:
+                return s
+        raise LabError(f"no server {name!r} in the lab (have parent, p0..)")
+
+    def pdns_api(self, name: str) -> httpx.Client:
+        """An API client for provider ``name`` (or ``"parent"``); base URL
+        ``.../api/v1/servers/localhost``, API key set. The caller closes it."""
+        s = self.server(name)
+        return powerdns.api_client(s.api_url, s.api_key)
+
+    def keys(self, name: str, zone: str) -> list[powerdns.CryptoKey]:
+        """PowerDNS' own keys of ``zone`` at ``name`` (read from its API)."""
+        with self.pdns_api(name) as client:
+            return powerdns.keys(client, zone)
+
+    def parent_ds(self, zone: str) -> list[str]:
+        """The DS records the parent serves now (one-token digest, lowercase hex)."""
+        p = self.parent
+        resp = dnsq.query(p.address, p.dns_port, zone, "DS")
+        rrset = dnsq.answer(resp, zone, "DS")
+        return sorted(
+            f"{rd.key_tag} {rd.algorithm} {rd.digest_type} {rd.digest.hex()}"
+            for rd in (rrset or [])
+        )
+
+    def dnsviz_probe_args(self, zone: str) -> list[str]:
+        """Arguments after ``dnsviz`` for an authoritative probe of ``zone`` with the
+        parent's *current* DS (docs/lab-notes.md recipe); pipe to ``dnsviz grok``."""
+        name = zone.rstrip(".")
+        servers = ",".join(f"{p.ns_name}={p.address}:{p.dns_port}" for p in self.providers)
+        args = ["probe", "-A", "-x", f"{name}:{servers}", "-N", f"{name}:{servers}"]
+        ds = self.parent_ds(zone)
+        if ds:
+            args += ["-D", f"{name}:" + ",".join(ds)]
+        return [*args, name, f"www.{name}"]
+
+
+def _refuse_running(directory: Path) -> None:
+    """Two labs in one directory would overwrite each other's state and leak servers."""
+    if not (directory / config.STATE_NAME).exists():
+        return
+    try:
+        old = Lab.load(directory)
+    except LabError:
+        return
+    if alive := old.alive():
+        raise LabError(f"a lab already runs in {directory} ({', '.join(alive)}); stop it first")
