@@ -35,11 +35,20 @@ _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def _duration(value: Any) -> Any:
-    if isinstance(value, str):
-        return parse_duration(value)
-    if isinstance(value, int | float):
-        return timedelta(seconds=value)
-    return value
+    if isinstance(value, bool):
+        raise ValueError("a duration must be a string like '5m' or a number of seconds")
+    try:
+        if isinstance(value, str):
+            result = parse_duration(value)
+        elif isinstance(value, int | float):
+            result = timedelta(seconds=value)
+        else:
+            return value
+    except OverflowError:
+        raise ValueError(f"duration {value!r} is too large") from None
+    if result < timedelta(0):
+        raise ValueError(f"duration {value!r} is negative")
+    return result
 
 
 Duration = Annotated[timedelta, BeforeValidator(_duration)]
@@ -82,6 +91,16 @@ def _fqdn(value: Any) -> Any:
 
 
 Fqdn = Annotated[str, BeforeValidator(_fqdn)]
+
+
+def _signing_algorithms() -> tuple[Any, ...]:
+    from dns.dnssectypes import Algorithm
+
+    return (Algorithm.RSASHA256, Algorithm.RSASHA512, Algorithm.ECDSAP256SHA256,
+            Algorithm.ECDSAP384SHA384, Algorithm.ED25519, Algorithm.ED448)
+
+
+_SIGNING_ALGORITHMS = _signing_algorithms()
 
 
 class _Strict(BaseModel):
@@ -134,12 +153,15 @@ class PolicyConfig(_Strict):
         from dns.dnssectypes import Algorithm
 
         try:
-            Algorithm.from_text(value.upper())
+            number = Algorithm.from_text(value.upper())
         except Exception:
+            number = None
+        if number not in _SIGNING_ALGORITHMS:
             raise ValueError(
-                f"unknown DNSSEC algorithm {value!r}; use e.g. ECDSAP256SHA256 or ED25519"
-            ) from None
-        return value.upper()
+                f"{value!r} is not a DNSSEC signing algorithm; use one of "
+                + ", ".join(a.name for a in _SIGNING_ALGORITHMS)
+            )
+        return number.name
 
 
 class ZoneConfig(_Strict):
@@ -256,7 +278,8 @@ def load_config(path: Path) -> Config:
             msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
                 msg = "unknown key (check the spelling against interface.md)"
-            problems.append(f"{_loc(err['loc'])}: {msg}")
+            where = _loc(err["loc"])
+            problems.append(msg if where == "(top level)" and ": " in msg else f"{where}: {msg}")
         raise ConfigError(f"{path}: invalid configuration:\n  " + "\n  ".join(problems)) from None
 
 

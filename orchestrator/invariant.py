@@ -22,7 +22,7 @@ import dns.rdatatype
 import dns.rrset
 from dns.exception import DeniedByPolicy, ValidationFailure
 
-from orchestrator.keys import Digest, Key
+from orchestrator.keys import Digest, Key, parent_follows
 from orchestrator.observation import ServerView, SignedRRset, ZoneView
 
 Severity = Literal["breach", "warning"]
@@ -186,6 +186,11 @@ def _ds_chain(view: ZoneView, live: list[ServerView], now: datetime) -> list[Fin
     every provider's DNSKEY RRset."""
     out: list[Finding] = []
     zone = view.zone
+    for parent in view.parent:
+        if parent.error is not None:
+            out.append(Finding("breach", "UNOBSERVABLE",
+                               f"parent server {parent.server}: {parent.error}; the DS side of "
+                               "the invariant cannot be checked", None, parent.server))
     ds_sets = _distinct_ds_sets(view)
     if not ds_sets:
         if any(p.error is None for p in view.parent):
@@ -214,7 +219,7 @@ def _algorithms(live: list[ServerView]) -> list[Finding]:
     """Invariant 3 (RFC 8901 sec. 4): one algorithm set across all signers."""
     by_provider: dict[str, frozenset[int]] = {}
     for server in live:
-        if server.soa is not None:
+        if server.soa is not None and server.soa.rrsigs is not None:
             by_provider[server.provider] = by_provider.get(server.provider, frozenset()) | (
                 server.soa.signer_algorithms
             )
@@ -261,6 +266,7 @@ def _steady_state(view: ZoneView, live: list[ServerView], expect_identical: bool
                                f"{s.label}: {_tags(frozenset(k.key_tag for k in s.keys))}"
                                for s in live)))
     cds_sets = {s.cds_set for s in live}
+    cdnskeys = frozenset().union(*(s.cdnskey_set for s in live))
     if len(cds_sets) > 1:
         out.append(Finding("warning", "CDS_INCONSISTENT",
                            "providers publish different CDS RRsets: " + "; ".join(
@@ -271,7 +277,7 @@ def _steady_state(view: ZoneView, live: list[ServerView], expect_identical: bool
                            "some signers use NSEC and others NSEC3 (allowed, RFC 8901 sec. 5)"))
     if len(cds_sets) == 1 and view.parent:
         (cds,) = cds_sets
-        if cds and view.parent_ds != cds:
+        if cds and not parent_follows(view.parent_ds, cdnskeys, view.zone.to_text()):
             ds_tags = _tags(frozenset(d.key_tag for d in view.parent_ds))
             cds_tags = _tags(frozenset(d.key_tag for d in cds))
             out.append(Finding("warning", "PARENT_NOT_FOLLOWING",

@@ -141,3 +141,13 @@ def role_of(key: Key, signs_zone_data: bool | None = None) -> Role:
     if not key.sep:
         return "zsk"
     return "csk" if signs_zone_data else "ksk"
+
+
+def parent_follows(ds_set: frozenset[Digest], ksks: frozenset[Key], zone: str) -> bool:
+    """The parent's DS set names exactly these KSKs. Compared by key, not by record,
+    because a registry may publish its own choice of digest types."""
+    if not ds_set:
+        return not ksks
+    covered = {k for k in ksks if any(d.matches(k, zone) for d in ds_set)}
+    extra = [d for d in ds_set if not any(d.matches(k, zone) for k in ksks)]
+    return covered == set(ksks) and not extra

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from orchestrator.config import ZoneConfig
 from orchestrator.errors import MultisignerError, ProviderError, Refused, UsageError
+from orchestrator.keys import parent_follows
 from orchestrator.evidence import cache_settles_at, view_evidence
 from orchestrator.observation import ZoneView
 from orchestrator.observer import last_owned, observe, observe_parents, observe_servers, record
@@ -28,7 +29,6 @@ from orchestrator.sync_plan import (
     Progress,
     SyncPlan,
     interlocks,
-    parent_follows,
     parent_progress,
     plan_sync,
     served_progress,

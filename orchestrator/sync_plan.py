@@ -19,7 +19,7 @@ from dns.dnssectypes import Algorithm
 from dns.exception import DeniedByPolicy, ValidationFailure
 
 from orchestrator.config import PolicyConfig
-from orchestrator.keys import Digest, Key
+from orchestrator.keys import Digest, Key, parent_follows
 from orchestrator.observation import ApiZoneState, ZoneView
 
 ActionKind = Literal["set-dnskeys", "set-cds"]
@@ -231,16 +231,6 @@ def served_progress(plan: SyncPlan, view: ZoneView, *, cds: bool) -> Progress:
         if not ok:
             lagging.append(server.label)
     return Progress(len(view.servers) - len(lagging), len(view.servers), tuple(lagging))
-
-
-def parent_follows(ds_set: frozenset[Digest], ksks: frozenset[Key], zone: str) -> bool:
-    """The parent's DS set matches exactly the target KSKs. Compared by key, not by
-    record, because a registry may publish its own choice of digest types."""
-    if not ds_set:
-        return not ksks
-    covered = {k for k in ksks if any(d.matches(k, zone) for d in ds_set)}
-    extra = [d for d in ds_set if not any(d.matches(k, zone) for k in ksks)]
-    return covered == set(ksks) and not extra
 
 
 def parent_progress(plan: SyncPlan, view: ZoneView) -> Progress:

@@ -9,7 +9,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import dns.dnssec
-import dns.exception
 import dns.rdata
 import pytest
 from signing import (
@@ -263,12 +262,6 @@ def test_soa_without_rrsig_is_unsigned(providers3: list[SimProvider]) -> None:
     assert found.message == f"{providers3[1].label} serves the SOA without RRSIG"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: invariant._algorithms counts a server whose SOA has no RRSIG as a signer "
-    "with the empty algorithm set, so an unsigned SOA also yields a spurious "
-    "ALGORITHM_MISMATCH breach ('... p1: ; ...') on top of UNSIGNED",
-)
 def test_unsigned_soa_is_not_also_an_algorithm_mismatch(providers3: list[SimProvider]) -> None:
     assert codes(check_zone(_unsigned_soa_view(providers3), NOW)) == ["UNSIGNED"]
 
@@ -346,13 +339,6 @@ def test_parent_ds_differing_from_cds_warns(providers3: list[SimProvider]) -> No
     assert str(stale.tag) in found.message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: PARENT_NOT_FOLLOWING compares the parent's DS records with the CDS records "
-    "text-for-text, so a parent that also publishes a SHA-384 (or only SHA-384) DS for the "
-    "very same KSKs is reported as not following, while sync_plan.parent_follows (by key) "
-    "says it follows: 'verify' warns forever about a zone 'sync' considers done",
-)
 def test_parent_with_extra_digest_type_for_same_keys_follows(
     providers3: list[SimProvider],
 ) -> None:
@@ -391,14 +377,6 @@ def test_sha1_parent_ds_rdata_is_readable() -> None:
     assert dns.rdata.from_text("IN", "DS", f"1 13 1 {'AB' * 20}").digest_type == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=dns.exception.DeniedByPolicy,
-    reason="BUG: Digest.matches raises dns.exception.DeniedByPolicy for a SHA-1 DS (see "
-    "test_keys.py::test_sha1_digest_matches_the_same_key), so check_zone crashes whenever "
-    "a KSK's only matching DS at the parent is SHA-1 (with SHA-1 next to SHA-256 it crashes "
-    "or not depending on set iteration order, i.e. on PYTHONHASHSEED)",
-)
 def test_parent_with_sha1_ds_is_checked(providers3: list[SimProvider]) -> None:
     # p1's DS at the parent is still the SHA-1 one. RFC 8624 sec. 3.3: validators MUST
     # accept SHA-1 DS, so the chain to p1 holds and there is no breach.
