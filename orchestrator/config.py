@@ -156,12 +156,12 @@ class PolicyConfig(_Strict):
             number = Algorithm.from_text(value.upper())
         except Exception:
             number = None
-        if number not in _SIGNING_ALGORITHMS:
+        if number is None or number not in _SIGNING_ALGORITHMS:
             raise ValueError(
                 f"{value!r} is not a DNSSEC signing algorithm; use one of "
                 + ", ".join(a.name for a in _SIGNING_ALGORITHMS)
             )
-        return number.name
+        return str(number.name)
 
 
 class ZoneConfig(_Strict):

@@ -18,8 +18,8 @@ from typing import Any, Literal
 
 from orchestrator.config import ZoneConfig
 from orchestrator.errors import MultisignerError, ProviderError, Refused, UsageError
-from orchestrator.keys import parent_follows
 from orchestrator.evidence import cache_settles_at, view_evidence
+from orchestrator.keys import parent_follows
 from orchestrator.observation import ZoneView
 from orchestrator.observer import last_owned, observe, observe_parents, observe_servers, record
 from orchestrator.runtime import Runtime, holder_id

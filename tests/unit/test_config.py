@@ -238,7 +238,8 @@ def test_every_missing_variable_is_reported_with_its_path(
         pytest.param('timeout = "30s"', 'timeout = ""',
                      "providers[0].timeout: empty duration", id="empty-duration"),
         pytest.param('algorithm = "ecdsap256sha256"', 'algorithm = "ECDSA-FOO"',
-                     "zones[0].policy.algorithm: 'ECDSA-FOO' is not a DNSSEC signing algorithm", id="bad-algorithm"),
+                     "zones[0].policy.algorithm: 'ECDSA-FOO' is not a DNSSEC signing "
+                     "algorithm", id="bad-algorithm"),
         pytest.param('nameservers = ["127.0.0.1:5302"]', 'nameservers = ["127.0.0.1:70000"]',
                      "providers[1].nameservers[0]: port 70000 out of range in "
                      "'127.0.0.1:70000'", id="bad-port"),

@@ -10,7 +10,6 @@ from datetime import timedelta
 
 import dns.dnssec
 import dns.rdata
-import pytest
 from signing import (
     EXPIRED,
     NOW,
