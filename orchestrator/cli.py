@@ -52,6 +52,22 @@ def _parser() -> argparse.ArgumentParser:
         else:
             s.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
 
+    s = sub.add_parser("rollover", help="start (or abort) a key rollover process")
+    s.add_argument("zone")
+    s.add_argument("--key", choices=["zsk", "ksk", "csk"])
+    s.add_argument("--signer", help="the provider whose key is rolled (model 2)")
+    s.add_argument("--wait", action="store_true", help="run it to the end in the foreground")
+    s.add_argument("--abort", action="store_true", help="take the running process back to a "
+                   "safe state")
+
+    s = sub.add_parser("step", help="advance the zone's process if its conditions hold")
+    s.add_argument("zone")
+    s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("run", help="the daemon: advance processes, start rollovers by policy")
+    s.add_argument("--once", action="store_true", help="one pass, then exit (for cron)")
+    s.add_argument("--poll-interval", default="60s", help="longest sleep between passes")
+
     s = sub.add_parser("history", help="every persisted transition of the zone, oldest first")
     s.add_argument("zone")
     s.add_argument("--json", action="store_true")
@@ -237,6 +253,115 @@ def cmd_check(args: argparse.Namespace) -> int:
     return _run(config, body)
 
 
+def cmd_rollover(args: argparse.Namespace) -> int:
+    from orchestrator.engine import Engine
+
+    config = _config(args)
+    zone = _zones(config, args.zone, False)[0]
+    if args.abort == bool(args.key):
+        raise UsageError("give --key {zsk,ksk,csk} to start a rollover, or --abort")
+
+    async def body(rt: Runtime) -> int:
+        engine = Engine(rt, lambda line: logs.progress(line, zone.name))
+        if args.abort:
+            proc = engine.abort(zone)
+            _out(f"{zone.name}: aborting {proc.kind} {proc.id}: {proc.state}")
+        else:
+            proc = await engine.start_rollover(zone, args.key, args.signer)
+            _out(f"{zone.name}: started {proc.kind} {proc.id}")
+        if args.wait:
+            return await _drive(engine, zone, proc.id, to_end=True)
+        return await _drive(engine, zone, proc.id, to_end=False)
+
+    return _run(config, body)
+
+
+async def _drive(engine: Any, zone: ZoneConfig, process_id: str, *, to_end: bool) -> int:
+    """Advance until the process waits; with ``to_end``, sleep until its next check and go
+    on until it is finished, printing what it waits for."""
+    from datetime import UTC, datetime
+
+    from orchestrator.durations import format_duration
+
+    last = ""
+    while True:
+        outcome = await engine.advance(zone, process_id)
+        for state in outcome.moved:
+            _out(f"{zone.name}: -> {state}")
+        if outcome.finished:
+            proc = engine.rt.store.get_process(process_id)
+            _out(f"{zone.name}: {proc.kind} {proc.status}")
+            return 0
+        nxt = outcome.next_check_at or datetime.now(UTC)
+        left = max(0.0, (nxt - datetime.now(UTC)).total_seconds())
+        line = f"{zone.name}: {outcome.state}: waiting for {outcome.waiting_for}"
+        if not to_end:
+            _out(f"{line} (next check {nxt.isoformat(timespec='seconds')}, in "
+                 f"{format_duration(nxt - datetime.now(UTC))}); continue with "
+                 f"'multisigner step {zone.name}', the daemon, or --wait")
+            return 0
+        if line != last:
+            logs.progress(f"{line} ({left:.1f}s)", zone.name)
+            last = line
+        await asyncio.sleep(left)
+
+
+def cmd_step(args: argparse.Namespace) -> int:
+    from orchestrator.engine import Engine
+
+    config = _config(args)
+    zone = _zones(config, args.zone, False)[0]
+
+    async def body(rt: Runtime) -> int:
+        proc = rt.store.active_process(zone.name)
+        if proc is None:
+            if args.json:
+                _out(json.dumps({"zone": zone.name, "process": None}))
+            else:
+                _out(f"{zone.name}: no running process")
+            return 0
+        engine = Engine(rt, lambda line: logs.progress(line, zone.name))
+        outcome = await engine.advance(zone, proc.id)
+        if args.json:
+            _out(json.dumps({
+                "zone": zone.name, "process": proc.id, "kind": proc.kind,
+                "state": outcome.state, "finished": outcome.finished, "moved": outcome.moved,
+                "waiting_for": outcome.waiting_for,
+                "next_check_at": outcome.next_check_at.isoformat()
+                if outcome.next_check_at else None}))
+            return 0
+        for state in outcome.moved:
+            _out(f"{zone.name}: -> {state}")
+        if outcome.finished:
+            _out(f"{zone.name}: {proc.kind} {proc.id[:8]} finished ({outcome.state})")
+        else:
+            when = (outcome.next_check_at.isoformat(timespec="seconds")
+                    if outcome.next_check_at else "now")
+            _out(f"{zone.name}: {proc.kind} {proc.id[:8]} in {outcome.state}: waiting for "
+                 f"{outcome.waiting_for} (until {when})")
+        return 0
+
+    return _run(config, body)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from orchestrator.durations import parse_duration
+    from orchestrator.scheduler import Daemon
+
+    try:
+        interval = parse_duration(args.poll_interval).total_seconds()
+    except ValueError as exc:
+        raise UsageError(f"--poll-interval: {exc}") from None
+    config = _config(args)
+
+    async def body(rt: Runtime) -> int:
+        rt.actor = "scheduler"
+        await Daemon(rt, poll_interval=interval).run(once=args.once)
+        return 0
+
+    return _run(config, body)
+
+
 def cmd_history(args: argparse.Namespace) -> int:
     config = _config(args)
     zone = _zones(config, args.zone, False)[0]
@@ -301,6 +426,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "status": cmd_status,
     "check": cmd_check,
     "history": cmd_history,
+    "rollover": cmd_rollover,
+    "step": cmd_step,
+    "run": cmd_run,
     "audit": cmd_audit,
     "lab": cmd_lab,
 }

@@ -173,7 +173,7 @@ async def _sync_locked(rt: Runtime, zone: ZoneConfig, report: Reporter,
         if plan.key_actions:
             move("importing-keys", "add/remove foreign DNSKEYs",
                  {"actions": [a.as_json() for a in plan.key_actions]})
-            await _apply(rt, zone.name, plan.key_actions)
+            await apply_actions(rt, zone.name, plan.key_actions)
             move("keys-propagating", "changes accepted by the provider APIs",
                  waiting_for="every nameserver serves the target DNSKEY RRsets")
             waited = await wait_for("DNSKEY RRsets at every nameserver", lambda: served(False),
@@ -183,7 +183,7 @@ async def _sync_locked(rt: Runtime, zone: ZoneConfig, report: Reporter,
         if plan.cds_actions:
             move("publishing-cds", "publish identical CDS/CDNSKEY at every provider",
                  {"actions": [a.as_json() for a in plan.cds_actions], **evidence})
-            await _apply(rt, zone.name, plan.cds_actions)
+            await apply_actions(rt, zone.name, plan.cds_actions)
         move("cds-propagating", "providers have their keys and CDS", evidence,
              waiting_for="every nameserver serves the target DNSKEY and CDS/CDNSKEY RRsets")
         waited = await wait_for("DNSKEY+CDS at every nameserver", lambda: served(True),
@@ -220,7 +220,7 @@ async def _sync_locked(rt: Runtime, zone: ZoneConfig, report: Reporter,
     return SyncResult(zone.name, "synced", "synced", plan)
 
 
-async def _apply(rt: Runtime, zone: str, actions: Sequence[Action]) -> None:
+async def apply_actions(rt: Runtime, zone: str, actions: Sequence[Action]) -> None:
     """Apply one phase at every provider concurrently. Every action in a phase only adds
     to (or safely trims) what is served, so their order does not matter; if any fails the
     phase is reported as failed after the others finished, and the next run replans."""

@@ -95,6 +95,10 @@ class PlanInput:
     now: datetime
     # when each key was last seen as some signer's *own* key (from the state DB)
     last_owned: dict[Key, datetime] = field(default_factory=dict)
+    # A running process overrides the steady state: KSKs the CDS must not name yet (or any
+    # more), and keys it withdraws whose timing it has already waited out.
+    cds_exclude: frozenset[Key] = frozenset()
+    force_remove: frozenset[Key] = frozenset()
 
 
 def interlocks(data: PlanInput) -> list[Refusal]:
@@ -174,8 +178,9 @@ def plan_sync(data: PlanInput) -> SyncPlan:
     for name in data.signers:
         state = data.api[name]
         want = set().union(*(exports[o] for o in data.signers if o != name)) - state.published
+        want -= data.force_remove
         for stale in state.foreign_dnskeys - want:
-            if stale in owned:
+            if stale in owned or stale in data.force_remove:
                 continue  # one of its own now, or a KSK left over with import_ksks off
             last = data.last_owned.get(stale)
             if last is not None and data.now < last + grace:
@@ -192,6 +197,7 @@ def plan_sync(data: PlanInput) -> SyncPlan:
                 dnskeys=tuple(sorted(want)), ttl=ttl,
             ))
     ksks = frozenset().union(*(data.api[n].signing_ksks for n in data.signers))
+    ksks -= data.cds_exclude | data.force_remove
     cds_target = frozenset(k.ds(zone) for k in ksks)
     cdnskey_target = frozenset(ksks)
     cds_actions: list[Action] = []

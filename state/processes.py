@@ -148,6 +148,19 @@ class ProcessMixin:
             )
             return ProcessInfo.from_row(process)
 
+    def set_wait(
+        self, process_id: str, *, waiting_for: str | None, next_check_at: datetime | None
+    ) -> None:
+        """Update what a running process waits for, without a history entry: polling an
+        unchanged condition is not a transition (the daemon would otherwise flood the
+        history with identical rows)."""
+        with self._db.write() as session:
+            process = session.get(Process, process_id)
+            if process is None or process.status != "running":
+                raise StateError(f"process {process_id} is not running")
+            process.waiting_for = waiting_for
+            process.next_check_at = _opt_utc(next_check_at)
+
     def active_process(self, zone: str) -> ProcessInfo | None:
         with self._db.read() as session:
             process = _running(session, zone)

@@ -1,0 +1,351 @@
+"""The process engine: runs a runbook for one zone, one persisted phase at a time.
+
+Each runbook step goes through four phases, each a persisted state ``<step>:<phase>``:
+
+- ``act``: the intent is on record; change the signer's own keys (create/activate/
+  deactivate/delete). Re-running it after a crash is safe: a successor created but not yet
+  recorded is *adopted*, not created again.
+- ``converge``: bring every provider's foreign DNSKEYs and CDS/CDNSKEY to the step's target
+  (the sync planner with the step's overrides). Idempotent by construction.
+- ``observe``: poll every nameserver (and the parent) until the step's observations hold;
+  past the timeout the process is marked stalled (loudly, once) and keeps waiting; it
+  never advances on unverified state.
+- ``hold``: the RFC 7583 wait, a persisted deadline computed from observed TTLs.
+
+Every transition is written before the next action (intent) and after it (outcome), with
+the evidence seen, so a restart resumes exactly where the process stood.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from orchestrator.config import ZoneConfig
+from orchestrator.errors import MultisignerError, Refused, UsageError
+from orchestrator.evidence import view_evidence
+from orchestrator.invariant import check_zone
+from orchestrator.keys import Role
+from orchestrator.observation import ZoneView
+from orchestrator.observer import last_owned, observe
+from orchestrator.rollover import (
+    Rolled,
+    adoptable,
+    key_ops,
+    overrides,
+    pick_old,
+    precondition_problems,
+    start_problems,
+    unmet,
+)
+from orchestrator.runtime import Runtime, holder_id
+from orchestrator.sync import apply_actions
+from orchestrator.sync_plan import PlanInput, SyncPlan, plan_sync
+from orchestrator.timing import deadline, measure
+from orchestrator.waiting import Reporter
+from providers.base import Capability
+from runbooks import Runbook, Step, runbook
+from state.info import ProcessInfo
+
+LEASE_SECONDS = 120
+KINDS: dict[str, str] = {"zsk": "zsk-rollover", "ksk": "ksk-rollover", "csk": "csk-rollover"}
+
+
+@dataclass
+class Outcome:
+    """Where a process stands after ``advance``."""
+
+    process_id: str
+    state: str
+    finished: bool
+    waiting_for: str | None = None
+    next_check_at: datetime | None = None
+    moved: list[str] = field(default_factory=list)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _poll_delay(since: datetime, now: datetime) -> float:
+    """Poll fast right after a change (most are live within a second), then back off."""
+    return min(2.0, 0.1 + 0.1 * max(0.0, (now - since).total_seconds()))
+
+
+def _state(step: Step, phase: str, path: str) -> str:
+    return f"{step.id}:{phase}" if path == "main" else f"abort:{step.id}:{phase}"
+
+
+class Engine:
+    def __init__(self, rt: Runtime, report: Reporter) -> None:
+        self.rt = rt
+        self.report = report
+
+    # -- starting and aborting ----------------------------------------------------------
+
+    async def start_rollover(self, zone: ZoneConfig, key_role: Role, signer: str | None,
+                             reason: str = "rollover requested") -> ProcessInfo:
+        if zone.model != 2:
+            raise UsageError(f"{zone.name}: model {zone.model} rollovers are not implemented "
+                             "yet; only model 2 zones can be rolled in this version")
+        if signer is None:
+            raise UsageError(f"{zone.name} is a model 2 zone: --signer NAME is required "
+                             f"(signers: {', '.join(zone.signers)})")
+        if signer not in zone.signers:
+            raise UsageError(f"{signer!r} is not a signer of {zone.name} "
+                             f"(signers: {', '.join(zone.signers)})")
+        if not self.rt.provider(signer).can(Capability.GENERATE_KEYS):
+            raise Refused(f"{signer} cannot generate keys on request; it must roll its own keys")
+        running = self.rt.store.active_process(zone.name)
+        if running is not None:
+            raise Refused(f"{zone.name} already has a running {running.kind} process "
+                          f"{running.id} (state {running.state}); finish it ('multisigner step "
+                          f"{zone.name}') or abort it ('multisigner rollover {zone.name} --abort')")
+        kind = KINDS[key_role]
+        book = runbook(kind, zone.model)
+        view = await self._observe_api(zone)
+        data = self._plan_input(zone, view)
+        problems = start_problems(data, check_zone(view, _now(),
+                                                   expect_identical=zone.policy.import_ksks))
+        old, why = pick_old(view.api[signer], key_role)
+        if why:
+            problems.append(why)
+        if problems or old is None:
+            raise Refused(f"{zone.name}: refusing to start a {kind} at {signer}; nothing was "
+                          "changed", problems)
+        rolled = Rolled(signer=signer, role=key_role, old=old.key, old_id=old.key_id,
+                        existing_ids=tuple(k.key_id for k in view.api[signer].own_keys))
+        first = book.steps[0]
+        proc = self.rt.store.start_process(
+            zone.name, kind, signer=signer, actor=self.rt.actor, reason=reason,
+            state=_state(first, "act", "main"),
+            data={"rolled": rolled.as_data(), "path": "main", "index": 0},
+            evidence={"observed": view_evidence(view), "ttls": measure(view).as_json(),
+                      "old_key": old.key.key_tag},
+            waiting_for=f"{first.title}", next_check_at=_now())
+        self.report(f"{zone.name}: started {kind} {proc.id[:8]} at {signer}: replacing "
+                    f"{key_role.upper()} {old.key.key_tag}")
+        return proc
+
+    def abort(self, zone: ZoneConfig) -> ProcessInfo:
+        store = self.rt.store
+        proc = store.active_process(zone.name)
+        if proc is None:
+            raise UsageError(f"{zone.name} has no running process to abort")
+        if proc.kind == "sync":
+            return store.transition(proc.id, "aborted", actor=self.rt.actor,
+                                    reason="abort requested (sync re-plans from observation)",
+                                    status="aborted")
+        data = dict(proc.data)
+        if data.get("path") != "main":
+            raise Refused(f"{zone.name}: process {proc.id} is already aborting "
+                          f"(state {proc.state}); let it finish")
+        book = runbook(proc.kind, zone.model)
+        step = book.steps[data["index"]]
+        path = book.abort_path(step.id)
+        if not path:
+            raise Refused(f"{zone.name}: cannot abort in step {step.id!r} ({step.title}): the "
+                          "predecessor is being withdrawn and the zone is safe only going "
+                          "forward; let the process finish")
+        data.update(path="abort", abort_ids=[a.id for a in path], index=0)
+        return store.transition(
+            proc.id, _state(path[0], "act", "abort"), actor=self.rt.actor,
+            reason=f"abort requested in {proc.state}: {path[0].title}", data=data,
+            evidence={"abort_path": [a.id for a in path]}, next_check_at=_now(),
+            waiting_for=path[0].title)
+
+    # -- advancing ------------------------------------------------------------------------
+
+    async def advance(self, zone: ZoneConfig, process_id: str) -> Outcome:
+        """Move the process forward until it has to wait (or is finished)."""
+        with self.rt.store.lease(zone.name, holder_id(), LEASE_SECONDS):
+            moved: list[str] = []
+            while True:
+                outcome = await self._one(zone, process_id)
+                if outcome.moved:
+                    moved += outcome.moved
+                    continue
+                outcome.moved = moved
+                return outcome
+
+    async def _one(self, zone: ZoneConfig, process_id: str) -> Outcome:
+        store = self.rt.store
+        proc = store.get_process(process_id)
+        if proc is None:
+            raise UsageError(f"no process {process_id}")
+        if proc.status != "running":
+            return Outcome(proc.id, proc.state, True)
+        book = runbook(proc.kind, zone.model)
+        data = dict(proc.data)
+        ids = [s.id for s in book.steps] if data["path"] == "main" else data["abort_ids"]
+        step = book.step(ids[data["index"]])
+        phase = proc.state.rsplit(":", 1)[1]
+        rolled = Rolled.from_data(data["rolled"])
+        if phase == "act":
+            return await self._act(zone, proc, step, data, rolled)
+        if phase == "converge":
+            return await self._converge(zone, proc, step, data, rolled)
+        if phase == "observe":
+            return await self._observe(zone, proc, step, data, rolled)
+        return self._hold(zone, proc, book, ids, step, data)
+
+    async def _observe_api(self, zone: ZoneConfig) -> ZoneView:
+        view, errors = await observe(self.rt, zone)
+        if errors:
+            raise Refused(f"{zone.name}: {len(errors)} provider API(s) failed; the process "
+                          "stays where it is and retries", [str(e) for e in errors.values()])
+        return view
+
+    def _plan_input(self, zone: ZoneConfig, view: ZoneView, step: Step | None = None,
+                    rolled: Rolled | None = None) -> PlanInput:
+        exclude, remove = overrides(step, rolled) if step and rolled else (frozenset(),
+                                                                            frozenset())
+        return PlanInput(zone=zone.name, signers=list(zone.signers), policy=zone.policy,
+                         api=view.api, view=view, now=_now(),
+                         last_owned=last_owned(self.rt, zone.name),
+                         cds_exclude=exclude, force_remove=remove)
+
+    async def _act(self, zone: ZoneConfig, proc: ProcessInfo, step: Step,
+                   data: dict[str, Any], rolled: Rolled) -> Outcome:
+        view = await self._observe_api(zone)
+        problems = precondition_problems(step, rolled, view)
+        if problems:
+            return self._wait(proc, data, "precondition: " + "; ".join(problems), zone)
+        state = view.api[rolled.signer]
+        if rolled.new is None and step.keys.get("new") is not None:
+            found = adoptable(state, rolled)
+            if found is not None:
+                rolled = dataclasses.replace(rolled, new=found.key, new_id=found.key_id)
+                self.report(f"{zone.name}: adopting successor {found.key.key_tag} created by "
+                            "an interrupted attempt")
+        provider = self.rt.provider(rolled.signer)
+        done: list[str] = []
+        for op in key_ops(step, rolled, state):
+            if op.kind == "create":
+                created = await provider.create_key(zone.name, rolled.role,
+                                                    zone.policy.algorithm, active=op.active,
+                                                    published=True)
+                rolled = dataclasses.replace(rolled, new=created.key, new_id=created.key_id)
+            elif op.kind == "set":
+                assert op.key_id is not None
+                await provider.set_key_state(zone.name, op.key_id, active=op.active,
+                                             published=True)
+            else:
+                assert op.key_id is not None
+                await provider.delete_key(zone.name, op.key_id)
+            done.append(op.describe(rolled))
+        data["rolled"] = rolled.as_data()
+        new_state = proc.state.rsplit(":", 1)[0] + ":converge"
+        self.rt.store.transition(proc.id, new_state, actor=self.rt.actor,
+                                 reason=f"{step.title}: keys at {rolled.signer}",
+                                 evidence={"key_ops": done}, data=data, next_check_at=_now(),
+                                 waiting_for="every provider brought to the step's target")
+        return Outcome(proc.id, new_state, False, moved=[new_state])
+
+    async def _converge(self, zone: ZoneConfig, proc: ProcessInfo, step: Step,
+                        data: dict[str, Any], rolled: Rolled) -> Outcome:
+        view = await self._observe_api(zone)
+        plan = plan_sync(self._plan_input(zone, view, step, rolled))
+        await apply_actions(self.rt, zone.name, plan.actions)
+        now = _now()
+        data["observe_since"] = now.isoformat()
+        data.pop("stalled", None)
+        new_state = proc.state.rsplit(":", 1)[0] + ":observe"
+        self.rt.store.transition(
+            proc.id, new_state, actor=self.rt.actor,
+            reason=f"{step.title}: {len(plan.actions)} provider change(s) applied",
+            evidence={"actions": [a.as_json() for a in plan.actions],
+                      "target": plan.as_json()},
+            data=data, next_check_at=now, waiting_for=", ".join(step.observe) or "nothing")
+        return Outcome(proc.id, new_state, False, moved=[new_state])
+
+    async def _observe(self, zone: ZoneConfig, proc: ProcessInfo, step: Step,
+                       data: dict[str, Any], rolled: Rolled) -> Outcome:
+        view = await self._observe_api(zone)
+        plan = plan_sync(self._plan_input(zone, view, step, rolled))
+        if not plan.empty:
+            # The API no longer shows what converge set (someone edited it, or the provider
+            # dropped it): apply again; observation below decides whether it is live.
+            self.report(f"{zone.name}: re-applying {len(plan.actions)} change(s) the provider "
+                        "APIs do not show")
+            await apply_actions(self.rt, zone.name, plan.actions)
+        missing = unmet(step, rolled, plan, view)
+        if missing:
+            return self._wait(proc, data, "; ".join(missing), zone, parent="parent" in
+                              step.observe and any(m.startswith("parent") for m in missing))
+        now = _now()
+        ttls = measure(view)
+        until = deadline(now, list(step.hold), step.hold_combine, ttls, zone.policy)
+        data["observed_at"] = now.isoformat()
+        data["deadline"] = until.isoformat()
+        data.pop("stalled", None)
+        terms = f" {' + '.join(step.hold)}" if step.hold else ""
+        new_state = proc.state.rsplit(":", 1)[0] + ":hold"
+        self.rt.store.transition(
+            proc.id, new_state, actor=self.rt.actor,
+            reason=f"{step.title}: observed on every nameserver",
+            evidence={"observed": view_evidence(view), "ttls": ttls.as_json(),
+                      "hold": list(step.hold), "hold_combine": step.hold_combine,
+                      "propagation_delay_s": zone.policy.propagation_delay.total_seconds(),
+                      "safety_margin_s": zone.policy.safety_margin.total_seconds(),
+                      "observed_at": now.isoformat(), "deadline": until.isoformat(),
+                      "observed_after_s": round((now - datetime.fromisoformat(
+                          data["observe_since"])).total_seconds(), 3)},
+            data=data, next_check_at=until,
+            waiting_for=f"hold{terms} until {until.isoformat(timespec='seconds')}")
+        return Outcome(proc.id, new_state, False, moved=[new_state])
+
+    def _hold(self, zone: ZoneConfig, proc: ProcessInfo, book: Runbook, ids: list[str],
+              step: Step, data: dict[str, Any]) -> Outcome:
+        until = datetime.fromisoformat(data["deadline"])
+        now = _now()
+        if now < until:
+            return Outcome(proc.id, proc.state, False, proc.waiting_for, until)
+        index = data["index"] + 1
+        store = self.rt.store
+        if index >= len(ids):
+            final = "done" if data["path"] == "main" else "aborted"
+            store.transition(proc.id, final, actor=self.rt.actor,
+                             reason=f"{step.title}: complete", status=final,
+                             evidence={"late_s": round((now - until).total_seconds(), 3)})
+            self.report(f"{zone.name}: {proc.kind} {proc.id[:8]} {final}")
+            return Outcome(proc.id, final, True, moved=[final])
+        data["index"] = index
+        nxt = book.step(ids[index])
+        new_state = _state(nxt, "act", data["path"])
+        store.transition(proc.id, new_state, actor=self.rt.actor,
+                         reason=f"{step.title}: hold over; next: {nxt.title}", data=data,
+                         evidence={"late_s": round((now - until).total_seconds(), 3)},
+                         next_check_at=now, waiting_for=nxt.title)
+        return Outcome(proc.id, new_state, False, moved=[new_state])
+
+    def _wait(self, proc: ProcessInfo, data: dict[str, Any], what: str, zone: ZoneConfig,
+              parent: bool = False) -> Outcome:
+        now = _now()
+        since = datetime.fromisoformat(data.get("observe_since") or now.isoformat())
+        limit = zone.policy.parent_timeout if parent else zone.policy.propagation_timeout
+        nxt = now + timedelta(seconds=_poll_delay(since, now))
+        if now - since > limit and not data.get("stalled"):
+            # Loud, once: the history shows the stall; the process keeps waiting, never
+            # advancing on state it could not observe.
+            data["stalled"] = now.isoformat()
+            self.rt.store.transition(
+                proc.id, proc.state, actor=self.rt.actor,
+                reason=f"STALLED after {limit}: still waiting for {what}",
+                data=data, next_check_at=nxt, waiting_for=f"STALLED: {what}")
+            self.report(f"{zone.name}: STALLED: {proc.kind} {proc.id[:8]} in {proc.state} "
+                        f"still waiting for {what}; investigate, or abort with 'multisigner "
+                        f"rollover {zone.name} --abort'")
+        else:
+            self.rt.store.set_wait(proc.id, waiting_for=("STALLED: " if data.get("stalled")
+                                                         else "") + what, next_check_at=nxt)
+        return Outcome(proc.id, proc.state, False, what, nxt)
+
+
+def describe_plan(plan: SyncPlan) -> str:
+    return "; ".join(a.describe() for a in plan.actions) or "no provider changes"
+
+
+__all__ = ["Engine", "MultisignerError", "Outcome"]

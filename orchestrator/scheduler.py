@@ -1,0 +1,152 @@
+"""The daemon (``multisigner run``): APScheduler wakes at the earliest persisted deadline
+(or the poll interval), advances every due process, and starts rollovers that policy says
+are due. SIGTERM/SIGINT stop it between steps: a tick in progress finishes its current
+advance, so nothing is left between an intent and its outcome that a restart would not
+also resume.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from orchestrator import logs
+from orchestrator.config import ZoneConfig
+from orchestrator.engine import Engine
+from orchestrator.errors import MultisignerError
+from orchestrator.keys import Role
+from orchestrator.observation import ApiZoneState
+from orchestrator.observer import read_apis
+from orchestrator.runtime import Runtime
+from state.info import KeyInfo
+
+MAX_ZONES_AT_ONCE = 32
+
+
+@dataclass(frozen=True)
+class DueRollover:
+    signer: str
+    role: Role
+    key_tag: int
+    age: timedelta
+
+
+def due_rollovers(zone: ZoneConfig, states: dict[str, ApiZoneState], seen: Iterable[KeyInfo],
+                  now: datetime) -> list[DueRollover]:
+    """Pure: which active keys have outlived their policy lifetime, oldest first. A key's
+    age counts from when the controller first saw it (providers do not report creation
+    time), which errs on the side of rolling later, never earlier."""
+    first: dict[str, datetime] = {}
+    for row in seen:
+        known = first.get(row.dnskey)
+        if row.server == "api" and row.origin and (known is None or row.first_seen < known):
+            first[row.dnskey] = row.first_seen
+    out: list[DueRollover] = []
+    for name in zone.signers:
+        state = states.get(name)
+        if state is None:
+            continue
+        for key in state.own_keys:
+            if not key.active or key.key.text not in first:
+                continue
+            lifetime = zone.policy.zsk_lifetime if key.role == "zsk" else zone.policy.ksk_lifetime
+            age = now - first[key.key.text]
+            if age >= lifetime:
+                out.append(DueRollover(name, key.role, key.key.key_tag, age))
+    return sorted(out, key=lambda d: -d.age)
+
+
+class Daemon:
+    def __init__(self, rt: Runtime, *, poll_interval: float = 60.0) -> None:
+        self.rt = rt
+        self.poll_interval = poll_interval
+        self.engine = Engine(rt, logs.progress)
+        self.stopping = asyncio.Event()
+        self.ticking = asyncio.Lock()
+
+    async def tick(self) -> datetime:
+        """One pass over every zone; returns when to wake next."""
+        gate = asyncio.Semaphore(MAX_ZONES_AT_ONCE)
+
+        async def one(zone: ZoneConfig) -> None:
+            async with gate:
+                if self.stopping.is_set():
+                    return
+                try:
+                    await self._zone(zone)
+                except MultisignerError as exc:
+                    logs.LOGGER.error(f"{zone.name}: {exc}", extra={"zone": zone.name})
+
+        await asyncio.gather(*(one(z) for z in self.rt.config.zones))
+        now = datetime.now(UTC)
+        wake = now + timedelta(seconds=self.poll_interval)
+        earliest = self.rt.store.earliest_deadline()
+        if earliest is not None:
+            wake = max(now, min(wake, earliest))
+        return wake
+
+    async def _zone(self, zone: ZoneConfig) -> None:
+        store = self.rt.store
+        now = datetime.now(UTC)
+        proc = store.active_process(zone.name)
+        if proc is not None:
+            if proc.kind == "sync":
+                return  # a foreground sync owns it (or crashed: the next sync replans)
+            if proc.next_check_at is None or proc.next_check_at <= now:
+                outcome = await self.engine.advance(zone, proc.id)
+                if outcome.waiting_for:
+                    logs.progress(f"{zone.name}: {proc.kind} {proc.id[:8]} {outcome.state}: "
+                                  f"waiting for {outcome.waiting_for}", zone.name)
+            return
+        if zone.model != 2:
+            return
+        states, errors = await read_apis(self.rt, zone)
+        if errors:
+            return
+        due = due_rollovers(zone, states, store.keys(zone.name), now)
+        if due:
+            first = due[0]
+            proc = await self.engine.start_rollover(
+                zone, first.role, first.signer,
+                reason=f"policy: {first.role.upper()} {first.key_tag} at {first.signer} is "
+                f"{first.age.days}d {first.age.seconds // 3600}h old")
+            await self.engine.advance(zone, proc.id)
+
+    async def run(self, once: bool) -> None:
+        if once:
+            await self.tick()
+            return
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop)
+        scheduler = AsyncIOScheduler(timezone=UTC)
+
+        async def job() -> None:
+            async with self.ticking:
+                nxt = await self.tick()
+            if not self.stopping.is_set():
+                scheduler.add_job(job, "date", run_date=nxt, id="tick", replace_existing=True,
+                                  misfire_grace_time=None, coalesce=True, max_instances=1)
+
+        scheduler.add_job(job, "date", run_date=datetime.now(UTC), id="tick",
+                          misfire_grace_time=None, max_instances=1)
+        scheduler.start()
+        logs.progress(f"daemon started: {len(self.rt.config.zones)} zone(s), poll interval "
+                      f"{self.poll_interval:g}s")
+        try:
+            await self.stopping.wait()
+        finally:
+            scheduler.shutdown(wait=False)
+            # A tick in progress finishes its current advance before the process exits.
+            async with self.ticking:
+                pass
+            logs.progress("daemon stopped")
+
+    def _stop(self) -> None:
+        logs.progress("stop requested; finishing the current step")
+        self.stopping.set()
