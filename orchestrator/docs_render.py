@@ -1,0 +1,97 @@
+"""Render every runbook to a Markdown page in ``docs/processes/``.
+
+``python -m orchestrator.docs_render`` rewrites the pages; ``--check`` exits 1 if a page
+is out of date (a unit test runs it, so the docs cannot drift from what the engine runs).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from runbooks import OBSERVATIONS, PRECONDITIONS, TERMS, Runbook, Step, all_runbooks
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "processes"
+KEY_STATES = {"published": "published, not signing", "active": "published and signing",
+              "removed": "deleted at the signer and removed from every provider"}
+
+
+def _step(step: Step, number: str) -> list[str]:
+    lines = [f"### {number}. {step.title} (`{step.id}`)", ""]
+    lines += [step.explain.strip(), ""] if step.explain else []
+    for which, target in step.keys.items():
+        name = "successor" if which == "new" else "predecessor"
+        lines.append(f"- **{name}** at the signer: {KEY_STATES[target]}")
+    if step.cds:
+        lines.append(f"- **CDS/CDNSKEY** at every provider name the "
+                     f"{'successor' if step.cds == 'new' else 'predecessor'} (and every other "
+                     "signer's KSK)")
+    for pre in step.precondition:
+        lines.append(f"- **refused unless** {PRECONDITIONS[pre]}")
+    for obs in step.observe:
+        lines.append(f"- **waits until** {OBSERVATIONS[obs]}")
+    if step.hold:
+        joined = (" + " if step.hold_combine == "sum" else ", ").join(step.hold)
+        expr = joined if step.hold_combine == "sum" else f"max({joined})"
+        lines.append(f"- **then holds** {expr} + propagation_delay + safety_margin "
+                     "from the moment of that observation")
+    if step.term:
+        lines.append(f"- RFC 7583 term: `{step.term}`")
+    states = ", ".join(f"`{step.id}:{p}`" for p in ("act", "converge", "observe", "hold"))
+    lines += [f"- persisted states: {states}", ""]
+    return lines
+
+
+def render(book: Runbook) -> str:
+    lines = [f"# {book.title}", "",
+             "<!-- generated from runbooks/ by `python -m orchestrator.docs_render`; "
+             "do not edit -->", "", book.summary.strip(), ""]
+    if book.references:
+        lines += ["References: " + "; ".join(book.references) + ".", ""]
+    lines += [f"Started with `multisigner rollover ZONE --key {'|'.join(book.roles)} --signer "
+              "NAME [--wait]`; advanced by `multisigner step ZONE`, `--wait`, or the daemon "
+              "(`multisigner run`). Before it starts, the zone must be in its steady state "
+              "(`sync` has nothing to do, the parent DS matches the CDS, `verify` finds no "
+              "breach).", "", "## Steps", ""]
+    for i, step in enumerate(book.steps, 1):
+        lines += _step(step, str(i))
+    lines += ["## Abort (`multisigner rollover ZONE --abort`)", ""]
+    by_from: dict[str, list[Step]] = {}
+    for a in book.abort:
+        for origin in a.from_:
+            by_from.setdefault(origin, []).append(a)
+    for step in book.steps:
+        path = by_from.get(step.id)
+        if not path:
+            lines += [f"From `{step.id}`: refused — the predecessor is being withdrawn; the "
+                      "zone is safe only going forward, so the process must finish.", ""]
+            continue
+        lines += [f"From `{step.id}`: " + " → ".join(f"`{a.id}`" for a in path), ""]
+        for j, a in enumerate(path, 1):
+            lines += _step(a, f"abort {j}")
+    lines += ["## Timing terms", ""]
+    lines += [f"- `{name}`: {text}" for name, text in TERMS.items()]
+    lines += ["- `propagation_delay`, `safety_margin`: from the zone's `[zones.policy]`", ""]
+    return "\n".join(lines)
+
+
+def pages() -> dict[Path, str]:
+    return {DOCS / f"{book.kind}-model{book.model}.md": render(book)
+            for book in all_runbooks().values()}
+
+
+def main(argv: list[str]) -> int:
+    stale = [p for p, text in pages().items() if not p.exists() or p.read_text() != text]
+    if "--check" in argv:
+        for path in stale:
+            print(f"out of date: {path} (run python -m orchestrator.docs_render)")
+        return 1 if stale else 0
+    DOCS.mkdir(parents=True, exist_ok=True)
+    for path, text in pages().items():
+        path.write_text(text)
+    print(f"wrote {len(pages())} page(s) to {DOCS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
