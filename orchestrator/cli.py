@@ -109,6 +109,10 @@ def _zones(config: Config, zone: str | None, all_zones: bool) -> list[ZoneConfig
 
 def _run(config: Config, body: Callable[[Runtime], Awaitable[T]]) -> T:
     store = StateStore.open(config.state.url)
+    for provider in config.providers:
+        store.ensure_provider(provider.name, provider.type)
+    for zone in config.zones:
+        store.ensure_zone(zone.name, zone.model)
     rt = Runtime(config=config, store=store)
 
     async def main() -> T:

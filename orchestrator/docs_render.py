@@ -66,9 +66,9 @@ def render(book: Runbook) -> str:
             lines += [f"From `{step.id}`: refused — the predecessor is being withdrawn; the "
                       "zone is safe only going forward, so the process must finish.", ""]
             continue
-        lines += [f"From `{step.id}`: " + " → ".join(f"`{a.id}`" for a in path), ""]
-        for j, a in enumerate(path, 1):
-            lines += _step(a, f"abort {j}")
+        lines += [f"From `{step.id}`: " + " → ".join(f"`{ab.id}`" for ab in path), ""]
+        for j, ab in enumerate(path, 1):
+            lines += _step(ab, f"abort {j}")
     lines += ["## Timing terms", ""]
     lines += [f"- `{name}`: {text}" for name, text in TERMS.items()]
     lines += ["- `propagation_delay`, `safety_margin`: from the zone's `[zones.policy]`", ""]
