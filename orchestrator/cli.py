@@ -113,6 +113,7 @@ def _run(config: Config, body: Callable[[Runtime], Awaitable[T]]) -> T:
         store.ensure_provider(provider.name, provider.type)
     for zone in config.zones:
         store.ensure_zone(zone.name, zone.model)
+        store.seed_members(zone.name, zone.signers)
     rt = Runtime(config=config, store=store)
 
     async def main() -> T:

@@ -92,10 +92,10 @@ class Engine:
                              "yet; only model 2 zones can be rolled in this version")
         if signer is None:
             raise UsageError(f"{zone.name} is a model 2 zone: --signer NAME is required "
-                             f"(signers: {', '.join(zone.signers)})")
-        if signer not in zone.signers:
+                             f"(signers: {', '.join(self.rt.signers(zone))})")
+        if signer not in self.rt.signers(zone):
             raise UsageError(f"{signer!r} is not a signer of {zone.name} "
-                             f"(signers: {', '.join(zone.signers)})")
+                             f"(signers: {', '.join(self.rt.signers(zone))})")
         if not self.rt.provider(signer).can(Capability.GENERATE_KEYS):
             raise Refused(f"{signer} cannot generate keys on request; it must roll its own keys")
         running = self.rt.store.active_process(zone.name)
@@ -202,7 +202,7 @@ class Engine:
                     rolled: Rolled | None = None) -> PlanInput:
         exclude, remove = overrides(step, rolled) if step and rolled else (frozenset(),
                                                                             frozenset())
-        return PlanInput(zone=zone.name, signers=list(zone.signers), policy=zone.policy,
+        return PlanInput(zone=zone.name, signers=self.rt.signers(zone), policy=zone.policy,
                          api=view.api, view=view, now=_now(),
                          last_owned=last_owned(self.rt, zone.name),
                          cds_exclude=exclude, force_remove=remove)

@@ -35,13 +35,14 @@ async def read_apis(
 ) -> tuple[dict[str, ApiZoneState], dict[str, ProviderError]]:
     """Every signer's API view of the zone; failures are returned per provider, not raised,
     so one call reports every broken provider at once."""
+    signers = rt.signers(zone)
     results = await asyncio.gather(
-        *(rt.provider(name).read_zone(zone.name) for name in zone.signers),
+        *(rt.provider(name).read_zone(zone.name) for name in signers),
         return_exceptions=True,
     )
     states: dict[str, ApiZoneState] = {}
     errors: dict[str, ProviderError] = {}
-    for name, result in zip(zone.signers, results, strict=True):
+    for name, result in zip(signers, results, strict=True):
         if isinstance(result, ProviderError):
             errors[name] = result
         elif isinstance(result, BaseException):
@@ -55,7 +56,7 @@ async def observe_servers(rt: Runtime, zone: ZoneConfig) -> tuple[ServerView, ..
     apex = dns.name.from_text(zone.name)
     tasks = [
         observe_server(apex, name, server)
-        for name in zone.signers
+        for name in rt.signers(zone)
         for server in rt.config.provider(name).nameservers
     ]
     return tuple(await asyncio.gather(*tasks))

@@ -51,7 +51,7 @@ async def zone_status(rt: Runtime, zone: ZoneConfig) -> dict[str, Any]:
     findings = check_zone(view, now, expect_identical=zone.policy.import_ksks)
     origins = _origins(rt, view)
     signers = []
-    for name in zone.signers:
+    for name in rt.signers(zone):
         servers = view.of(name)
         first = next((s for s in servers if s.ok), None)
         keys = sorted(first.keys, key=lambda k: (-k.flags, k.key_tag)) if first else []
@@ -67,7 +67,14 @@ async def zone_status(rt: Runtime, zone: ZoneConfig) -> dict[str, Any]:
             "api_error": str(errors[name]) if name in errors else None,
         })
     proc = rt.store.active_process(zone.name)
+    members = rt.store.members(zone.name)
+    notes = []
+    if [n for n, _ in members] != list(zone.signers):
+        notes.append(f"the config lists signers {', '.join(zone.signers)}; the zone's signers "
+                     f"are {', '.join(f'{n} ({s})' for n, s in members)} (changed by signer "
+                     "add/remove): update the config")
     return {
+        "notes": notes,
         "name": zone.name,
         "model": zone.model,
         "consistent": not any(f.severity == "breach" for f in findings),
@@ -95,7 +102,7 @@ async def check_all(rt: Runtime) -> list[dict[str, Any]]:
             await rt.provider(name).check_access()
         except MultisignerError as exc:
             return {"provider": name, "ok": False, "problems": [str(exc)]}
-        zones = [z for z in rt.config.zones if name in z.signers]
+        zones = [z for z in rt.config.zones if name in rt.signers(z)]
         reads = await asyncio.gather(*(rt.provider(name).read_zone(z.name) for z in zones),
                                      return_exceptions=True)
         for res in reads:

@@ -11,7 +11,7 @@ import os
 import socket
 from dataclasses import dataclass, field
 
-from orchestrator.config import Config
+from orchestrator.config import Config, ZoneConfig
 from providers import Provider, build_provider
 from state.store import StateStore
 
@@ -35,6 +35,18 @@ class Runtime:
     store: StateStore
     actor: str = field(default_factory=default_actor)
     _providers: dict[str, Provider] = field(default_factory=dict)
+
+    def signers(self, zone: ZoneConfig) -> list[str]:
+        """The zone's signers now: the membership in the state DB (changed only by signer
+        add/remove), seeded from the config's ``signers`` the first time."""
+        members = self.store.members(zone.name)
+        if not members:
+            self.store.seed_members(zone.name, zone.signers)
+            return list(zone.signers)
+        return [name for name, _ in members]
+
+    def member_state(self, zone: ZoneConfig, provider: str) -> str | None:
+        return dict(self.store.members(zone.name)).get(provider)
 
     def provider(self, name: str) -> Provider:
         if name not in self._providers:

@@ -36,8 +36,8 @@ class DueRollover:
     age: timedelta
 
 
-def due_rollovers(zone: ZoneConfig, states: dict[str, ApiZoneState], seen: Iterable[KeyInfo],
-                  now: datetime) -> list[DueRollover]:
+def due_rollovers(zone: ZoneConfig, signers: list[str], states: dict[str, ApiZoneState],
+                  seen: Iterable[KeyInfo], now: datetime) -> list[DueRollover]:
     """Pure: which active keys have outlived their policy lifetime, oldest first. A key's
     age counts from when the controller first saw it (providers do not report creation
     time), which errs on the side of rolling later, never earlier."""
@@ -47,7 +47,7 @@ def due_rollovers(zone: ZoneConfig, states: dict[str, ApiZoneState], seen: Itera
         if row.server == "api" and row.origin and (known is None or row.first_seen < known):
             first[row.dnskey] = row.first_seen
     out: list[DueRollover] = []
-    for name in zone.signers:
+    for name in signers:
         state = states.get(name)
         if state is None:
             continue
@@ -108,7 +108,7 @@ class Daemon:
         states, errors = await read_apis(self.rt, zone)
         if errors:
             return
-        due = due_rollovers(zone, states, store.keys(zone.name), now)
+        due = due_rollovers(zone, self.rt.signers(zone), states, store.keys(zone.name), now)
         if due:
             first = due[0]
             proc = await self.engine.start_rollover(

@@ -41,6 +41,8 @@ def render_status(items: list[dict[str, Any]], console: Console | None = None) -
             console.print(f"  process: {proc['kind']} {proc['id'][:8]} state {proc['state']}"
                           + (f", waiting for {proc['waiting_for']}" if proc["waiting_for"] else "")
                           + (f" until {proc['next_check_at']}" if proc["next_check_at"] else ""))
+        for note in item.get("notes", []):
+            console.print(f"  [yellow]note[/]: {note}")
         for f in item.get("findings", []):
             style = "red" if f["severity"] == "breach" else "yellow"
             console.print(f"  [{style}]{f['severity']} {f['code']}[/]: {f['message']}")

@@ -84,7 +84,7 @@ async def sync_zone(
         raise Refused(f"{zone.name} has a running {running.kind} process {running.id} "
                       f"(state {running.state}); sync would interfere. Let it finish "
                       "('multisigner step' / 'run') or abort it")
-    for name in zone.signers:
+    for name in rt.signers(zone):
         provider = rt.provider(name)
         for cap in (Capability.IMPORT_FOREIGN_DNSKEY, Capability.PUBLISH_CDS):
             if not provider.can(cap):
@@ -102,7 +102,7 @@ async def _observe_and_plan(rt: Runtime, zone: ZoneConfig) -> tuple[SyncPlan, Zo
     if errors:
         raise Refused(f"{zone.name}: cannot sync, {len(errors)} provider(s) failed; nothing "
                       "was changed", [str(e) for e in errors.values()])
-    data = PlanInput(zone=zone.name, signers=list(zone.signers), policy=zone.policy,
+    data = PlanInput(zone=zone.name, signers=rt.signers(zone), policy=zone.policy,
                      api=view.api, view=view, now=datetime.now(UTC),
                      last_owned=last_owned(rt, zone.name))
     refusals = interlocks(data)

@@ -230,13 +230,14 @@ class Progress:
 def served_progress(plan: SyncPlan, view: ZoneView, *, cds: bool) -> Progress:
     """How many nameservers already serve the plan's target (DNSKEY, and CDS if asked)."""
     lagging: list[str] = []
-    for server in view.servers:
+    servers = [s for s in view.servers if s.provider in plan.served_target]
+    for server in servers:
         ok = server.ok and server.keys == plan.served_target.get(server.provider)
         if ok and cds:
             ok = server.cds_set == plan.cds_target and server.cdnskey_set == plan.cdnskey_target
         if not ok:
             lagging.append(server.label)
-    return Progress(len(view.servers) - len(lagging), len(view.servers), tuple(lagging))
+    return Progress(len(servers) - len(lagging), len(servers), tuple(lagging))
 
 
 def parent_progress(plan: SyncPlan, view: ZoneView) -> Progress:

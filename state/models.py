@@ -197,5 +197,22 @@ class Lease(SQLModel, table=True):
     expires_at: datetime = Field(sa_type=UTCDateTime)
 
 
-TABLES = (Zone, Provider, ObservedRRset, ObservedKey, Process, HistoryEntry, Lease)
+MEMBER_STATES = ("active", "joining", "leaving")
+
+
+class ZoneSigner(SQLModel, table=True):
+    """Which providers sign a zone now. Seeded from the config's ``signers`` the first time
+    the zone is seen; from then on changed only by the signer add/remove processes, so a
+    half-finished join or leave is never undone by an edit of the config file."""
+
+    __tablename__ = "zone_signer"
+
+    zone: str = Field(primary_key=True)
+    provider: str = Field(primary_key=True)
+    state: str
+    position: int
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+
+
+TABLES = (Zone, Provider, ObservedRRset, ObservedKey, Process, HistoryEntry, Lease, ZoneSigner)
 TABLE_NAMES = frozenset(str(model.__tablename__) for model in TABLES)

@@ -31,6 +31,7 @@ from state.models import (
     ObservedRRset,
     Provider,
     Zone,
+    ZoneSigner,
 )
 from state.observations import KeyRecord, RRsetRecord, upsert_observations
 from state.processes import ProcessMixin
@@ -202,3 +203,42 @@ class StateStore(ProcessMixin, LeaseMixin):
     def verify_chain(self) -> ChainReport:
         with self._db.read() as session:
             return verify(session)
+
+    # -- zone membership --------------------------------------------------------------
+
+    def members(self, zone: str) -> list[tuple[str, str]]:
+        """(provider, state) of every signer of the zone, in configured order."""
+        statement = (select(ZoneSigner).where(ZoneSigner.zone == zone)
+                     .order_by(col(ZoneSigner.position), col(ZoneSigner.provider)))
+        with self._db.read() as session:
+            return [(row.provider, row.state) for row in session.exec(statement)]
+
+    def seed_members(self, zone: str, providers: Sequence[str]) -> bool:
+        """Record the configured signers if the zone has no membership yet."""
+        now = utc_or_now(None)
+        with self._db.write() as session:
+            if session.exec(select(ZoneSigner).where(ZoneSigner.zone == zone)).first():
+                return False
+            for i, name in enumerate(providers):
+                session.add(ZoneSigner(zone=zone, provider=name, state="active", position=i,
+                                       updated_at=now))
+            return True
+
+    def set_member(self, zone: str, provider: str, state: str | None) -> None:
+        """Add or change a signer's membership state; ``None`` removes it."""
+        now = utc_or_now(None)
+        with self._db.write() as session:
+            row = session.get(ZoneSigner, (zone, provider))
+            if state is None:
+                if row is not None:
+                    session.delete(row)
+                return
+            if row is None:
+                last = session.exec(select(ZoneSigner).where(ZoneSigner.zone == zone)
+                                    .order_by(col(ZoneSigner.position).desc())).first()
+                session.add(ZoneSigner(zone=zone, provider=provider, state=state,
+                                       position=(last.position + 1) if last else 0,
+                                       updated_at=now))
+            else:
+                row.state = state
+                row.updated_at = now
