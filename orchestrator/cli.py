@@ -60,6 +60,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--abort", action="store_true", help="take the running process back to a "
                    "safe state")
 
+    s = sub.add_parser("signer", help="add or remove a provider as a signer of a zone")
+    s.add_argument("action", choices=["add", "remove"])
+    s.add_argument("zone")
+    s.add_argument("name", help="the provider (as named in the config)")
+    s.add_argument("--wait", action="store_true", help="run it to the end in the foreground")
+
     s = sub.add_parser("step", help="advance the zone's process if its conditions hold")
     s.add_argument("zone")
     s.add_argument("--json", action="store_true")
@@ -274,9 +280,7 @@ def cmd_rollover(args: argparse.Namespace) -> int:
         else:
             proc = await engine.start_rollover(zone, args.key, args.signer)
             _out(f"{zone.name}: started {proc.kind} {proc.id}")
-        if args.wait:
-            return await _drive(engine, zone, proc.id, to_end=True)
-        return await _drive(engine, zone, proc.id, to_end=False)
+        return await _drive(engine, zone, proc.id, to_end=args.wait)
 
     return _run(config, body)
 
@@ -309,6 +313,21 @@ async def _drive(engine: Any, zone: ZoneConfig, process_id: str, *, to_end: bool
             logs.progress(f"{line} ({left:.1f}s)", zone.name)
             last = line
         await asyncio.sleep(left)
+
+
+def cmd_signer(args: argparse.Namespace) -> int:
+    from orchestrator.engine import Engine
+
+    config = _config(args)
+    zone = _zones(config, args.zone, False)[0]
+
+    async def body(rt: Runtime) -> int:
+        engine = Engine(rt, lambda line: logs.progress(line, zone.name))
+        proc = await engine.start_signer(zone, args.name, args.action)
+        _out(f"{zone.name}: started {proc.kind} {proc.id}")
+        return await _drive(engine, zone, proc.id, to_end=args.wait)
+
+    return _run(config, body)
 
 
 def cmd_step(args: argparse.Namespace) -> int:
@@ -433,6 +452,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "history": cmd_history,
     "rollover": cmd_rollover,
     "step": cmd_step,
+    "signer": cmd_signer,
     "run": cmd_run,
     "audit": cmd_audit,
     "lab": cmd_lab,

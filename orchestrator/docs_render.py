@@ -22,6 +22,19 @@ def _step(step: Step, number: str) -> list[str]:
     for which, target in step.keys.items():
         name = "successor" if which == "new" else "predecessor"
         lines.append(f"- **{name}** at the signer: {KEY_STATES[target]}")
+    with_ = {"with": "included", "without": "left out"}
+    if step.member_keys:
+        lines.append(f"- **keys**: the joining/leaving signer's keys are "
+                     f"{with_[step.member_keys]} in every other signer's DNSKEY RRset")
+    if step.member_cds:
+        lines.append(f"- **CDS/CDNSKEY** at every signer: the joining/leaving signer's KSK "
+                     f"{'is named' if step.member_cds == 'with' else 'is not named'}")
+    if step.ns:
+        lines.append(f"- **NS RRset** at every signer: the joining/leaving signer's NS names "
+                     f"{with_[step.ns]}")
+    if step.csync is not None:
+        lines.append(f"- **CSYNC** (`0 1 NS`) at every signer: "
+                     f"{'published' if step.csync else 'removed'}")
     if step.cds:
         lines.append(f"- **CDS/CDNSKEY** at every provider name the "
                      f"{'successor' if step.cds == 'new' else 'predecessor'} (and every other "
@@ -48,11 +61,14 @@ def render(book: Runbook) -> str:
              "do not edit -->", "", book.summary.strip(), ""]
     if book.references:
         lines += ["References: " + "; ".join(book.references) + ".", ""]
-    lines += [f"Started with `multisigner rollover ZONE --key {'|'.join(book.roles)} --signer "
-              "NAME [--wait]`; advanced by `multisigner step ZONE`, `--wait`, or the daemon "
-              "(`multisigner run`). Before it starts, the zone must be in its steady state "
-              "(`sync` has nothing to do, the parent DS matches the CDS, `verify` finds no "
-              "breach).", "", "## Steps", ""]
+    if book.kind.startswith("signer-"):
+        start = f"`multisigner signer {book.kind.split('-')[1]} ZONE NAME [--wait]`"
+    else:
+        start = f"`multisigner rollover ZONE --key {'|'.join(book.roles)} --signer NAME [--wait]`"
+    lines += [f"Started with {start}; advanced by `multisigner step ZONE`, `--wait`, or the "
+              "daemon (`multisigner run`). Before it starts, the zone must be in its steady "
+              "state (`sync` has nothing to do, the parent DS matches the CDS, `verify` finds "
+              "no breach).", "", "## Steps", ""]
     for i, step in enumerate(book.steps, 1):
         lines += _step(step, str(i))
     lines += ["## Abort (`multisigner rollover ZONE --abort`)", ""]
@@ -63,8 +79,10 @@ def render(book: Runbook) -> str:
     for step in book.steps:
         path = by_from.get(step.id)
         if not path:
-            lines += [f"From `{step.id}`: refused — the predecessor is being withdrawn; the "
-                      "zone is safe only going forward, so the process must finish.", ""]
+            why = ("the predecessor is being withdrawn; the zone is safe only going forward"
+                   if not book.kind.startswith("signer-") else
+                   "the delegation is changing; finish, then run the opposite signer process")
+            lines += [f"From `{step.id}`: refused — {why}, so the process must finish.", ""]
             continue
         lines += [f"From `{step.id}`: " + " → ".join(f"`{ab.id}`" for ab in path), ""]
         for j, ab in enumerate(path, 1):

@@ -23,11 +23,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from orchestrator import membership
 from orchestrator.config import ZoneConfig
 from orchestrator.errors import MultisignerError, Refused, UsageError
 from orchestrator.evidence import view_evidence
 from orchestrator.invariant import check_zone
 from orchestrator.keys import Role
+from orchestrator.membership import CSYNC_RECORD, Member
 from orchestrator.observation import ZoneView
 from orchestrator.observer import last_owned, observe
 from orchestrator.rollover import (
@@ -42,7 +44,7 @@ from orchestrator.rollover import (
 )
 from orchestrator.runtime import Runtime, holder_id
 from orchestrator.sync import apply_actions
-from orchestrator.sync_plan import PlanInput, SyncPlan, plan_sync
+from orchestrator.sync_plan import PlanInput, SyncPlan, interlocks, plan_sync
 from orchestrator.timing import deadline, measure
 from orchestrator.waiting import Reporter
 from providers.base import Capability
@@ -129,6 +131,74 @@ class Engine:
                     f"{key_role.upper()} {old.key.key_tag}")
         return proc
 
+    async def start_signer(self, zone: ZoneConfig, provider: str, direction: str) -> ProcessInfo:
+        """Start a signer-add or signer-remove process after checking everything first."""
+        kind = f"signer-{direction}"
+        if zone.model != 2:
+            raise UsageError(f"{zone.name}: model {zone.model} signer changes are not "
+                             "implemented yet; only model 2 zones in this version")
+        known = [p.name for p in self.rt.config.providers]
+        if provider not in known:
+            raise UsageError(f"no provider named {provider!r} in the config "
+                             f"(configured: {', '.join(known)})")
+        running = self.rt.store.active_process(zone.name)
+        if running is not None:
+            raise Refused(f"{zone.name} already has a running {running.kind} process "
+                          f"{running.id} (state {running.state}); finish or abort it first")
+        members = self.rt.signers(zone)
+        problems = membership.start_problems(direction, provider, members)  # type: ignore[arg-type]
+        if problems:
+            raise Refused(f"{zone.name}: refusing to {direction} signer {provider}; nothing "
+                          "was changed", problems)
+        everyone = members + ([provider] if direction == "add" else [])
+        for name in everyone:
+            caps = self.rt.provider(name)
+            need = (Capability.IMPORT_FOREIGN_DNSKEY | Capability.PUBLISH_CDS
+                    | Capability.MANAGE_NS)
+            if need not in caps.capabilities:
+                raise Refused(f"{name} ({caps.type_name}) cannot import keys, publish CDS and "
+                              "manage NS records; it cannot take part in a Model 2 signer change")
+        view, errors = await observe(self.rt, zone, signers=everyone)
+        if errors:
+            raise Refused(f"{zone.name}: refusing to {direction} signer {provider}; nothing "
+                          "was changed", [str(e) for e in errors.values()])
+        if direction == "add":
+            # The joining signer is not in sync yet by definition; check the others, and
+            # the joiner against the interlocks (serves the zone, signed, same algorithm).
+            current = dataclasses.replace(view, servers=tuple(
+                s for s in view.servers if s.provider != provider))
+            data = self._plan_input(zone, current, None, None)
+            data.api = {k: v for k, v in view.api.items() if k != provider}
+            data.signers = members
+            steady = start_problems(data, check_zone(current, _now(),
+                                    expect_identical=zone.policy.import_ksks))
+            joined = self._plan_input(zone, view, None, None)
+            joined.signers = everyone
+            steady += [f"[{r.code}] {r.message}" for r in interlocks(joined)
+                       if r.code != "DNSKEY_NOT_VALIDATABLE" or provider in r.message]
+        else:
+            steady = start_problems(self._plan_input(zone, view, None, None),
+                                    check_zone(view, _now(),
+                                               expect_identical=zone.policy.import_ksks))
+            step = runbook(kind, zone.model).steps[0]
+            steady += membership.precondition_problems(step, Member(provider, "remove"),
+                                                       members, view)
+        if steady:
+            raise Refused(f"{zone.name}: refusing to {direction} signer {provider}; nothing "
+                          "was changed", sorted(set(steady)))
+        first = runbook(kind, zone.model).steps[0]
+        self.rt.store.set_member(zone.name, provider,
+                                 "joining" if direction == "add" else "leaving")
+        proc = self.rt.store.start_process(
+            zone.name, kind, signer=provider, actor=self.rt.actor,
+            reason=f"signer {direction} requested", state=_state(first, "act", "main"),
+            data={"member": Member(provider, direction).as_data(),  # type: ignore[arg-type]
+                  "path": "main", "index": 0},
+            evidence={"observed": view_evidence(view), "signers_before": members},
+            waiting_for=first.title, next_check_at=_now())
+        self.report(f"{zone.name}: started {kind} {proc.id[:8]} for {provider}")
+        return proc
+
     def abort(self, zone: ZoneConfig) -> ProcessInfo:
         store = self.rt.store
         proc = store.active_process(zone.name)
@@ -182,33 +252,49 @@ class Engine:
         ids = [s.id for s in book.steps] if data["path"] == "main" else data["abort_ids"]
         step = book.step(ids[data["index"]])
         phase = proc.state.rsplit(":", 1)[1]
-        rolled = Rolled.from_data(data["rolled"])
         if phase == "act":
-            return await self._act(zone, proc, step, data, rolled)
+            return await self._act(zone, proc, step, data)
         if phase == "converge":
-            return await self._converge(zone, proc, step, data, rolled)
+            return await self._converge(zone, proc, step, data)
         if phase == "observe":
-            return await self._observe(zone, proc, step, data, rolled)
+            return await self._observe(zone, proc, step, data)
         return self._hold(zone, proc, book, ids, step, data)
 
-    async def _observe_api(self, zone: ZoneConfig) -> ZoneView:
-        view, errors = await observe(self.rt, zone)
+    async def _observe_api(self, zone: ZoneConfig, *, csync: bool = False) -> ZoneView:
+        view, errors = await observe(self.rt, zone, csync=csync)
         if errors:
             raise Refused(f"{zone.name}: {len(errors)} provider API(s) failed; the process "
                           "stays where it is and retries", [str(e) for e in errors.values()])
         return view
 
     def _plan_input(self, zone: ZoneConfig, view: ZoneView, step: Step | None = None,
-                    rolled: Rolled | None = None) -> PlanInput:
-        exclude, remove = overrides(step, rolled) if step and rolled else (frozenset(),
-                                                                            frozenset())
-        return PlanInput(zone=zone.name, signers=self.rt.signers(zone), policy=zone.policy,
+                    data: dict[str, Any] | None = None) -> PlanInput:
+        signers = self.rt.signers(zone)
+        exclude: frozenset[Any] = frozenset()
+        remove: frozenset[Any] = frozenset()
+        if step is not None and data is not None and "rolled" in data:
+            exclude, remove = overrides(step, Rolled.from_data(data["rolled"]))
+        elif step is not None and data is not None and "member" in data:
+            member = Member.from_data(data["member"])
+            signers = membership.key_signers(step, member, signers)
+            exclude, remove = membership.overrides(step, member, view.api)
+        return PlanInput(zone=zone.name, signers=signers, policy=zone.policy,
                          api=view.api, view=view, now=_now(),
                          last_owned=last_owned(self.rt, zone.name),
                          cds_exclude=exclude, force_remove=remove)
 
+    def _ns_target(self, zone: ZoneConfig, step: Step, data: dict[str, Any]) -> Any:
+        if "member" not in data:
+            return None
+        names = {p.name: list(p.ns_names) for p in self.rt.config.providers}
+        return membership.ns_target(step, Member.from_data(data["member"]),
+                                    self.rt.signers(zone), names)
+
     async def _act(self, zone: ZoneConfig, proc: ProcessInfo, step: Step,
-                   data: dict[str, Any], rolled: Rolled) -> Outcome:
+                   data: dict[str, Any]) -> Outcome:
+        if "member" in data:
+            return await self._act_member(zone, proc, step, data)
+        rolled = Rolled.from_data(data["rolled"])
         view = await self._observe_api(zone)
         problems = precondition_problems(step, rolled, view)
         if problems:
@@ -244,34 +330,73 @@ class Engine:
                                  waiting_for="every provider brought to the step's target")
         return Outcome(proc.id, new_state, False, moved=[new_state])
 
-    async def _converge(self, zone: ZoneConfig, proc: ProcessInfo, step: Step,
-                        data: dict[str, Any], rolled: Rolled) -> Outcome:
+    async def _act_member(self, zone: ZoneConfig, proc: ProcessInfo, step: Step,
+                          data: dict[str, Any]) -> Outcome:
+        member = Member.from_data(data["member"])
         view = await self._observe_api(zone)
-        plan = plan_sync(self._plan_input(zone, view, step, rolled))
+        problems = membership.precondition_problems(step, member, self.rt.signers(zone), view)
+        if problems:
+            return self._wait(proc, data, "precondition: " + "; ".join(problems), zone)
+        new_state = proc.state.rsplit(":", 1)[0] + ":converge"
+        self.rt.store.transition(proc.id, new_state, actor=self.rt.actor,
+                                 reason=f"{step.title}: preconditions hold",
+                                 evidence={"observed": view_evidence(view)}, data=data,
+                                 next_check_at=_now(),
+                                 waiting_for="every provider brought to the step's target")
+        return Outcome(proc.id, new_state, False, moved=[new_state])
+
+    async def _converge(self, zone: ZoneConfig, proc: ProcessInfo, step: Step,
+                        data: dict[str, Any]) -> Outcome:
+        view = await self._observe_api(zone)
+        plan = plan_sync(self._plan_input(zone, view, step, data))
         await apply_actions(self.rt, zone.name, plan.actions)
+        changes = [a.describe() for a in plan.actions]
+        changes += await self._converge_ns(zone, step, data, view)
         now = _now()
         data["observe_since"] = now.isoformat()
         data.pop("stalled", None)
         new_state = proc.state.rsplit(":", 1)[0] + ":observe"
         self.rt.store.transition(
             proc.id, new_state, actor=self.rt.actor,
-            reason=f"{step.title}: {len(plan.actions)} provider change(s) applied",
-            evidence={"actions": [a.as_json() for a in plan.actions],
-                      "target": plan.as_json()},
+            reason=f"{step.title}: {len(changes)} provider change(s) applied",
+            evidence={"changes": changes, "target": plan.as_json()},
             data=data, next_check_at=now, waiting_for=", ".join(step.observe) or "nothing")
         return Outcome(proc.id, new_state, False, moved=[new_state])
 
+    async def _converge_ns(self, zone: ZoneConfig, step: Step, data: dict[str, Any],
+                           view: ZoneView) -> list[str]:
+        """Signer add/remove: the NS and CSYNC RRsets at every signer (read before write)."""
+        ns = self._ns_target(zone, step, data)
+        out: list[str] = []
+        for name in self.rt.signers(zone):
+            state = view.api[name]
+            provider = self.rt.provider(name)
+            ttl = next((s.ns.ttl for s in view.of(name) if s.ns), None) or 3600
+            if ns is not None and state.ns != ns:
+                await provider.set_apex_rrset(zone.name, "NS", sorted(ns), ttl)
+                out.append(f"{name}: NS = {', '.join(sorted(ns))}")
+            if step.csync is not None:
+                want = {CSYNC_RECORD} if step.csync else set()
+                if set(state.csync) != want:
+                    await provider.set_apex_rrset(zone.name, "CSYNC", sorted(want), ttl)
+                    out.append(f"{name}: CSYNC {'published' if want else 'removed'}")
+        return out
+
     async def _observe(self, zone: ZoneConfig, proc: ProcessInfo, step: Step,
-                       data: dict[str, Any], rolled: Rolled) -> Outcome:
-        view = await self._observe_api(zone)
-        plan = plan_sync(self._plan_input(zone, view, step, rolled))
+                       data: dict[str, Any]) -> Outcome:
+        view = await self._observe_api(zone, csync="member" in data)
+        plan = plan_sync(self._plan_input(zone, view, step, data))
         if not plan.empty:
             # The API no longer shows what converge set (someone edited it, or the provider
             # dropped it): apply again; observation below decides whether it is live.
             self.report(f"{zone.name}: re-applying {len(plan.actions)} change(s) the provider "
                         "APIs do not show")
             await apply_actions(self.rt, zone.name, plan.actions)
-        missing = unmet(step, rolled, plan, view)
+        if "member" in data:
+            missing = membership.unmet(step, Member.from_data(data["member"]), plan, view,
+                                       self._ns_target(zone, step, data))
+        else:
+            missing = unmet(step, Rolled.from_data(data["rolled"]), plan, view)
         if missing:
             return self._wait(proc, data, "; ".join(missing), zone, parent="parent" in
                               step.observe and any(m.startswith("parent") for m in missing))
@@ -307,6 +432,11 @@ class Engine:
         store = self.rt.store
         if index >= len(ids):
             final = "done" if data["path"] == "main" else "aborted"
+            if "member" in data:
+                member = Member.from_data(data["member"])
+                keep = (final == "done") == (member.direction == "add")
+                self.rt.store.set_member(zone.name, member.provider,
+                                         "active" if keep else None)
             store.transition(proc.id, final, actor=self.rt.actor,
                              reason=f"{step.title}: complete", status=final,
                              evidence={"late_s": round((now - until).total_seconds(), 3)})

@@ -37,6 +37,8 @@ class ApiZoneState:
     cds: frozenset[Digest]
     cdnskey: frozenset[Key]
     max_ttl: int | None = None  # largest TTL of any RRset in the zone, if the API tells
+    ns: frozenset[str] = frozenset()  # apex NS targets (lower-case, absolute)
+    csync: frozenset[str] = frozenset()  # apex CSYNC records
 
     @property
     def published(self) -> frozenset[Key]:
@@ -94,6 +96,14 @@ class ServerView:
     cdnskey: SignedRRset | None = None
     soa: SignedRRset | None = None
     nsec3: bool | None = None
+    ns: SignedRRset | None = None
+    csync: SignedRRset | None = None
+
+    @property
+    def ns_names(self) -> frozenset[str]:
+        if self.ns is None:
+            return frozenset()
+        return frozenset(rd.target.to_text().lower() for rd in self.ns.rrset)
 
     @property
     def ok(self) -> bool:
@@ -130,6 +140,8 @@ class ParentView:
     at: datetime
     error: str | None = None
     ds: SignedRRset | None = None
+    ns: frozenset[str] = frozenset()  # the delegation's NS targets (from the referral)
+    ns_ttl: int | None = None
 
     @property
     def ds_set(self) -> frozenset[Digest]:

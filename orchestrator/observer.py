@@ -31,11 +31,11 @@ async def parent_servers(zone: ZoneConfig) -> list[str]:
 
 
 async def read_apis(
-    rt: Runtime, zone: ZoneConfig
+    rt: Runtime, zone: ZoneConfig, signers: list[str] | None = None
 ) -> tuple[dict[str, ApiZoneState], dict[str, ProviderError]]:
     """Every signer's API view of the zone; failures are returned per provider, not raised,
     so one call reports every broken provider at once."""
-    signers = rt.signers(zone)
+    signers = rt.signers(zone) if signers is None else signers
     results = await asyncio.gather(
         *(rt.provider(name).read_zone(zone.name) for name in signers),
         return_exceptions=True,
@@ -52,11 +52,13 @@ async def read_apis(
     return states, errors
 
 
-async def observe_servers(rt: Runtime, zone: ZoneConfig) -> tuple[ServerView, ...]:
+async def observe_servers(
+    rt: Runtime, zone: ZoneConfig, *, csync: bool = False, signers: list[str] | None = None
+) -> tuple[ServerView, ...]:
     apex = dns.name.from_text(zone.name)
     tasks = [
-        observe_server(apex, name, server)
-        for name in rt.signers(zone)
+        observe_server(apex, name, server, csync=csync)
+        for name in (rt.signers(zone) if signers is None else signers)
         for server in rt.config.provider(name).nameservers
     ]
     return tuple(await asyncio.gather(*tasks))
@@ -72,14 +74,16 @@ async def observe_parents(zone: ZoneConfig) -> tuple[ParentView, ...]:
 
 
 async def observe(
-    rt: Runtime, zone: ZoneConfig, *, api: bool = True, parent: bool = True
+    rt: Runtime, zone: ZoneConfig, *, api: bool = True, parent: bool = True, csync: bool = False,
+    signers: list[str] | None = None,
 ) -> tuple[ZoneView, dict[str, ProviderError]]:
-    """One full observation pass, recorded in the state DB."""
+    """One full observation pass, recorded in the state DB. ``signers`` overrides the zone's
+    membership (to look at a provider before it joins)."""
     apex = dns.name.from_text(zone.name)
-    api_task = read_apis(rt, zone) if api else _no_api()
+    api_task = read_apis(rt, zone, signers) if api else _no_api()
     parent_task = observe_parents(zone) if parent else _no_parent()
     (states, errors), servers, parents = await asyncio.gather(
-        api_task, observe_servers(rt, zone), parent_task
+        api_task, observe_servers(rt, zone, csync=csync, signers=signers), parent_task
     )
     now = datetime.now(UTC)
     record(rt, zone, servers, parents, states, now)

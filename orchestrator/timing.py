@@ -25,9 +25,10 @@ class Ttls:
     key: int  # TTLkey
     sig: int  # TTLsig
     ds: int  # TTLds
+    ns: int = 0  # TTLns: NS-Wait-Time, parent and every signer
 
     def term(self, name: str) -> int:
-        return {"TTLkey": self.key, "TTLsig": self.sig, "TTLds": self.ds}[name]
+        return {"TTLkey": self.key, "TTLsig": self.sig, "TTLds": self.ds, "TTLns": self.ns}[name]
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -51,7 +52,9 @@ def measure(view: ZoneView) -> Ttls:
             sig = max(sig, state.max_ttl)
     ds = max([p.ds.ttl for p in view.parent if p.ds] +
              [int(c.rrset.ttl) for c in view.cached_ds], default=0)
-    return Ttls(key=key, sig=sig, ds=ds)
+    ns = max([s.ns.ttl for s in view.servers if s.ns] +
+             [p.ns_ttl for p in view.parent if p.ns_ttl is not None], default=0)
+    return Ttls(key=key, sig=sig, ds=ds, ns=ns)
 
 
 def hold_seconds(terms: Iterable[str], combine: str, ttls: Ttls) -> int:

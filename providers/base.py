@@ -25,6 +25,7 @@ class Capability(enum.Flag):
     PUBLISH_CDS = enum.auto()  # publish CDS/CDNSKEY records the controller chooses
     SIGN_EXTERNAL_DNSKEY_SET = enum.auto()  # Model 1: serve a DNSKEY RRset signed by the owner
     GENERATE_KEYS = enum.auto()  # create/activate/retire its own keys on request
+    MANAGE_NS = enum.auto()  # set the apex NS and CSYNC RRsets (signer add/remove)
 
 
 class Provider(ABC):
@@ -56,6 +57,13 @@ class Provider(ABC):
     ) -> None:
         """Make these the complete CDS and CDNSKEY RRsets (empty = none published)."""
         raise NotImplementedError(f"{self.type_name} cannot publish CDS/CDNSKEY")
+
+    async def set_apex_rrset(
+        self, zone: str, rrtype: str, contents: Sequence[str], ttl: int
+    ) -> None:
+        """Make ``contents`` the complete apex RRset of ``rrtype`` (NS, CSYNC); empty
+        removes it."""
+        raise NotImplementedError(f"{self.type_name} cannot manage apex NS/CSYNC records")
 
     async def create_key(
         self, zone: str, role: Role, algorithm: str, *, active: bool, published: bool

@@ -99,23 +99,26 @@ _APEX_TYPES = (
     dns.rdatatype.CDS,
     dns.rdatatype.CDNSKEY,
     dns.rdatatype.NSEC3PARAM,
+    dns.rdatatype.NS,
 )
 
 
 async def observe_server(
-    zone: dns.name.Name, provider: str, server: str, *, timeout: float = 2.0
+    zone: dns.name.Name, provider: str, server: str, *, timeout: float = 2.0,
+    csync: bool = False,
 ) -> ServerView:
     """Query one nameserver for the apex material; failures become ``ServerView.error``."""
     at = datetime.now(UTC)
+    types = _APEX_TYPES + ((dns.rdatatype.CSYNC,) if csync else ())
     try:
         answers = await asyncio.gather(
-            *(query(server, zone, t, timeout=timeout) for t in _APEX_TYPES)
+            *(query(server, zone, t, timeout=timeout) for t in types)
         )
         for response in answers:
             _check_authoritative(server, zone, response)
     except ObservationError as exc:
         return ServerView(provider=provider, server=server, at=at, error=str(exc))
-    soa, dnskey, cds, cdnskey, nsec3param = answers
+    soa, dnskey, cds, cdnskey, nsec3param, ns = answers[:6]
     return ServerView(
         provider=provider,
         server=server,
@@ -125,6 +128,8 @@ async def observe_server(
         cds=_signed(cds, zone, dns.rdatatype.CDS),
         cdnskey=_signed(cdnskey, zone, dns.rdatatype.CDNSKEY),
         nsec3=_signed(nsec3param, zone, dns.rdatatype.NSEC3PARAM) is not None,
+        ns=_signed(ns, zone, dns.rdatatype.NS),
+        csync=_signed(answers[6], zone, dns.rdatatype.CSYNC) if csync else None,
     )
 
 
@@ -143,7 +148,18 @@ async def observe_parent(zone: dns.name.Name, server: str, *, timeout: float = 2
         return ParentView(
             server=server, at=at, error=f"{server} is not authoritative for the parent of {zone}"
         )
-    return ParentView(server=server, at=at, ds=_signed(response, zone, dns.rdatatype.DS))
+    ns_names: frozenset[str] = frozenset()
+    ns_ttl: int | None = None
+    try:
+        referral = await query(server, zone, dns.rdatatype.NS, timeout=timeout)
+        for rrset in (*referral.authority, *referral.answer):
+            if rrset.name == zone and rrset.rdtype == dns.rdatatype.NS:
+                ns_names = frozenset(rd.target.to_text().lower() for rd in rrset)
+                ns_ttl = int(rrset.ttl)
+    except ObservationError as exc:
+        return ParentView(server=server, at=at, error=str(exc))
+    return ParentView(server=server, at=at, ds=_signed(response, zone, dns.rdatatype.DS),
+                      ns=ns_names, ns_ttl=ns_ttl)
 
 
 async def find_parent_servers(zone: dns.name.Name) -> list[str]:

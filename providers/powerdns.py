@@ -48,6 +48,7 @@ def _retryable(exc: BaseException) -> bool:
 class PowerDNSProvider(Provider):
     capabilities = (
         Capability.IMPORT_FOREIGN_DNSKEY | Capability.PUBLISH_CDS | Capability.GENERATE_KEYS
+        | Capability.MANAGE_NS
     )
     type_name = "powerdns"
 
@@ -188,6 +189,8 @@ class PowerDNSProvider(Provider):
         foreign: set[Key] = set()
         cds: set[Digest] = set()
         cdnskey: set[Key] = set()
+        ns: set[str] = set()
+        csync: set[str] = set()
         max_ttl = 0
         apex = zone.lower()
         for rrset in data.get("rrsets", []):
@@ -201,6 +204,10 @@ class PowerDNSProvider(Provider):
                 cds |= {Digest.parse(r) for r in records}
             elif rrset["type"] == "CDNSKEY":
                 cdnskey |= {Key.parse(r) for r in records}
+            elif rrset["type"] == "NS":
+                ns |= {r.lower() if r.endswith(".") else f"{r.lower()}." for r in records}
+            elif rrset["type"] == "CSYNC":
+                csync |= set(records)
         # A key we PATCHed that is also one of its own would be served once; don't
         # count it as foreign.
         foreign -= {k.key for k in own}
@@ -211,6 +218,8 @@ class PowerDNSProvider(Provider):
             cds=frozenset(cds),
             cdnskey=frozenset(cdnskey),
             max_ttl=max_ttl or None,
+            ns=frozenset(ns),
+            csync=frozenset(csync),
         )
 
     async def _replace(self, zone: str, rrtype: str, contents: Sequence[str], ttl: int) -> None:
@@ -225,6 +234,11 @@ class PowerDNSProvider(Provider):
         else:
             rrset = {"name": zone, "type": rrtype, "changetype": "DELETE"}
         await self._request("PATCH", self._zone_path(zone), zone=zone, json={"rrsets": [rrset]})
+
+    async def set_apex_rrset(
+        self, zone: str, rrtype: str, contents: Sequence[str], ttl: int
+    ) -> None:
+        await self._replace(zone, rrtype, sorted(contents), ttl)
 
     async def set_foreign_dnskeys(self, zone: str, keys: Sequence[Key], ttl: int) -> None:
         await self._replace(zone, "DNSKEY", sorted(k.text for k in keys), ttl)

@@ -17,9 +17,11 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 KeyTarget = Literal["published", "active", "removed"]
-Observation = Literal["served", "data-signers", "dnskey-signers", "parent"]
-Precondition = Literal["old-unused", "ds-covers-new", "ds-covers-old"]
-TtlTerm = Literal["TTLkey", "TTLsig", "TTLds"]
+Observation = Literal["served", "data-signers", "dnskey-signers", "parent", "ns-served",
+                      "parent-ns", "csync-served", "csync-gone"]
+Precondition = Literal["old-unused", "ds-covers-new", "ds-covers-old", "remaining-ds"]
+TtlTerm = Literal["TTLkey", "TTLsig", "TTLds", "TTLns"]
+With = Literal["with", "without"]
 
 _DIR = Path(__file__).parent
 
@@ -32,17 +34,23 @@ OBSERVATIONS: dict[str, str] = {
     "dnskey-signers": "every nameserver of the signer signs its DNSKEY RRset with exactly the "
     "rolled keys that are active in this step",
     "parent": "every parent nameserver serves a DS RRset naming exactly the CDS keys",
+    "ns-served": "every nameserver of every signer serves the target NS RRset",
+    "parent-ns": "every parent nameserver delegates to exactly the target NS names",
+    "csync-served": "every nameserver of every signer serves the CSYNC record",
+    "csync-gone": "no nameserver of any signer serves a CSYNC record any more",
 }
 PRECONDITIONS: dict[str, str] = {
     "old-unused": "no nameserver of any provider serves a signature made with the predecessor",
     "ds-covers-new": "every DS RRset the parent served within its TTL matches the successor",
     "ds-covers-old": "every DS RRset the parent served within its TTL matches the predecessor",
+    "remaining-ds": "the parent's DS RRset matches a KSK of a signer that stays",
 }
 TERMS: dict[str, str] = {
     "TTLkey": "the DNSKEY TTL (largest over every provider and every cached DNSKEY RRset)",
     "TTLsig": "the largest TTL of any signed RRset in the zone (read from the providers, "
     "including the SOA minimum for negative answers)",
     "TTLds": "the parent's DS TTL (largest over its servers and cached DS RRsets)",
+    "TTLns": "NS-Wait-Time: the largest NS TTL at the parent and at every signer",
 }
 
 
@@ -51,8 +59,14 @@ class Step(BaseModel):
 
     id: str
     title: str
-    keys: dict[Literal["new", "old"], KeyTarget]
+    keys: dict[Literal["new", "old"], KeyTarget] = Field(default_factory=dict)
     cds: Literal["old", "new"] | None = None
+    # signer add/remove: whether the joining/leaving signer's keys are exchanged with the
+    # others, whether the CDS names its KSK, whether the NS RRsets list it, CSYNC published
+    member_keys: With | None = None
+    member_cds: With | None = None
+    ns: With | None = None
+    csync: bool | None = None
     precondition: list[Precondition] = Field(default_factory=list)
     observe: list[Observation] = Field(default_factory=list)
     hold: list[TtlTerm] = Field(default_factory=list)
@@ -70,7 +84,7 @@ class Runbook(BaseModel):
 
     kind: str
     model: Literal[1, 2]
-    roles: list[Literal["zsk", "ksk", "csk"]]
+    roles: list[Literal["zsk", "ksk", "csk"]] = Field(default_factory=list)
     title: str
     summary: str
     references: list[str] = Field(default_factory=list)
