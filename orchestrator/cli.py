@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any, TypeVar
 from orchestrator import logs
 from orchestrator.config import Config, ZoneConfig, find_config_path, load_config
 from orchestrator.errors import ConfigError, MultisignerError, UsageError
+from orchestrator.evidence import ceil_seconds
 from orchestrator.runtime import Runtime
 from state.store import StateStore
 
@@ -123,6 +125,12 @@ def _run(config: Config, body: Callable[[Runtime], Awaitable[T]]) -> T:
     rt = Runtime(config=config, store=store)
 
     async def main() -> T:
+        # SIGTERM cancels like Ctrl-C does, so a running phase records "failed"/releases
+        # its lease instead of dying between an intent and its outcome. The daemon installs
+        # its own graceful handler on top of this one.
+        task = asyncio.current_task()
+        if task is not None:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
         try:
             return await body(rt)
         finally:
@@ -130,6 +138,9 @@ def _run(config: Config, body: Callable[[Runtime], Awaitable[T]]) -> T:
 
     try:
         return asyncio.run(main())
+    except asyncio.CancelledError:
+        raise MultisignerError("stopped by a signal; the zone's process records where it "
+                               "stopped, and the next run resumes or replans") from None
     finally:
         store.close()
 
@@ -173,7 +184,9 @@ def cmd_sync(args: argparse.Namespace) -> int:
         for zone, result in zip(zones, results, strict=True):
             if isinstance(result, MultisignerError):
                 failed += 1
-                _err(f"error: {result}" if len(zones) == 1 else f"error: {zone.name}: {result}")
+                text = str(result)
+                prefixed = len(zones) > 1 and not text.startswith(zone.name)
+                _err(f"error: {zone.name}: {text}" if prefixed else f"error: {text}")
         return 1 if failed else 0
 
     return _run(config, body)
@@ -305,7 +318,7 @@ async def _drive(engine: Any, zone: ZoneConfig, process_id: str, *, to_end: bool
         left = max(0.0, (nxt - datetime.now(UTC)).total_seconds())
         line = f"{zone.name}: {outcome.state}: waiting for {outcome.waiting_for}"
         if not to_end:
-            _out(f"{line} (next check {nxt.isoformat(timespec='seconds')}, in "
+            _out(f"{line} (next check {ceil_seconds(nxt)}, in "
                  f"{format_duration(nxt - datetime.now(UTC))}); continue with "
                  f"'multisigner step {zone.name}', the daemon, or --wait")
             return 0
@@ -359,7 +372,7 @@ def cmd_step(args: argparse.Namespace) -> int:
         if outcome.finished:
             _out(f"{zone.name}: {proc.kind} {proc.id[:8]} finished ({outcome.state})")
         else:
-            when = (outcome.next_check_at.isoformat(timespec="seconds")
+            when = (ceil_seconds(outcome.next_check_at)
                     if outcome.next_check_at else "now")
             _out(f"{zone.name}: {proc.kind} {proc.id[:8]} in {outcome.state}: waiting for "
                  f"{outcome.waiting_for} (until {when})")

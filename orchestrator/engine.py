@@ -26,7 +26,7 @@ from typing import Any
 from orchestrator import membership
 from orchestrator.config import ZoneConfig
 from orchestrator.errors import MultisignerError, Refused, UsageError
-from orchestrator.evidence import view_evidence
+from orchestrator.evidence import ceil_seconds, view_evidence
 from orchestrator.invariant import check_zone
 from orchestrator.keys import Role
 from orchestrator.membership import CSYNC_RECORD, Member
@@ -419,7 +419,7 @@ class Engine:
                       "observed_after_s": round((now - datetime.fromisoformat(
                           data["observe_since"])).total_seconds(), 3)},
             data=data, next_check_at=until,
-            waiting_for=f"hold{terms} until {until.isoformat(timespec='seconds')}")
+            waiting_for=f"hold{terms} until {ceil_seconds(until)}")
         return Outcome(proc.id, new_state, False, moved=[new_state])
 
     def _hold(self, zone: ZoneConfig, proc: ProcessInfo, book: Runbook, ids: list[str],

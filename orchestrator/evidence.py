@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import dns.rrset
@@ -44,3 +44,10 @@ def cache_settles_at(view: ZoneView) -> datetime | None:
     old = [c.expires for c in (*view.cached_dnskeys, *view.cached_ds)
            if _rdatas(c.rrset) not in current]
     return max(old, default=None)
+
+
+def ceil_seconds(at: datetime) -> str:
+    """RFC 3339 to the second, rounded *up*: a printed "until" must never be early."""
+    if at.microsecond:
+        at = at.replace(microsecond=0) + timedelta(seconds=1)
+    return at.isoformat(timespec="seconds")

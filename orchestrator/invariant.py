@@ -22,6 +22,7 @@ import dns.rdatatype
 import dns.rrset
 from dns.exception import DeniedByPolicy, ValidationFailure
 
+from orchestrator.evidence import ceil_seconds
 from orchestrator.keys import Digest, Key, parent_follows
 from orchestrator.observation import ServerView, SignedRRset, ZoneView
 
@@ -85,7 +86,7 @@ def _distinct_keysets(view: ZoneView) -> list[_KeySet]:
         keys = _keyset(cached.rrset)
         origin = (
             f"cached from {cached.source} ({cached.server}) until "
-            f"{cached.expires.isoformat(timespec='seconds')}"
+            f"{ceil_seconds(cached.expires)}"
         )
         seen.setdefault(keys, _KeySet(cached.rrset, keys, origin))
     return list(seen.values())
@@ -101,7 +102,7 @@ def _distinct_ds_sets(view: ZoneView) -> list[tuple[frozenset[Digest], str]]:
         seen.setdefault(
             ds,
             f"cached from the parent ({cached.server}) until "
-            f"{cached.expires.isoformat(timespec='seconds')}",
+            f"{ceil_seconds(cached.expires)}",
         )
     return [(ds, origin) for ds, origin in seen.items() if ds]
 

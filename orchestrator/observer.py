@@ -159,11 +159,22 @@ def record(
 
 
 def last_owned(rt: Runtime, zone: str) -> dict[Key, datetime]:
-    """When each key was last reported by a signer's API as its own."""
-    out: dict[Key, datetime] = {}
+    """When each key stopped being some signer's own, as far as the controller knows: the
+    later of the last time an API reported it as its own and the first time a nameserver
+    was seen serving it with no owner. The second matters when the API is read rarely
+    (sync from cron): a key a provider retired a moment ago must not count as long gone
+    just because the controller last looked long ago."""
+    owned: dict[Key, datetime] = {}
+    unowned: dict[Key, datetime] = {}
     for row in rt.store.keys(zone):
+        key = Key(row.dnskey)
         if row.server == "api" and row.origin:
-            key = Key(row.dnskey)
-            if key not in out or row.last_seen > out[key]:
-                out[key] = row.last_seen
+            if key not in owned or row.last_seen > owned[key]:
+                owned[key] = row.last_seen
+        elif not row.origin and (key not in unowned or row.first_seen < unowned[key]):
+            unowned[key] = row.first_seen
+    out = dict(owned)
+    for key, since in unowned.items():
+        if key not in out or since > out[key]:
+            out[key] = since
     return out

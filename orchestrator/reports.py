@@ -110,15 +110,19 @@ async def check_all(rt: Runtime) -> list[dict[str, Any]]:
                 problems.append(str(res))
             elif isinstance(res, BaseException):
                 raise res
-        for server in rt.config.provider(name).nameservers:
-            for z in zones:
-                try:
-                    answer = await query(server, dns.name.from_text(z.name),
-                                         dns.rdatatype.SOA)
-                    if not answer.flags & dns.flags.AA:
-                        problems.append(f"nameserver {server} is not authoritative for {z.name}")
-                except MultisignerError as exc:
-                    problems.append(f"nameserver {exc}")
+        async def soa(server: str, zone: str) -> str | None:
+            try:
+                answer = await query(server, dns.name.from_text(zone), dns.rdatatype.SOA)
+            except MultisignerError as exc:
+                return f"nameserver {exc}"
+            if not answer.flags & dns.flags.AA:
+                return f"nameserver {server} is not authoritative for {zone}"
+            return None
+
+        found = await asyncio.gather(*(soa(server, z.name)
+                                       for server in rt.config.provider(name).nameservers
+                                       for z in zones))
+        problems += [p for p in found if p]
         return {"provider": name, "ok": not problems, "problems": problems}
 
     return list(await asyncio.gather(*(provider(p.name) for p in rt.config.providers)))

@@ -9,9 +9,9 @@ tested and replayed from recorded data.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Literal
 
+from orchestrator.evidence import ceil_seconds
 from orchestrator.invariant import Finding
 from orchestrator.keys import Key, Role, parent_follows
 from orchestrator.observation import ApiKey, ApiZoneState, ZoneView
@@ -167,7 +167,7 @@ def precondition_problems(step: Step, rolled: Rolled, view: ZoneView) -> list[st
             key = rolled.new if name == "ds-covers-new" else rolled.old
             sets = [(p.ds_set, f"parent {p.server}") for p in view.parent if p.error is None]
             sets += [(frozenset(_digests(c.rrset)), f"cached from {c.server} until "
-                      f"{c.expires.isoformat(timespec='seconds')}") for c in view.cached_ds]
+                      f"{ceil_seconds(c.expires)}") for c in view.cached_ds]
             for ds_set, origin in sets:
                 if key is None or not any(d.matches(key, zone) for d in ds_set):
                     out.append(f"DS RRset {origin} does not name key "
@@ -216,13 +216,3 @@ def start_problems(data: PlanInput, findings: list[Finding]) -> list[str]:
     out += [f"[{f.code}] {f.message} (see 'multisigner verify {data.zone}')"
             for f in findings if f.severity == "breach"]
     return out
-
-
-def successor(state: ApiZoneState, rolled: Rolled) -> ApiKey | None:
-    if rolled.new_id is None:
-        return None
-    return next((k for k in state.own_keys if k.key_id == rolled.new_id), None)
-
-
-def at(now: datetime) -> str:
-    return now.isoformat(timespec="seconds")

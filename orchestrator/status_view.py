@@ -9,7 +9,7 @@ from rich.table import Table
 
 
 def render_status(items: list[dict[str, Any]], console: Console | None = None) -> None:
-    console = console or Console(highlight=False)
+    console = console or Console(highlight=False, soft_wrap=True)
     for item in items:
         verdict = "[green]consistent[/]" if item["consistent"] else "[red]NOT consistent[/]"
         console.print(f"[bold]{item['name']}[/]  model {item['model']}  {verdict}")

@@ -13,12 +13,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from orchestrator.config import ZoneConfig
 from orchestrator.errors import MultisignerError, ProviderError, Refused, UsageError
-from orchestrator.evidence import cache_settles_at, view_evidence
+from orchestrator.evidence import cache_settles_at, ceil_seconds, view_evidence
 from orchestrator.keys import parent_follows
 from orchestrator.observation import ZoneView
 from orchestrator.observer import last_owned, observe, observe_parents, observe_servers, record
@@ -97,7 +97,10 @@ async def sync_zone(
         return await _sync_locked(rt, zone, report, out)
 
 
-async def _observe_and_plan(rt: Runtime, zone: ZoneConfig) -> tuple[SyncPlan, ZoneView, bool]:
+async def _observe_and_plan(
+    rt: Runtime, zone: ZoneConfig
+) -> tuple[SyncPlan, ZoneView, bool, bool]:
+    """(plan, view, steady, parent_ok): steady = nothing to change and the parent follows."""
     view, errors = await observe(rt, zone)
     if errors:
         raise Refused(f"{zone.name}: cannot sync, {len(errors)} provider(s) failed; nothing "
@@ -113,15 +116,15 @@ async def _observe_and_plan(rt: Runtime, zone: ZoneConfig) -> tuple[SyncPlan, Zo
     parent_ok = all(p.error is None and parent_follows(p.ds_set, plan.cdnskey_target, zone.name)
                     for p in view.parent)
     served_ok = served_progress(plan, view, cds=True).done
-    return plan, view, parent_ok and served_ok
+    return plan, view, parent_ok and served_ok, parent_ok
 
 
 async def _plan_only(rt: Runtime, zone: ZoneConfig, out: Reporter) -> SyncResult:
-    plan, _view, steady = await _observe_and_plan(rt, zone)
+    plan, _view, steady, parent_ok = await _observe_and_plan(rt, zone)
     if plan.empty and steady:
         out(f"{zone.name}: in sync; nothing to change")
         return SyncResult(zone.name, "in-sync", "in sync", plan)
-    for line in render_plan(plan, steady):
+    for line in render_plan(plan, parent_ok):
         out(line)
     out(f"{zone.name}: dry run; nothing was changed")
     return SyncResult(zone.name, "dry-run", "dry run", plan)
@@ -129,11 +132,11 @@ async def _plan_only(rt: Runtime, zone: ZoneConfig, out: Reporter) -> SyncResult
 
 async def _sync_locked(rt: Runtime, zone: ZoneConfig, report: Reporter,
                        out: Reporter) -> SyncResult:
-    plan, view, steady = await _observe_and_plan(rt, zone)
+    plan, view, steady, parent_ok = await _observe_and_plan(rt, zone)
     if plan.empty and steady:
         out(f"{zone.name}: in sync; nothing to change")
         return SyncResult(zone.name, "in-sync", "in sync", plan)
-    for line in render_plan(plan, steady):
+    for line in render_plan(plan, parent_ok):
         out(line)
     store = rt.store
     stale = store.active_process(zone.name)
@@ -147,8 +150,10 @@ async def _sync_locked(rt: Runtime, zone: ZoneConfig, report: Reporter,
     policy = zone.policy
     prop_timeout = policy.propagation_timeout.total_seconds()
 
-    def renew() -> None:
-        store.acquire_lease(zone.name, holder_id(), LEASE_SECONDS, datetime.now(UTC))
+    def renew(waiting: str, delay: float) -> None:
+        now = datetime.now(UTC)
+        store.acquire_lease(zone.name, holder_id(), LEASE_SECONDS, now)
+        store.set_wait(proc.id, waiting_for=waiting, next_check_at=now + timedelta(seconds=delay))
 
     def zone_report(line: str) -> None:
         report(f"{zone.name}: {line}")
@@ -165,7 +170,8 @@ async def _sync_locked(rt: Runtime, zone: ZoneConfig, report: Reporter,
              waiting_for: str | None = None, status: str | None = None) -> None:
         nonlocal state
         store.transition(proc.id, to, actor=rt.actor, reason=reason, evidence=evidence,
-                         waiting_for=waiting_for, status=status)
+                         waiting_for=waiting_for, status=status,
+                         next_check_at=datetime.now(UTC) if waiting_for else None)
         state = to
 
     try:
@@ -216,7 +222,7 @@ async def _sync_locked(rt: Runtime, zone: ZoneConfig, report: Reporter,
     out(f"{zone.name}: synced")
     if settled is not None:
         out(f"{zone.name}: resolvers may hold pre-sync DNSKEY/DS RRsets until "
-            f"{settled.isoformat(timespec='seconds')}; verify reports them until then")
+            f"{ceil_seconds(settled)}; verify reports them until then")
     return SyncResult(zone.name, "synced", "synced", plan)
 
 

@@ -19,6 +19,7 @@ from dns.dnssectypes import Algorithm
 from dns.exception import DeniedByPolicy, ValidationFailure
 
 from orchestrator.config import PolicyConfig
+from orchestrator.evidence import ceil_seconds
 from orchestrator.keys import Digest, Key, parent_follows
 from orchestrator.observation import ApiZoneState, ZoneView
 
@@ -182,11 +183,12 @@ def plan_sync(data: PlanInput) -> SyncPlan:
         for stale in state.foreign_dnskeys - want:
             if stale in owned or stale in data.force_remove:
                 continue  # one of its own now, or a KSK left over with import_ksks off
-            last = data.last_owned.get(stale)
-            if last is not None and data.now < last + grace:
+            # Never seen at all: count from now (keep it one grace period, then remove).
+            last = data.last_owned.get(stale, data.now)
+            if data.now < last + grace:
                 want.add(stale)
                 notes.append(f"{name}: keeping retired key {stale.short()} until "
-                             f"{(last + grace).isoformat(timespec='seconds')} (cached signatures)")
+                             f"{ceil_seconds(last + grace)} (cached signatures)")
         served[name] = frozenset(want) | state.published
         if frozenset(want) != state.foreign_dnskeys:
             ttl = next((s.dnskey.ttl for s in data.view.of(name) if s.dnskey), ttl_key) or 3600

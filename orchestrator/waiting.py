@@ -37,7 +37,7 @@ async def wait_for(
     report: Reporter,
     first: float = 0.1,
     cap: float = 2.0,
-    on_round: Callable[[], None] | None = None,
+    on_round: Callable[[str, float], None] | None = None,
     hint: str = "",
 ) -> Waited:
     start = time.monotonic()
@@ -64,9 +64,10 @@ async def wait_for(
         if line != last_line or now - last_report > 10:
             report(f"{line} (gives up in {format_duration_s(remaining)})")
             last_line, last_report = line, now
+        sleep = min(delay, max(remaining, 0.01))
         if on_round is not None:
-            on_round()
-        await asyncio.sleep(min(delay, max(remaining, 0.01)))
+            on_round(line, sleep)
+        await asyncio.sleep(sleep)
         delay = min(delay * 1.5, cap)
 
 

@@ -18,7 +18,8 @@ from tenacity import (
     AsyncRetrying,
     retry_if_exception,
     stop_after_attempt,
-    wait_exponential_jitter,
+    wait_exponential,
+    wait_random,
 )
 
 from orchestrator.config import ProviderConfig
@@ -80,7 +81,7 @@ class PowerDNSProvider(Provider):
             async for attempt in AsyncRetrying(
                 retry=retry_if_exception(_retryable),
                 stop=stop_after_attempt(self._attempts),
-                wait=wait_exponential_jitter(initial=0.2, max=5.0),
+                wait=wait_exponential(multiplier=0.2, max=5.0) + wait_random(0, 0.2),
                 reraise=True,
             ):
                 with attempt:
@@ -173,10 +174,10 @@ class PowerDNSProvider(Provider):
         own: list[ApiKey] = []
         for item in keys:
             key = Key.parse(item["dnskey"])
+            # PowerDNS computes keytype; with no active KSK it calls every key "csk", even
+            # a flags-256 ZSK. The SEP flag decides; "csk" only for a SEP key it says so of.
             keytype = str(item.get("keytype", "")).lower()
-            role: Role = keytype if keytype in ("ksk", "zsk", "csk") else (  # type: ignore[assignment]
-                "ksk" if key.sep else "zsk"
-            )
+            role: Role = ("csk" if keytype == "csk" else "ksk") if key.sep else "zsk"
             own.append(
                 ApiKey(
                     key=key,

@@ -38,10 +38,14 @@ def config_toml(
     providers: Sequence[dict[str, Any]],
     zones: Sequence[str],
     parent_nameserver: str,
+    *,
+    signers: Sequence[str] | None = None,
 ) -> str:
-    """The controller config for the lab: every provider signs every zone (Model 2), the
-    parent is the lab's CDS scanner. ``propagation_delay`` is 0 s because the lab has no
-    secondaries: what the nameservers serve *is* propagated."""
+    """The controller config for the lab: every provider is listed, the ``signers`` of
+    every zone (default: all providers) sign it (Model 2), the parent is the lab's CDS
+    scanner. ``propagation_delay`` is 0 s because the lab has no secondaries: what the
+    nameservers serve *is* propagated."""
+    zone_signers = [p["name"] for p in providers] if signers is None else list(signers)
     out = [
         "# Written by the multisigner lab; API keys are literal (this file is 0600).",
         "[state]",
@@ -66,7 +70,7 @@ def config_toml(
             "[[zones]]",
             f"name = {_q(zone)}",
             "model = 2",
-            f"signers = {_qlist([p['name'] for p in providers])}",
+            f"signers = {_qlist(zone_signers)}",
             "",
             "[zones.parent]",
             'type = "cds-scan"',

@@ -4,6 +4,12 @@ addresses in one directory, all stopped by :meth:`Lab.stop`.
 
 The zones start in the state "single-signed at p0, other providers added but not yet
 synchronised": every provider signs with its own keys, the parent's DS names p0's KSK only.
+
+With ``delegated=[...]`` only those providers are in the delegation (the parent's NS RRset
+and every provider's apex NS RRset) and in the zones' ``signers``; the others serve the
+zone signed with their own keys, ready to join (design.md sec. 4, "Add / remove a signer").
+The scanner follows CSYNC (RFC 7477) for NS as a registry would; see
+:mod:`orchestrator.lab.scanner`.
 """
 
 from __future__ import annotations
@@ -18,6 +24,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+import dns.name
+import dns.rdataclass
+import dns.rdatatype
 import httpx
 
 import orchestrator
@@ -54,11 +63,18 @@ class Lab:
         scanner: bool = True,
         unbound: bool = True,
         scanner_interval: float = 0.5,
+        delegated: Sequence[str] | None = None,
+        ns_ttl: int | None = None,
     ) -> Lab:
         """Start a lab in ``directory`` (created if missing). On any failure, whatever
-        was already started is stopped before the error propagates."""
+        was already started is stopped before the error propagates.
+
+        ``delegated``: the providers the zones are delegated to at first (default: all);
+        must include ``p0``, whose KSK the parent's initial DS names. ``ns_ttl``: TTL of
+        the parent's NS RRsets for the children (default: ``ttl``)."""
         if providers < 1:
             raise LabError("a lab needs at least one provider")
+        initial = _delegated_names(providers, delegated)
         directory = directory.resolve()
         directory.mkdir(parents=True, exist_ok=True)
         _refuse_running(directory)
@@ -75,6 +91,8 @@ class Lab:
                 want_scanner=scanner,
                 want_unbound=unbound,
                 interval=scanner_interval,
+                delegated=initial,
+                ns_ttl=ttl if ns_ttl is None else ns_ttl,
             )
         except BaseException:
             with contextlib.suppress(LabError):  # the original error matters more
@@ -94,6 +112,8 @@ class Lab:
         want_scanner: bool,
         want_unbound: bool,
         interval: float,
+        delegated: list[str],
+        ns_ttl: int,
     ) -> None:
         started = time.monotonic()
         names = ["parent"] + [f"p{i}" for i in range(n)]
@@ -116,17 +136,28 @@ class Lab:
             raise errors[0]
         parent, providers = servers[0], servers[1:]
 
-        keys = provision.provision_children(providers, zone_names, ttl, algorithms, csk)
+        keys = provision.provision_children(
+            providers, zone_names, ttl, algorithms, csk, delegated=delegated
+        )
         # Single-signed at p0 before going multi-signer: the parent knows p0's KSK only.
         ds = {z: [k.ds(z) for k in provision.signing_keys(keys[("p0", z)])] for z in zone_names}
         parent_keys = provision.provision_parent(
-            parent, providers, zone_names, ds, ttl=ttl, ds_ttl=ds_ttl
+            parent,
+            providers,
+            zone_names,
+            ds,
+            ttl=ttl,
+            ds_ttl=ds_ttl,
+            ns_ttl=ns_ttl,
+            delegated=delegated,
         )
         self.state.update(
             {
                 "directory": str(self.directory),
                 "ttl": ttl,
                 "ds_ttl": ds_ttl,
+                "ns_ttl": ns_ttl,
+                "delegated": delegated,  # at start; lab.delegated(zone) asks the parent
                 "zones": zone_names,
                 "scanner_interval": interval,
                 "parent": {
@@ -154,6 +185,7 @@ class Lab:
                 self.state["providers"],
                 zone_names,
                 self.parent.nameserver,
+                signers=delegated,
             ),
         )
         with ThreadPoolExecutor(2) as pool:
@@ -185,6 +217,11 @@ class Lab:
         stubs: dict[str, list[tuple[str, int]]] = {
             zones.PARENT_ZONE: [(self.parent.address, self.parent.dns_port)]
         }
+        # Every provider, delegated or not: a stub-addr needs a port and an NS name in a
+        # delegation cannot carry one, so Unbound could not follow the parent's NS RRset to
+        # these random ports anyway, and a static list cannot track CSYNC changes. Listing
+        # all also makes Unbound query a provider that is not (yet) delegated, the way the
+        # tests' invariant watcher checks every provider.
         for z in self.zones:
             stubs[z] = [(p.address, p.dns_port) for p in self.providers]
         u = Unbound.start(self.directory / "unbound", self.trust_anchors, stubs)
@@ -260,6 +297,16 @@ class Lab:
         return int(self.state["ds_ttl"])
 
     @property
+    def ns_ttl(self) -> int:
+        """TTL of the parent's NS RRsets for the children (old state files: the TTL)."""
+        return int(self.state.get("ns_ttl", self.state["ttl"]))
+
+    @property
+    def ns_names(self) -> dict[str, str]:
+        """Provider name -> its nameserver name (``{"p0": "ns1.p0.test.", ...}``)."""
+        return {p.name: p.ns_name for p in self.providers}
+
+    @property
     def providers(self) -> list[Server]:
         return [Server.from_json(p) for p in self.state["providers"]]
 
@@ -308,16 +355,51 @@ class Lab:
             for rd in (rrset or [])
         )
 
+    def parent_ns(self, zone: str) -> list[str]:
+        """The NS names the parent serves for ``zone`` now, sorted (read by DNS: the NS
+        RRset in the authority section of the parent's referral)."""
+        p = self.parent
+        resp = dnsq.query(p.address, p.dns_port, zone, "NS", dnssec=False)
+        name = dns.name.from_text(zone)
+        for section in (resp.authority, resp.answer):
+            rrset = resp.get_rrset(section, name, dns.rdataclass.IN, dns.rdatatype.NS)
+            if rrset is not None:
+                return sorted({rd.target.to_text().lower() for rd in rrset})
+        return []
+
+    def delegated(self, zone: str) -> list[str]:
+        """The providers ``zone`` is delegated to now (from :meth:`parent_ns`), in
+        provider order; NS names of no provider are left out."""
+        served = set(self.parent_ns(zone))
+        return [p.name for p in self.providers if p.ns_name.lower() in served]
+
     def dnsviz_probe_args(self, zone: str) -> list[str]:
         """Arguments after ``dnsviz`` for an authoritative probe of ``zone`` with the
-        parent's *current* DS (docs/lab-notes.md recipe); pipe to ``dnsviz grok``."""
+        parent's *current* DS and NS (docs/lab-notes.md recipe; the providers it is
+        delegated to now, all if none); pipe to ``dnsviz grok``."""
         name = zone.rstrip(".")
-        servers = ",".join(f"{p.ns_name}={p.address}:{p.dns_port}" for p in self.providers)
+        now = set(self.delegated(zone))
+        chosen = [p for p in self.providers if p.name in now] or self.providers
+        servers = ",".join(f"{p.ns_name}={p.address}:{p.dns_port}" for p in chosen)
         args = ["probe", "-A", "-x", f"{name}:{servers}", "-N", f"{name}:{servers}"]
         ds = self.parent_ds(zone)
         if ds:
             args += ["-D", f"{name}:" + ",".join(ds)]
         return [*args, name, f"www.{name}"]
+
+
+def _delegated_names(providers: int, delegated: Sequence[str] | None) -> list[str]:
+    """``delegated`` checked and in provider order (default: every provider)."""
+    names = [f"p{i}" for i in range(providers)]
+    if delegated is None:
+        return names
+    if isinstance(delegated, str):
+        raise LabError(f"delegated must be a list of provider names, not {delegated!r}")
+    if unknown := sorted(set(delegated) - set(names)):
+        raise LabError(f"delegated names unknown providers {unknown} (have {names})")
+    if "p0" not in delegated:
+        raise LabError("delegated must include p0: the parent's initial DS is p0's KSK")
+    return [n for n in names if n in delegated]
 
 
 def _refuse_running(directory: Path) -> None:

@@ -24,10 +24,14 @@ def provision_children(
     ttl: int,
     algorithms: Mapping[str, str],
     csk: frozenset[str] | set[str],
+    *,
+    delegated: Sequence[str] | None = None,
 ) -> dict[tuple[str, str], list[CryptoKey]]:
     """Every child zone at every provider, identical content, each signed with the
-    provider's own keys. Returns the keys by (provider, zone)."""
-    ns_names = [zones.ns_name(s.name) for s in servers]
+    provider's own keys; the apex NS RRset names the ``delegated`` providers (default:
+    all), at every provider. Returns the keys by (provider, zone)."""
+    names = [s.name for s in servers] if delegated is None else list(delegated)
+    ns_names = [zones.ns_name(n) for n in names]
     clients = {s.name: s.client() for s in servers}
 
     def one(server: PowerDNS, zone: str) -> list[CryptoKey]:
@@ -66,15 +70,21 @@ def provision_parent(
     *,
     ttl: int,
     ds_ttl: int,
+    ns_ttl: int | None = None,
+    delegated: Sequence[str] | None = None,
 ) -> list[CryptoKey]:
-    """The signed parent zone ``test.`` delegating every child to every provider, with
-    the given DS RRsets. Returns the parent's keys (its KSK is the resolver's anchor)."""
+    """The signed parent zone ``test.`` delegating every child to the ``delegated``
+    providers (default: all), with the given DS RRsets; an A record for every provider's
+    nameserver either way. Returns the parent's keys (its KSK is the resolver's anchor)."""
     glue = {zones.ns_name(p.name): p.address for p in providers}
-    children = {z: list(glue) for z in zone_names}
+    names = [p.name for p in providers] if delegated is None else list(delegated)
+    children = {z: [zones.ns_name(n) for n in names] for z in zone_names}
     with parent.client() as client:
         powerdns.create_zone(
             client,
             zones.PARENT_ZONE,
-            zones.parent_rrsets(parent.address, glue, children, ds, ttl=ttl, ds_ttl=ds_ttl),
+            zones.parent_rrsets(
+                parent.address, glue, children, ds, ttl=ttl, ds_ttl=ds_ttl, ns_ttl=ns_ttl
+            ),
         )
         return powerdns.add_keys(client, zones.PARENT_ZONE, DEFAULT_ALGORITHM)

@@ -63,9 +63,15 @@ def parent_rrsets(
     *,
     ttl: int,
     ds_ttl: int,
+    ns_ttl: int | None = None,
 ) -> list[dict[str, Any]]:
     """The parent zone ``test.``: its own apex, an A record per provider nameserver
-    (``glue``: ns name -> address), and per child zone its NS RRset and DS RRset."""
+    (``glue``: ns name -> address), and per child zone its NS RRset (``children``: zone ->
+    the ns names it is delegated to; TTL ``ns_ttl``, default ``ttl``) and DS RRset.
+
+    Every provider's A record is there whether a child is delegated to it or not: they are
+    ordinary records of ``test.`` (host objects, in registry terms), so a later NS change
+    (CSYNC) never needs new glue."""
     sets = [
         soa(PARENT_ZONE, PARENT_NS, ttl),
         rrset(PARENT_ZONE, "NS", ttl, [PARENT_NS]),
@@ -73,7 +79,7 @@ def parent_rrsets(
     ]
     sets += [rrset(name, "A", ttl, [addr]) for name, addr in glue.items()]
     for zone, names in children.items():
-        sets.append(rrset(zone, "NS", ttl, names))
+        sets.append(rrset(zone, "NS", ttl if ns_ttl is None else ns_ttl, names))
         if ds.get(zone):
             sets.append(rrset(zone, "DS", ds_ttl, ds[zone]))
     return sets

@@ -274,9 +274,20 @@ def test_grace_grows_with_the_largest_signed_ttl(providers3: list[SimProvider]) 
     assert len(plan.notes) == 1
 
 
-def test_unknown_stray_foreign_key_is_removed(providers3: list[SimProvider]) -> None:
+def test_never_seen_stray_foreign_key_is_kept_one_grace_period(
+    providers3: list[SimProvider],
+) -> None:
+    # Nothing is known about when it stopped signing: count from now, not from "never".
     stray = make_key(ksk=True)
     plan = plan_sync(plan_input(_with_stale(providers3, stray), synced_view(providers3)))
+    assert plan.key_actions == ()
+    assert len(plan.notes) == 1 and stray.key.short() in plan.notes[0]
+
+
+def test_stray_foreign_key_unowned_for_long_is_removed(providers3: list[SimProvider]) -> None:
+    stray = make_key(ksk=True)
+    plan = plan_sync(plan_input(_with_stale(providers3, stray), synced_view(providers3),
+                                last_owned={stray.key: NOW - timedelta(days=2)}))
     (action,) = plan.key_actions
     assert (action.provider, action.add, action.remove) == ("p0", (), (stray.key.short(),))
     assert plan.notes == ()

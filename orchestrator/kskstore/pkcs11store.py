@@ -1,0 +1,351 @@
+"""KSKs generated on, and never leaving, a PKCS#11 token (an HSM; SoftHSM2 in tests).
+
+Keys are EC key pairs made on the token (``CKA_TOKEN``, ``CKA_SENSITIVE``, not
+``CKA_EXTRACTABLE``), labelled ``<key_label_prefix>-<UTC time>`` with a random
+``CKA_ID`` shared by the private and the public object; the label is the key id.
+
+Verified facts this module relies on (lab-notes.md, SoftHSM2 2.6.1, python-pkcs11 0.10.1):
+
+- SoftHSM2 rejects ``CKM_ECDSA_SHA256``: the data is hashed here and the digest signed
+  with ``CKM_ECDSA``, which returns r||s — already the RRSIG form (RFC 6605).
+- A login belongs to the token *per process*: a second ``C_Login`` gives
+  ``CKR_USER_ALREADY_LOGGED_IN`` (even with a wrong PIN), and python-pkcs11's
+  ``Session.close()`` calls ``C_Logout``, logging out every session. Stores on the same
+  token therefore share one session (the last store closes it) and a second store's PIN
+  is compared with the one that logged in.
+- The module reads its configuration (``SOFTHSM2_CONF``) once, when first loaded.
+- SoftHSM2 never locks a PIN; real HSMs do (``CKF_USER_PIN_LOCKED``).
+
+Every PKCS#11 error is turned into a KeyStoreError in :meth:`Pkcs11KskStore._calling`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pkcs11
+from asn1crypto.keys import ECDomainParameters  # type: ignore[import-untyped]
+from cryptography.hazmat.primitives.serialization import load_der_public_key
+from dns.dnssectypes import Algorithm
+from pkcs11 import Attribute, KeyType, Mechanism, MechanismFlag, ObjectClass, TokenFlag
+from pkcs11 import exceptions as p11
+from pkcs11.util.ec import encode_ec_public_key, encode_named_curve_parameters
+
+from orchestrator.kskstore.base import (
+    ECDSA_PARAMS,
+    KskStore,
+    StoredKey,
+    StoreSigner,
+    dnskey_of,
+)
+
+_CURVES = {
+    Algorithm.ECDSAP256SHA256: "secp256r1",
+    Algorithm.ECDSAP384SHA384: "secp384r1",
+}
+_TIME = "%Y%m%dT%H%M%SZ"
+
+
+@dataclass
+class _Shared:
+    """The one logged-in session of a token that every store of this process uses.
+
+    ``Session.close()`` calls ``C_Logout``, which logs out *every* session of the
+    process; so stores on one token share a session and the last one closes it.
+    """
+
+    session: Any
+    pin_digest: bytes
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    refs: int = 0
+
+
+# (module path, token serial) -> the shared session of that token.
+_SHARED: dict[tuple[str, bytes], _Shared] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def _digest(pin: str) -> bytes:
+    return hashlib.sha256(b"multisigner-pkcs11-pin\0" + pin.encode()).digest()
+
+
+class Pkcs11KskStore(KskStore):
+    """Owner KSKs on the PKCS#11 token ``token_label`` of ``module``."""
+
+    def __init__(
+        self,
+        *,
+        module: str,
+        token_label: str,
+        pin: str,
+        key_label_prefix: str = "multisigner-ksk",
+        algorithm: Algorithm | int = Algorithm.ECDSAP256SHA256,
+    ) -> None:
+        self.module = module
+        self.token_label = token_label
+        self.prefix = key_label_prefix
+        self.name = f"pkcs11 token {token_label!r} ({module})"
+        self.algorithm = Algorithm(algorithm)
+        if self.algorithm not in _CURVES:
+            raise self.error(f"{self.algorithm.name} keys are not supported; use ECDSAP256SHA256")
+        self._shared: _Shared | None = None
+        self._shared_key: tuple[str, bytes] | None = None
+        lib = self._load()
+        token = self._token(lib)
+        self._open(token, pin)
+
+    # -- opening ------------------------------------------------------------------------
+
+    def _load(self) -> Any:
+        if not os.path.exists(self.module):
+            raise self.error(
+                f"the PKCS#11 module {self.module} does not exist; install it (SoftHSM2: "
+                "`apt install softhsm2`) or set owner_ksk.module to your HSM vendor's library"
+            )
+        try:
+            return pkcs11.lib(self.module)
+        except p11.PKCS11Error as exc:
+            raise self.error(
+                f"cannot load the PKCS#11 module {self.module}: {exc or type(exc).__name__}; "
+                "check owner_ksk.module (and SOFTHSM2_CONF for SoftHSM2)"
+            ) from None
+
+    def _token(self, lib: Any) -> Any:
+        try:
+            return lib.get_token(token_label=self.token_label)
+        except p11.NoSuchToken:
+            labels = []
+            with contextlib.suppress(p11.PKCS11Error):
+                labels = sorted(t.label for t in lib.get_tokens() if t.label)
+            raise self.error(
+                f"no token labelled {self.token_label!r} in {self.module} (tokens there: "
+                f"{', '.join(repr(x) for x in labels) or 'none'}); create it (SoftHSM2: "
+                f"`softhsm2-util --init-token --free --label {self.token_label}`) or fix "
+                "owner_ksk.token_label"
+            ) from None
+        except p11.MultipleTokensReturned:
+            raise self.error(
+                f"more than one token is labelled {self.token_label!r}; give each a unique label"
+            ) from None
+        except p11.PKCS11Error as exc:
+            raise self.error(f"cannot list tokens: {type(exc).__name__} {exc}") from None
+
+    def _open(self, token: Any, pin: str) -> None:
+        flags = TokenFlag(token.flags)
+        if flags & TokenFlag.USER_PIN_LOCKED:
+            raise self.error(
+                "the user PIN is locked after too many wrong PINs; the security officer must "
+                "reset it (C_InitPIN, e.g. `softhsm2-util`/the vendor tool) before use"
+            )
+        if not flags & TokenFlag.USER_PIN_INITIALIZED:
+            raise self.error("the token has no user PIN yet; the security officer must set one")
+        key = (os.path.realpath(self.module), bytes(token.serial))
+        with _SHARED_LOCK:
+            shared = _SHARED.get(key)
+            if shared is not None and not hmac.compare_digest(shared.pin_digest, _digest(pin)):
+                # C_Login would answer "already logged in" whatever the PIN; compare instead.
+                raise self._wrong_pin(token)
+            if shared is None:
+                try:
+                    session = token.open(rw=True, user_pin=pin)
+                except p11.PinIncorrect:
+                    raise self._wrong_pin(token) from None
+                except (p11.PinLocked, p11.PinExpired) as exc:
+                    state = "locked" if isinstance(exc, p11.PinLocked) else "expired"
+                    raise self.error(
+                        f"the user PIN is {state}; the security officer must reset it "
+                        "(C_InitPIN / C_SetPIN with the vendor tool) before use"
+                    ) from None
+                except (p11.PinInvalid, p11.PinLenRange):
+                    raise self.error(
+                        "the PIN is not a valid PIN for this token (characters or length); "
+                        "check owner_ksk.pin"
+                    ) from None
+                except p11.UserAlreadyLoggedIn:
+                    raise self.error(
+                        "another part of this process is logged in to the token already; "
+                        "open the token only through owner_ksk stores"
+                    ) from None
+                except p11.PKCS11Error as exc:
+                    raise self.error(
+                        f"cannot open a session: {type(exc).__name__} {exc}".rstrip()
+                    ) from None
+                shared = _SHARED[key] = _Shared(session=session, pin_digest=_digest(pin))
+            shared.refs += 1
+            self._shared, self._shared_key = shared, key
+
+    def _wrong_pin(self, token: Any) -> Exception:
+        hint = ""
+        with contextlib.suppress(p11.PKCS11Error):
+            flags = TokenFlag(token.flags)
+            if flags & TokenFlag.USER_PIN_FINAL_TRY:
+                hint = " — ONE more wrong PIN locks the token"
+            elif flags & TokenFlag.USER_PIN_COUNT_LOW:
+                hint = " (the token counts wrong PINs)"
+        return self.error(f"wrong PIN (check owner_ksk.pin / the variable it names){hint}")
+
+    @contextlib.contextmanager
+    def _calling(self, action: str, key_id: str | None = None) -> Iterator[Any]:
+        """The one place PKCS#11 errors become KeyStoreErrors."""
+        shared = self._shared
+        if shared is None:
+            raise self.error(f"cannot {action}: the store is closed", key_id)
+        with shared.lock:
+            try:
+                yield shared.session
+            except (
+                p11.SessionClosed,
+                p11.SessionHandleInvalid,
+                p11.DeviceRemoved,
+                p11.TokenNotPresent,
+            ) as exc:
+                raise self.error(
+                    f"cannot {action}: the token went away ({type(exc).__name__}); "
+                    "reconnect it and restart",
+                    key_id,
+                ) from None
+            except p11.UserNotLoggedIn:
+                raise self.error(f"cannot {action}: the session was logged out", key_id) from None
+            except p11.PKCS11Error as exc:
+                raise self.error(
+                    f"cannot {action}: {type(exc).__name__} {exc}".rstrip(), key_id
+                ) from None
+
+    # -- keys ---------------------------------------------------------------------------
+
+    def _ours(self, label: str) -> bool:
+        return label.startswith(self.prefix + "-")
+
+    def _private_keys(self, session: Any) -> list[Any]:
+        objects = session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY})
+        return [o for o in objects if self._ours(o[Attribute.LABEL] or "")]
+
+    def _stored(self, session: Any, private: Any) -> StoredKey:
+        label = private[Attribute.LABEL]
+        if private.key_type != KeyType.EC:
+            raise self.error(
+                f"the key labelled {label!r} is a {KeyType(private.key_type).name} key, not "
+                f"{self.algorithm.name}; rename it or change key_label_prefix",
+                label,
+            )
+        curve = ECDomainParameters.load(private[Attribute.EC_PARAMS]).chosen.native
+        if curve != _CURVES[self.algorithm]:
+            raise self.error(
+                f"the key labelled {label!r} is on curve {curve}, but this store is "
+                f"configured for {self.algorithm.name} ({_CURVES[self.algorithm]})",
+                label,
+            )
+        publics = list(
+            session.get_objects(
+                {Attribute.CLASS: ObjectClass.PUBLIC_KEY, Attribute.ID: private[Attribute.ID]}
+            )
+        )
+        if len(publics) != 1:
+            raise self.error(
+                f"found {len(publics)} public keys with the CKA_ID of the private key "
+                f"{label!r}; the token must hold exactly one",
+                label,
+            )
+        public = load_der_public_key(encode_ec_public_key(publics[0]))
+        created = None
+        with contextlib.suppress(ValueError):
+            stamp = label[len(self.prefix) + 1 :].split("-", 1)[0]
+            created = datetime.strptime(stamp, _TIME).replace(tzinfo=UTC)
+        return StoredKey(key_id=label, dnskey=dnskey_of(public, self.algorithm), created=created)
+
+    def list_keys(self) -> list[StoredKey]:
+        with self._calling("list keys") as session:
+            keys = [self._stored(session, o) for o in self._private_keys(session)]
+        labels = [k.key_id for k in keys]
+        for label in sorted({x for x in labels if labels.count(x) > 1}):
+            raise self.error(f"several private keys are labelled {label!r}; relabel them")
+        return sorted(keys, key=lambda k: (k.created or datetime.min.replace(tzinfo=UTC), k.key_id))
+
+    def generate(self) -> StoredKey:
+        with self._calling("generate a key") as session:
+            taken = {o[Attribute.LABEL] for o in self._private_keys(session)}
+            now = datetime.now(UTC).replace(microsecond=0)
+            label, n = f"{self.prefix}-{now.strftime(_TIME)}", 1
+            while label in taken:
+                n += 1
+                label = f"{self.prefix}-{now.strftime(_TIME)}-{n}"
+            params = session.create_domain_parameters(
+                KeyType.EC,
+                {Attribute.EC_PARAMS: encode_named_curve_parameters(_CURVES[self.algorithm])},
+                local=True,
+            )
+            public, private = params.generate_keypair(
+                id=os.urandom(16),
+                label=label,
+                store=True,
+                capabilities=MechanismFlag.SIGN | MechanismFlag.VERIFY,
+                private_template={
+                    Attribute.SENSITIVE: True,
+                    Attribute.EXTRACTABLE: False,
+                    Attribute.PRIVATE: True,
+                    Attribute.SIGN: True,
+                    Attribute.DERIVE: False,
+                },
+                public_template={Attribute.VERIFY: True},
+            )
+            if private[Attribute.EXTRACTABLE] or not private[Attribute.SENSITIVE]:
+                private.destroy()
+                public.destroy()
+                raise self.error(
+                    "the token made the new private key extractable or not sensitive despite "
+                    "the template; the key was destroyed — use a token that honours it",
+                    label,
+                )
+            stored = self._stored(session, private)
+        return stored
+
+    def signer(self, key_id: str) -> StoreSigner:
+        with self._calling("find the key", key_id) as session:
+            found = list(
+                session.get_objects(
+                    {Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.LABEL: key_id}
+                )
+            )
+            if len(found) != 1:
+                raise self.error(
+                    f"expected one private key labelled {key_id!r} on the token, found "
+                    f"{len(found)}",
+                    key_id,
+                )
+            private = found[0]
+            stored = self._stored(session, private)
+        hash_name, octets = ECDSA_PARAMS[self.algorithm][1], ECDSA_PARAMS[self.algorithm][2]
+
+        def raw_sign(data: bytes, deterministic: bool) -> bytes:
+            digest = hashlib.new(hash_name, data).digest()
+            with self._calling("sign", key_id):
+                signature = bytes(private.sign(digest, mechanism=Mechanism.ECDSA))
+            if len(signature) != 2 * octets:
+                raise self.error(
+                    f"the token returned a {len(signature)}-byte ECDSA signature, expected "
+                    f"r||s of {2 * octets} bytes",
+                    key_id,
+                )
+            return signature
+
+        return StoreSigner(stored, raw_sign=raw_sign, store=self.name)
+
+    def close(self) -> None:
+        with _SHARED_LOCK:
+            shared, self._shared = self._shared, None
+            if shared is None:
+                return
+            shared.refs -= 1
+            if shared.refs == 0:  # the last store of this token: log out, close
+                if self._shared_key is not None:
+                    _SHARED.pop(self._shared_key, None)
+                with shared.lock, contextlib.suppress(p11.PKCS11Error):
+                    shared.session.close()

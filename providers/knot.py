@@ -1,0 +1,673 @@
+"""Knot DNS 3.2 as a Model 1 signer (offline KSK), driven through ``keymgr`` and ``knotc``.
+
+Knot holds only its own ZSKs; the zone owner holds the one KSK and returns the combined
+DNSKEY RRset (owner KSK + every provider's ZSK), CDS and CDNSKEY, signed, as an SKR
+(``providers.knot_skr``). Knot serves exactly that DNSKEY RRset with the owner's RRSIG and
+signs everything else with its own active ZSK.
+
+Facts this relies on (lab-notes.md, re-verified on Debian's Knot 3.2.6):
+
+* ``keymgr ZONE list`` answers exit 0 and nothing for a zone Knot does not know; only
+  ``knotc zone-status ZONE`` ("no such zone found") tells a missing zone apart.
+* ``keymgr ZONE validate-skr FILE`` prints ``error: invalid SignedKeyResponse ...`` for a bad
+  signature but then ``OK`` and exit 0; the adapter treats any ``error:`` line as failure.
+* ``keymgr ZONE import-skr FILE`` is not atomic: blocks before a bad one are imported (and
+  replace everything from their time on) before it fails. Hence validate first, always.
+* Knot does not check that its own ZSK is in the SKR; :meth:`KnotProvider.import_skr`
+  refuses an SKR lacking a ZSK that Knot will sign with during a block.
+* A zone in offline mode does not load before the first SKR; ``knotc zone-reload`` loads it
+  then, ``knotc zone-keys-load`` is what a loaded zone needs (it answers OK on an unloaded
+  zone but loads nothing).
+* Key timers are unix seconds, 0 = unset (= never). A timer change made with keymgr is
+  seen by knotd only after ``zone-keys-load``.
+
+Every command goes through :meth:`KnotProvider._run`, the one place where an external
+failure becomes a ``ProviderError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import os
+import shlex
+import signal
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import dns.dnssec
+import dns.exception
+from pydantic import BaseModel, ConfigDict, Field
+
+from orchestrator.config import Duration, Fqdn, HostPort
+from orchestrator.errors import ProviderError, ProviderUnreachable, Refused, ZoneMissing
+from orchestrator.keys import Key, Role
+from orchestrator.observation import ApiKey, ApiZoneState
+from providers.base import Capability, Provider
+from providers.knot_skr import (
+    KsrBlock,
+    SkrBlock,
+    SkrFormatError,
+    iso,
+    parse_ksr,
+    parse_offline,
+    parse_skr,
+)
+
+LOGGER = logging.getLogger("multisigner.knot")
+
+Tool = Literal["keymgr", "knotc"]
+TimeSpec = int | str  # unix seconds, or keymgr's relative form "+0", "+14d", "-1h"
+
+# Key sizes keymgr wants with an explicit algorithm (ECDSA/EdDSA sizes are fixed).
+_KEY_SIZE = {5: 2048, 7: 2048, 8: 2048, 10: 2048, 13: 256, 14: 384, 15: 256, 16: 456}
+_TAIL_LINES = 6
+_TAIL_CHARS = 600
+
+
+class KnotProviderConfig(BaseModel):
+    """``[[providers]] type = "knot"`` (interface.md). To move into orchestrator/config.py
+    beside ``ProviderConfig`` (as one arm of a union discriminated by ``type``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    type: Literal["knot"] = "knot"
+    knot_config: Path  # passed as -c to keymgr and knotc
+    command_prefix: list[str] = Field(default_factory=list)  # e.g. ["ssh", "dns1"]
+    nameservers: list[HostPort] = Field(min_length=1)
+    ns_names: list[Fqdn] = Field(default_factory=list)
+    timeout: Duration = timedelta(seconds=10)  # per keymgr/knotc command
+    # How the SKR reaches keymgr: "file" = a temp file (mode 0644: an SKR holds public keys
+    # and signatures only) in ``skr_directory`` (default: the system temp dir), which must
+    # be readable by the user keymgr runs as; "stdin" = piped to ``/dev/stdin`` (works
+    # through an ``ssh`` prefix, where a local file would not exist).
+    skr_transfer: Literal["file", "stdin"] = "file"
+    skr_directory: Path | None = None
+
+
+@dataclass(frozen=True)
+class KnotKey:
+    """One key of a zone in Knot's KASP database, timers as ``keymgr -j list`` reports
+    them (unix seconds, 0 = unset)."""
+
+    id: str
+    tag: int
+    algorithm: int
+    ksk: bool
+    zsk: bool
+    timers: Mapping[str, int]
+
+    @classmethod
+    def from_json(cls, item: Mapping[str, Any]) -> KnotKey:
+        timers = {
+            name: int(item.get(name) or 0)
+            for name in (
+                "publish",
+                "ready",
+                "active",
+                "retire-active",
+                "retire",
+                "post-active",
+                "revoke",
+                "remove",
+            )
+        }
+        return cls(
+            id=str(item["id"]),
+            tag=int(item["tag"]),
+            algorithm=int(item["algorithm"]),
+            ksk=bool(item["ksk"]),
+            zsk=bool(item["zsk"]),
+            timers=timers,
+        )
+
+    def reached(self, timer: str, at: float) -> bool:
+        value = self.timers.get(timer, 0)
+        return value != 0 and value <= at
+
+    def published_at(self, at: float) -> bool:
+        return self.reached("publish", at) and not self.reached("remove", at)
+
+    def active_at(self, at: float) -> bool:
+        return (
+            self.reached("active", at)
+            and not self.reached("retire", at)
+            and not self.reached("remove", at)
+        )
+
+    @property
+    def role(self) -> Role:
+        if self.ksk and self.zsk:
+            return "csk"
+        return "ksk" if self.ksk else "zsk"
+
+    @property
+    def label(self) -> str:
+        return f"{self.tag}/{dns.dnssec.algorithm_to_text(self.algorithm)} (id {self.id})"
+
+
+class KnotProvider(Provider):
+    capabilities = Capability.SIGN_EXTERNAL_DNSKEY_SET | Capability.GENERATE_KEYS
+    type_name: ClassVar[str] = "knot"
+
+    def __init__(self, config: KnotProviderConfig) -> None:
+        super().__init__(config.name)
+        self.config = config
+        self._conf = str(config.knot_config)
+        self._prefix = list(config.command_prefix)
+        self._timeout = config.timeout.total_seconds()
+        self._children: set[asyncio.subprocess.Process] = set()
+
+    # -- the one command seam ---------------------------------------------------------
+
+    async def _run(
+        self,
+        tool: Tool,
+        *args: str,
+        zone: str | None = None,
+        stdin: bytes | None = None,
+        error_lines_fail: bool = False,
+        options: Sequence[str] = (),
+    ) -> str:
+        """Run ``command_prefix + [tool, -c, CONF, *options, --, *args]``; its stdout
+        (``--``: a relative time like ``-1d`` is an argument, not an option). A timeout is
+        ``ProviderUnreachable`` (the process group is killed), a non-zero exit (or, with
+        ``error_lines_fail``, an ``error:`` line on stderr) ``ProviderError`` with the
+        command and the tail of its output."""
+        extra = ["-t", str(max(1, math.ceil(self._timeout)))] if tool == "knotc" else []
+        argv = [*self._prefix, tool, "-c", self._conf, *extra, *options, "--", *args]
+        command = shlex.join([tool, *options, *args])  # for messages (prefix left out)
+        started = time.monotonic()
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,  # its own group: a timeout kills what it started too
+            )
+        except OSError as exc:
+            raise ProviderError(
+                f"cannot run {argv[0]!r} ({exc.strerror or exc}); check command_prefix and "
+                "that Knot's tools (keymgr, knotc) are installed and on PATH",
+                provider=self.name,
+                zone=zone,
+                endpoint=command,
+            ) from None
+        self._children.add(process)
+        try:
+            out, err = await asyncio.wait_for(process.communicate(stdin), self._timeout)
+        except TimeoutError:
+            await _kill(process)
+            raise ProviderUnreachable(
+                f"no answer within {self._timeout:g} s (killed); check that the host and "
+                f"Knot's KASP database at {self._conf} are reachable and not locked",
+                provider=self.name,
+                zone=zone,
+                endpoint=command,
+            ) from None
+        except BaseException:
+            await _kill(process)  # cancelled: leave no child behind
+            raise
+        finally:
+            self._children.discard(process)
+        elapsed = time.monotonic() - started
+        stdout = out.decode(errors="replace")
+        stderr = err.decode(errors="replace")
+        LOGGER.debug(
+            "%s: %s -> exit %s in %.0f ms",
+            self.name,
+            command,
+            process.returncode,
+            elapsed * 1000,
+            extra={"provider": self.name, "zone": zone},
+        )
+        output = stderr + "\n" + stdout  # knotc prints its errors on stdout
+        errors = [ln for ln in output.splitlines() if ln.startswith("error:")]
+        if process.returncode == 0 and not (error_lines_fail and errors):
+            return stdout
+        tail = _tail(stderr) or _tail(stdout) or "(no output)"
+        if tool == "knotc" and "no such zone" in output:
+            raise ZoneMissing(
+                f"Knot does not serve the zone ({tail}); add it to {self._conf} and "
+                "`knotc reload`, or remove the provider from the zone's signers",
+                provider=self.name,
+                zone=zone,
+                endpoint=command,
+            )
+        if tool == "knotc" and "failed to connect" in output:
+            raise ProviderUnreachable(
+                f"knotd is not reachable over its control socket ({tail}); is it running?",
+                provider=self.name,
+                zone=zone,
+                endpoint=command,
+            )
+        raise ProviderError(
+            f"failed (exit {process.returncode}): {tail}",
+            provider=self.name,
+            zone=zone,
+            endpoint=command,
+        )
+
+    # -- reading --------------------------------------------------------------------
+
+    async def check_access(self) -> None:
+        status, _ = await asyncio.gather(
+            self._run("knotc", "status"), self._run("keymgr", options=["-l"])
+        )
+        if "Running" not in status:
+            raise ProviderError(
+                f"knotc status answered {status.strip()!r}, not 'Running'",
+                provider=self.name,
+                endpoint="knotc status",
+            )
+
+    async def zone_loaded(self, zone: str) -> bool:
+        """Whether knotd serves the zone now (``zone-status`` shows a serial, not "-").
+        ZoneMissing when Knot does not know the zone at all."""
+        text = await self._run("knotc", "zone-status", zone, zone=zone)
+        for part in text.split("|"):
+            name, _, value = part.strip().partition(":")
+            if name.strip() == "serial":
+                return value.strip() not in ("", "-", "none")
+        raise ProviderError(
+            f"cannot tell from knotc zone-status whether the zone is loaded: {text.strip()!r}",
+            provider=self.name,
+            zone=zone,
+            endpoint=f"knotc zone-status {zone}",
+        )
+
+    async def list_keys(self, zone: str) -> list[KnotKey]:
+        """Knot's keys of ``zone`` with their timers (``keymgr -j ZONE list``)."""
+        text = await self._run("keymgr", zone, "list", zone=zone, options=["-j"])
+        try:
+            return [KnotKey.from_json(item) for item in json.loads(text or "[]")]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ProviderError(
+                f"unexpected keymgr -j list output ({exc.__class__.__name__}: {exc})",
+                provider=self.name,
+                zone=zone,
+                endpoint=f"keymgr -j {zone} list",
+            ) from None
+
+    async def _dnskey(self, zone: str, key_id: str) -> Key:
+        text = await self._run("keymgr", zone, "dnskey", f"id={key_id}", zone=zone)
+        # "example.test. DNSKEY 256 3 13 base64"
+        parts = text.split()
+        try:
+            at = [p.upper() for p in parts].index("DNSKEY")
+            return Key.parse(" ".join(parts[at + 1 :]))
+        except (ValueError, IndexError, dns.exception.DNSException) as exc:
+            raise ProviderError(
+                f"unexpected keymgr dnskey output {text.strip()[:120]!r} ({exc})",
+                provider=self.name,
+                zone=zone,
+                endpoint=f"keymgr {zone} dnskey id={key_id}",
+            ) from None
+
+    async def _api_keys(self, zone: str, keys: Sequence[KnotKey]) -> list[ApiKey]:
+        now = time.time()
+        publics = await asyncio.gather(*(self._dnskey(zone, k.id) for k in keys))
+        return [
+            ApiKey(
+                key=public,
+                role=k.role,
+                active=k.active_at(now),
+                published=k.published_at(now),
+                key_id=k.id,
+            )
+            for k, public in zip(keys, publics, strict=True)
+        ]
+
+    async def read_zone(self, zone: str) -> ApiZoneState:
+        """Knot's own keys (ZSKs). Offline mode has no foreign records of its own: the
+        served DNSKEY/CDS/CDNSKEY come from the SKR (see :meth:`offline_records`)."""
+        # zone-status: ZoneMissing for a zone Knot does not know (keymgr lists nothing then)
+        _, keys = await asyncio.gather(self.zone_loaded(zone), self.list_keys(zone))
+        return ApiZoneState(
+            provider=self.name,
+            own_keys=tuple(await self._api_keys(zone, keys)),
+            foreign_dnskeys=frozenset(),
+            cds=frozenset(),
+            cdnskey=frozenset(),
+        )
+
+    async def key_signing_request(
+        self,
+        zone: str,
+        start: TimeSpec = "+0",
+        end: TimeSpec = "+14d",
+        *,
+        algorithm: int | str | None = None,
+    ) -> list[KsrBlock]:
+        """``keymgr ZONE generate-ksr START END``, parsed. With ``algorithm`` (the zone's
+        policy algorithm), a ZSK of any other algorithm is a ProviderError; a KSK in the
+        KSR always is (in Model 1 the owner holds the only KSK)."""
+        command = f"keymgr {zone} generate-ksr {start} {end}"
+        text = await self._run("keymgr", zone, "generate-ksr", str(start), str(end), zone=zone)
+        try:
+            blocks = parse_ksr(text, zone=zone)
+        except SkrFormatError as exc:
+            raise ProviderError(
+                f"unusable KSR: {exc}", provider=self.name, zone=zone, endpoint=command
+            ) from None
+        want = None if algorithm is None else _algorithm_number(algorithm)
+        for block in blocks:
+            for key in block.keys:
+                if key.sep:
+                    raise ProviderError(
+                        f"the KSR for {iso(block.timestamp)} holds a KSK "
+                        f"(key tag {key.key_tag}, {key.algorithm_name}); in Model 1 the zone "
+                        "owner holds the only KSK: delete it from Knot's KASP database",
+                        provider=self.name,
+                        zone=zone,
+                        endpoint=command,
+                    )
+                if want is not None and key.algorithm != want:
+                    raise ProviderError(
+                        f"the KSR for {iso(block.timestamp)} holds ZSK key tag {key.key_tag} "
+                        f"with algorithm {key.algorithm_name} ({key.algorithm}), but the zone "
+                        f"is signed with {dns.dnssec.algorithm_to_text(want)} ({want}); "
+                        "every signer must use one algorithm (RFC 8901 sec. 4): fix the "
+                        f"policy algorithm in {self._conf} and replace that key",
+                        provider=self.name,
+                        zone=zone,
+                        endpoint=command,
+                    )
+        return blocks
+
+    async def offline_records(self, zone: str, start: TimeSpec = "+0") -> list[SkrBlock]:
+        """The imported SKR records in effect from ``start`` on (``keymgr show-offline
+        START``): the block in effect at ``start`` first, stamped ``start`` when it began
+        earlier. Empty: nothing imported. (With a second, "to" argument keymgr 3.2.6 prints
+        nothing for some windows, so none is passed.)"""
+        args = [zone, "show-offline", str(start)]
+        text = await self._run("keymgr", *args, zone=zone)
+        try:
+            return parse_offline(text, zone=zone)
+        except SkrFormatError as exc:
+            raise ProviderError(
+                f"unexpected show-offline output: {exc}",
+                provider=self.name,
+                zone=zone,
+                endpoint=shlex.join(["keymgr", *args]),
+            ) from None
+
+    # -- the SKR --------------------------------------------------------------------
+
+    async def import_skr(self, zone: str, skr_text: str) -> None:
+        """Validate and import an SKR, then make knotd use it (``zone-keys-load``, or
+        ``zone-reload`` for a zone that could not load before its first SKR).
+
+        Refused (nothing imported) when a block's DNSKEY RRset lacks a ZSK Knot signs with
+        during that block: Knot would import it and serve a bogus zone."""
+        try:
+            blocks = parse_skr(skr_text, zone=zone)
+        except SkrFormatError as exc:
+            raise ProviderError(
+                f"the SKR is malformed, nothing imported: {exc}",
+                provider=self.name,
+                zone=zone,
+                endpoint=f"keymgr {zone} import-skr",
+            ) from None
+        await self._check_own_zsks(zone, blocks)
+        async with self._skr_source(skr_text) as (path, stdin):
+            await self._run(
+                "keymgr",
+                zone,
+                "validate-skr",
+                path,
+                zone=zone,
+                stdin=stdin,
+                error_lines_fail=True,
+            )
+            await self._run(
+                "keymgr",
+                zone,
+                "import-skr",
+                path,
+                zone=zone,
+                stdin=stdin,
+                error_lines_fail=True,
+            )
+        await self._load_keys(zone, reload=True)
+
+    async def _check_own_zsks(self, zone: str, blocks: Sequence[SkrBlock]) -> None:
+        keys = await self.list_keys(zone)
+        if not keys:
+            return
+        publics = dict(
+            zip(
+                (k.id for k in keys),
+                await asyncio.gather(*(self._dnskey(zone, k.id) for k in keys)),
+                strict=True,
+            )
+        )
+        problems: list[str] = []
+        now = int(time.time())
+        for index, block in enumerate(blocks):
+            # A block lasts until the next one (the last one until its RRSIGs expire) and
+            # is served from now on at the earliest: every key signing at any time in that
+            # window must be in its DNSKEY RRset.
+            until = blocks[index + 1].timestamp if index + 1 < len(blocks) else None
+            if until is not None and until <= now:
+                continue
+            start = max(block.timestamp, now)
+            served = block.keys
+            for k in keys:
+                if _signs_during(k, start, until) and publics[k.id] not in served:
+                    problems.append(
+                        f"block {block.timestamp} ({iso(block.timestamp)}) lacks Knot's ZSK "
+                        f"{k.label}, which signs then"
+                    )
+        if problems:
+            raise Refused(
+                f"provider {self.name!r}, zone {zone}: SKR not imported: Knot would serve "
+                "zone data signed by a ZSK missing from the owner-signed DNSKEY RRset",
+                problems,
+            )
+
+    @contextlib.asynccontextmanager
+    async def _skr_source(self, text: str) -> Any:
+        """(path argument, stdin bytes) for keymgr to read the SKR from."""
+        if self.config.skr_transfer == "stdin":
+            yield "/dev/stdin", text.encode()
+            return
+        directory = self.config.skr_directory or Path(tempfile.gettempdir())
+        fd, name = tempfile.mkstemp(prefix="multisigner-", suffix=".skr", dir=directory)
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+            os.chmod(name, 0o644)  # public data; keymgr may run as another user (knot)
+            yield name, None
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(name)
+
+    async def _load_keys(self, zone: str, *, reload: bool = False) -> None:
+        """Make knotd pick up KASP changes (blocking until re-signed): ``zone-keys-load``
+        on a loaded zone; on a zone not loaded (an offline-KSK zone without SKR records
+        cannot load) ``zone-reload`` when ``reload`` (after an SKR import), else nothing:
+        the next import loads it with the keys as they are then."""
+        if await self.zone_loaded(zone):
+            await self._run("knotc", "zone-keys-load", zone, zone=zone, options=["-b"])
+        elif reload:
+            await self._run("knotc", "zone-reload", zone, zone=zone, options=["-b"])
+
+    # -- keys -----------------------------------------------------------------------
+
+    async def _key(self, zone: str, key_id: str) -> KnotKey | None:
+        for k in await self.list_keys(zone):
+            if k.id == key_id:
+                return k
+        return None
+
+    async def create_key(
+        self, zone: str, role: Role, algorithm: str, *, active: bool, published: bool
+    ) -> ApiKey:
+        """A new ZSK (``keymgr ZONE generate ksk=no zsk=yes ...``). Timers: publish and
+        active ``+0`` when asked for, else unset (0 = never; no surprise activation later).
+        Only ZSKs: in Model 1 the zone owner holds the KSK."""
+        if role != "zsk":
+            raise ProviderError(
+                f"cannot create a {role.upper()}: Knot in offline-KSK mode (Model 1) holds "
+                "only ZSKs; the zone owner holds the KSK",
+                provider=self.name,
+                zone=zone,
+            )
+        if active and not published:
+            raise ProviderError(
+                "refusing an active but unpublished ZSK: its signatures could not validate",
+                provider=self.name,
+                zone=zone,
+            )
+        number = _algorithm_number(algorithm)
+        args = [
+            zone,
+            "generate",
+            "ksk=no",
+            "zsk=yes",
+            f"algorithm={number}",
+            f"publish={'+0' if published else '0'}",
+            f"active={'+0' if active else '0'}",
+        ]
+        if number in _KEY_SIZE:
+            args.append(f"size={_KEY_SIZE[number]}")
+        out = await self._run("keymgr", *args, zone=zone)
+        key_id = next((w for w in out.split() if len(w) == 40), "")
+        if not key_id:
+            raise ProviderError(
+                f"keymgr generate printed no key id: {out.strip()[:120]!r}",
+                provider=self.name,
+                zone=zone,
+                endpoint=shlex.join(["keymgr", *args]),
+            )
+        public = await self._dnskey(zone, key_id)
+        if active:
+            await self._load_keys(zone)
+        return ApiKey(key=public, role="zsk", active=active, published=published, key_id=key_id)
+
+    async def set_key_state(self, zone: str, key_id: str, *, active: bool, published: bool) -> None:
+        """Set timers so the key is (not) published / (not) signing from now on, and clear
+        future timers that would change that state later (the controller owns the
+        schedule). Idempotent: nothing is run when the key is already in that state."""
+        if active and not published:
+            raise ProviderError(
+                "refusing to make a ZSK sign while unpublished: its signatures could not validate",
+                provider=self.name,
+                zone=zone,
+                endpoint=f"keymgr {zone} set id={key_id}",
+            )
+        key = await self._key(zone, key_id)
+        if key is None:
+            raise ProviderError(
+                f"no key with id {key_id} in Knot's KASP database",
+                provider=self.name,
+                zone=zone,
+                endpoint=f"keymgr {zone} list",
+            )
+        changes = _timer_changes(key, time.time(), active=active, published=published)
+        if not changes:
+            return
+        await self._run(
+            "keymgr",
+            zone,
+            "set",
+            f"id={key_id}",
+            *(f"{name}={value}" for name, value in changes.items()),
+            zone=zone,
+        )
+        await self._load_keys(zone)
+
+    async def delete_key(self, zone: str, key_id: str) -> None:
+        """``keymgr ZONE delete id=ID`` (Knot 3.2 deletes at once, whatever the timers);
+        nothing to do when the key is already gone."""
+        if await self._key(zone, key_id) is None:
+            return
+        await self._run("keymgr", zone, "delete", f"id={key_id}", zone=zone)
+        await self._load_keys(zone)
+
+    async def aclose(self) -> None:
+        for process in list(self._children):
+            await _kill(process)
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+def _timer_changes(key: KnotKey, now: float, *, active: bool, published: bool) -> dict[str, str]:
+    """keymgr ``set`` arguments taking ``key`` to the wanted state from now on (empty:
+    already there). Past timers are kept as history; a timer that would leave the wanted
+    state later (a pending remove, retire, publish or activation) is cleared (0)."""
+    changes: dict[str, str] = {}
+    timers = key.timers
+    pending = {t for t, v in timers.items() if v > now}
+    if published:
+        if not key.reached("publish", now):
+            changes["publish"] = "+0"
+        if timers.get("remove"):
+            changes["remove"] = "0"
+    elif key.published_at(now):
+        changes["remove"] = "+0"
+    elif "publish" in pending:
+        changes["publish"] = "0"
+    if active:
+        if not key.reached("active", now):
+            changes["active"] = "+0"
+        if timers.get("retire"):
+            changes["retire"] = "0"
+    elif key.active_at(now):
+        changes["retire"] = "+0"
+    elif "active" in pending:
+        changes["active"] = "0"
+    return changes
+
+
+def _signs_during(key: KnotKey, start: int, until: int | None) -> bool:
+    """Whether the ZSK signs at any time in [start, until)."""
+    if not key.zsk:
+        return False
+    act = key.timers.get("active", 0)
+    if act == 0 or (until is not None and act >= until):
+        return False
+    end = min(
+        (v for v in (key.timers.get("retire", 0), key.timers.get("remove", 0)) if v),
+        default=None,
+    )
+    return end is None or end > start
+
+
+def _algorithm_number(algorithm: int | str) -> int:
+    if isinstance(algorithm, int):
+        return algorithm
+    text = algorithm.strip()
+    if text.isdigit():
+        return int(text)
+    return int(dns.dnssec.algorithm_from_text(text.upper()))
+
+
+def _tail(text: str) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    tail = " | ".join(lines[-_TAIL_LINES:])
+    return tail[-_TAIL_CHARS:]
+
+
+async def _kill(process: asyncio.subprocess.Process) -> None:
+    """Kill the process group we started (its session) and reap it."""
+    if process.returncode is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        await process.wait()
+
+
+__all__ = ["KnotKey", "KnotProvider", "KnotProviderConfig"]
