@@ -309,7 +309,9 @@ def sign_rrset(
 
 
 def make_store(config: OwnerKskConfig) -> KskStore:
-    """Open the store ``[zones.owner_ksk]`` describes (checks it is usable on the way)."""
+    """Open the store ``[zones.owner_ksk]`` describes. A file store checks its directory
+    and every key file, a PKCS#11 store logs in to the token; a KMS store first talks to
+    KMS when a key is listed, generated or used."""
     algorithm = config.algorithm_number
     if config.store == "file":
         from orchestrator.kskstore.filestore import FileKskStore

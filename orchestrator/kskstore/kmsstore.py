@@ -85,7 +85,7 @@ class _Kms:
     ) -> KeyStoreError:
         error = exc.response.get("Error", {})
         code, message = error.get("Code", "?"), error.get("Message", "")
-        key = f"KMS key {key_id}" if key_id else "KMS"
+        key = "the key" if key_id else "KMS"  # the message starts with the key id
         if code in ("AccessDeniedException", "AccessDenied", "UnauthorizedOperation"):
             text = (
                 f"access denied: the AWS principal may not call kms:{operation} on {key} "

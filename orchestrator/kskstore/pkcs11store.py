@@ -114,7 +114,7 @@ class Pkcs11KskStore(KskStore):
             return pkcs11.lib(self.module)
         except p11.PKCS11Error as exc:
             raise self.error(
-                f"cannot load the PKCS#11 module {self.module}: {exc or type(exc).__name__}; "
+                f"cannot load the PKCS#11 module {self.module}: {str(exc) or type(exc).__name__}; "
                 "check owner_ksk.module (and SOFTHSM2_CONF for SoftHSM2)"
             ) from None
 
