@@ -18,8 +18,12 @@ Facts this relies on (lab-notes.md, re-verified on Debian's Knot 3.2.6):
 * A zone in offline mode does not load before the first SKR; ``knotc zone-reload`` loads it
   then, ``knotc zone-keys-load`` is what a loaded zone needs (it answers OK on an unloaded
   zone but loads nothing).
-* Key timers are unix seconds, 0 = unset (= never). A timer change made with keymgr is
-  seen by knotd only after ``zone-keys-load``.
+* Key timers are unix seconds, 0 = unset (= never); ``keymgr set`` refuses any change
+  breaking ``publish <= active <= retire <= remove`` (0 counting as infinity). A timer
+  change made with keymgr is seen by knotd only after ``zone-keys-load``.
+* knotc prints its errors on stdout; keymgr takes ``-1d`` for an option unless ``--``
+  ends the options; ``generate-ksr`` fails outright ("missing active KSK or ZSK") when a
+  key of a second algorithm has no active ZSK of its own.
 
 Every command goes through :meth:`KnotProvider._run`, the one place where an external
 failure becomes a ``ProviderError``.
@@ -37,7 +41,7 @@ import shlex
 import signal
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -477,7 +481,7 @@ class KnotProvider(Provider):
             )
 
     @contextlib.asynccontextmanager
-    async def _skr_source(self, text: str) -> Any:
+    async def _skr_source(self, text: str) -> AsyncIterator[tuple[str, bytes | None]]:
         """(path argument, stdin bytes) for keymgr to read the SKR from."""
         if self.config.skr_transfer == "stdin":
             yield "/dev/stdin", text.encode()
@@ -606,30 +610,34 @@ class KnotProvider(Provider):
 
 def _timer_changes(key: KnotKey, now: float, *, active: bool, published: bool) -> dict[str, str]:
     """keymgr ``set`` arguments taking ``key`` to the wanted state from now on (empty:
-    already there). Past timers are kept as history; a timer that would leave the wanted
-    state later (a pending remove, retire, publish or activation) is cleared (0)."""
-    changes: dict[str, str] = {}
+    already there; active-but-unpublished is refused by the callers).
+
+    Knot insists on ``publish <= active <= retire <= remove`` with 0 = never (keymgr: "timestamp
+    'active' must be before 'retire'"), so a key that never signed is unpublished by unsetting
+    ``publish``, and one that did is retired, then removed. Timers already passed are kept as
+    history; pending ones that would leave the wanted state later are unset."""
     timers = key.timers
-    pending = {t for t, v in timers.items() if v > now}
-    if published:
-        if not key.reached("publish", now):
-            changes["publish"] = "+0"
-        if timers.get("remove"):
-            changes["remove"] = "0"
-    elif key.published_at(now):
-        changes["remove"] = "+0"
-    elif "publish" in pending:
-        changes["publish"] = "0"
+    ever_active = key.reached("active", now)
+    want: dict[str, int | str] = {}
+    if published or ever_active:
+        want["publish"] = timers["publish"] if key.reached("publish", now) else "+0"
+    else:
+        want["publish"] = 0
     if active:
-        if not key.reached("active", now):
-            changes["active"] = "+0"
-        if timers.get("retire"):
-            changes["retire"] = "0"
-    elif key.active_at(now):
-        changes["retire"] = "+0"
-    elif "active" in pending:
-        changes["active"] = "0"
-    return changes
+        want["active"] = timers["active"] if ever_active else "+0"
+        if want["publish"] == "+0":
+            want["active"] = "+0"  # (a key signing while unpublished) both from now
+        want["retire"] = want["remove"] = 0
+    elif ever_active:
+        want["active"] = timers["active"]
+        want["retire"] = timers["retire"] if key.reached("retire", now) else "+0"
+        if published:
+            want["remove"] = 0
+        else:
+            want["remove"] = timers["remove"] if key.reached("remove", now) else "+0"
+    else:
+        want["active"] = want["retire"] = want["remove"] = 0
+    return {t: str(v) for t, v in want.items() if v != timers.get(t, 0)}
 
 
 def _signs_during(key: KnotKey, start: int, until: int | None) -> bool:

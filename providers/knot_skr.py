@@ -336,3 +336,34 @@ def check_skr_has_zsks(blocks: Iterable[SkrBlock], required: Set[Key]) -> list[s
     if not count:
         problems.append("the SKR has no blocks")
     return problems
+
+
+def check_skr_signature_windows(
+    blocks: Sequence[SkrBlock], *, until: int | None = None
+) -> list[str]:
+    """Problems (empty = fine) with the RRSIG validity of an SKR: every RRSIG of a block
+    must be valid from the block's time until the next block's time (the last block: until
+    ``until``, when given), or resolvers see expired or not-yet-valid signatures between
+    blocks. (Knot's own ``sign-ksr`` starts inception 1.5 h before each block and adds
+    refresh blocks every ``rrsig-refresh`` for this reason.)"""
+    problems: list[str] = []
+    for index, block in enumerate(blocks):
+        end = blocks[index + 1].timestamp if index + 1 < len(blocks) else until
+        for label, sigs in (
+            ("DNSKEY", block.dnskey_sigs),
+            ("CDNSKEY", block.cdnskey_sigs),
+            ("CDS", block.cds_sigs),
+        ):
+            for sig in sigs or ():
+                if sig.inception > block.timestamp:
+                    problems.append(
+                        f"SKR block {block.timestamp} ({iso(block.timestamp)}): RRSIG {label} "
+                        f"by key tag {sig.key_tag} is valid only from {iso(sig.inception)}"
+                    )
+                if end is not None and sig.expiration < end:
+                    problems.append(
+                        f"SKR block {block.timestamp} ({iso(block.timestamp)}): RRSIG {label} "
+                        f"by key tag {sig.key_tag} expires {iso(sig.expiration)}, before "
+                        f"{iso(end)} (add a refresh block)"
+                    )
+    return problems

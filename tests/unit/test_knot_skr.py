@@ -27,6 +27,7 @@ from providers.knot_skr import (
     SkrBlock,
     SkrFormatError,
     check_skr_has_zsks,
+    check_skr_signature_windows,
     format_skr,
     iso,
     parse_ksr,
@@ -443,3 +444,18 @@ def test_blocks_are_plain_values() -> None:
     ksr = KsrBlock(1, (Key.from_rdata(dnskey(1)),))  # type: ignore[arg-type]
     with pytest.raises(dataclasses.FrozenInstanceError):
         ksr.timestamp = 2  # type: ignore[misc]
+
+
+def test_check_skr_signature_windows() -> None:
+    # block() signs from ts - 1.5 h to ts + 14 d
+    day = 86400
+    ok = [block(1795612533, [1]), block(1795612533 + 7 * day, [1])]
+    assert check_skr_signature_windows(ok, until=1795612533 + 21 * day) == []
+    gap = [block(1795612533, [1]), block(1795612533 + 15 * day, [1])]
+    (problem,) = [p for p in check_skr_signature_windows(gap) if "RRSIG DNSKEY" in p]
+    assert "expires 2026-12-09T13:15:33Z" in problem and "refresh block" in problem
+    late = check_skr_signature_windows(ok, until=1795612533 + 22 * day)
+    assert len(late) == 3  # DNSKEY, CDNSKEY and CDS RRSIGs of the last block
+    early = dataclasses.replace(ok[0], timestamp=1795612533 - 2 * 3600)
+    assert any("valid only from" in p for p in check_skr_signature_windows([early]))
+    assert check_skr_signature_windows(parse_skr(KNOT_SKR), until=1796822133) == []
