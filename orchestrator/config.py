@@ -29,6 +29,7 @@ from pydantic import (
 
 from orchestrator.durations import parse_duration
 from orchestrator.errors import ConfigError
+from orchestrator.kskstore.config import OwnerKskConfig
 
 DEFAULT_CONFIG = "multisigner.toml"
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -129,6 +130,30 @@ class ProviderConfig(_Strict):
         return value.rstrip("/")
 
 
+class KnotProviderConfig(_Strict):
+    """``[[providers]] type = "knot"``: Knot DNS driven through keymgr/knotc (Model 1,
+    offline KSK)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    type: Literal["knot"] = "knot"
+    knot_config: Path  # passed as -c to keymgr and knotc
+    command_prefix: list[str] = Field(default_factory=list)  # e.g. ["ssh", "dns1"]
+    nameservers: list[HostPort] = Field(min_length=1)
+    ns_names: list[Fqdn] = Field(default_factory=list)
+    timeout: Duration = timedelta(seconds=10)  # per keymgr/knotc command
+    # How the SKR reaches keymgr: "file" = a temp file (mode 0644: an SKR holds public keys
+    # and signatures only) in ``skr_directory`` (default: the system temp dir), which must
+    # be readable by the user keymgr runs as; "stdin" = piped to ``/dev/stdin`` (works
+    # through an ``ssh`` prefix, where a local file would not exist).
+    skr_transfer: Literal["file", "stdin"] = "file"
+    skr_directory: Path | None = None
+
+
+AnyProvider = Annotated[ProviderConfig | KnotProviderConfig, Field(discriminator="type")]
+
+
 class ParentConfig(_Strict):
     type: Literal["cds-scan"] = "cds-scan"
     nameservers: list[HostPort] = Field(default_factory=list)
@@ -170,6 +195,21 @@ class ZoneConfig(_Strict):
     signers: list[str] = Field(min_length=1)
     parent: ParentConfig = ParentConfig()
     policy: PolicyConfig = PolicyConfig()
+    owner_ksk: OwnerKskConfig | None = None
+
+    @model_validator(mode="after")
+    def _owner_ksk(self) -> ZoneConfig:
+        if self.model == 1 and self.owner_ksk is None:
+            raise ValueError("owner_ksk: a model 1 zone needs [zones.owner_ksk] (where the "
+                             "zone owner's KSK lives)")
+        if self.model == 2 and self.owner_ksk is not None:
+            raise ValueError("owner_ksk: only model 1 zones have an owner KSK; in model 2 "
+                             "every signer holds its own")
+        if self.owner_ksk is not None and self.owner_ksk.algorithm != self.policy.algorithm:
+            raise ValueError(f"owner_ksk.algorithm {self.owner_ksk.algorithm} differs from "
+                             f"policy.algorithm {self.policy.algorithm}; RFC 8901 sec. 4 needs "
+                             "one algorithm")
+        return self
 
     @field_validator("signers")
     @classmethod
@@ -182,7 +222,7 @@ class ZoneConfig(_Strict):
 
 class Config(_Strict):
     state: StateConfig = StateConfig()
-    providers: list[ProviderConfig] = Field(default_factory=list)
+    providers: list[AnyProvider] = Field(default_factory=list)
     zones: list[ZoneConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -202,7 +242,7 @@ class Config(_Strict):
                     )
         return self
 
-    def provider(self, name: str) -> ProviderConfig:
+    def provider(self, name: str) -> ProviderConfig | KnotProviderConfig:
         for provider in self.providers:
             if provider.name == name:
                 return provider
@@ -234,12 +274,15 @@ def _expand(value: Any, path: str, missing: list[str]) -> Any:
     return value
 
 
+_UNION_TAGS = {"powerdns", "knot"}  # pydantic puts the discriminator's value in the path
+
+
 def _loc(loc: tuple[int | str, ...]) -> str:
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in {"function-after[_references()]"}:
+        elif part in _UNION_TAGS or str(part).startswith("function-"):
             continue
         else:
             out += f".{part}" if out else str(part)

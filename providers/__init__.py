@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from orchestrator.config import ProviderConfig
+from orchestrator.config import KnotProviderConfig, ProviderConfig
 from providers.base import Capability, Provider
 
 
-def build_provider(config: ProviderConfig) -> Provider:
+def build_provider(config: ProviderConfig | KnotProviderConfig) -> Provider:
     """The adapter for a configured provider; the config's ``type`` selects it."""
-    if config.type == "powerdns":
-        from providers.powerdns import PowerDNSProvider
+    if isinstance(config, KnotProviderConfig):
+        from providers.knot import KnotProvider
 
-        return PowerDNSProvider(config)
-    raise ValueError(f"provider type {config.type!r} has no adapter")  # pragma: no cover
+        return KnotProvider(config)
+    from providers.powerdns import PowerDNSProvider
+
+    return PowerDNSProvider(config)
 
 
 __all__ = ["Capability", "Provider", "build_provider"]

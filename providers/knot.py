@@ -43,15 +43,13 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import dns.dnssec
 import dns.exception
-from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrator.config import Duration, Fqdn, HostPort
+from orchestrator.config import KnotProviderConfig
 from orchestrator.errors import ProviderError, ProviderUnreachable, Refused, ZoneMissing
 from orchestrator.keys import Key, Role
 from orchestrator.observation import ApiKey, ApiZoneState
@@ -75,27 +73,6 @@ TimeSpec = int | str  # unix seconds, or keymgr's relative form "+0", "+14d", "-
 _KEY_SIZE = {5: 2048, 7: 2048, 8: 2048, 10: 2048, 13: 256, 14: 384, 15: 256, 16: 456}
 _TAIL_LINES = 6
 _TAIL_CHARS = 600
-
-
-class KnotProviderConfig(BaseModel):
-    """``[[providers]] type = "knot"`` (interface.md). To move into orchestrator/config.py
-    beside ``ProviderConfig`` (as one arm of a union discriminated by ``type``)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    type: Literal["knot"] = "knot"
-    knot_config: Path  # passed as -c to keymgr and knotc
-    command_prefix: list[str] = Field(default_factory=list)  # e.g. ["ssh", "dns1"]
-    nameservers: list[HostPort] = Field(min_length=1)
-    ns_names: list[Fqdn] = Field(default_factory=list)
-    timeout: Duration = timedelta(seconds=10)  # per keymgr/knotc command
-    # How the SKR reaches keymgr: "file" = a temp file (mode 0644: an SKR holds public keys
-    # and signatures only) in ``skr_directory`` (default: the system temp dir), which must
-    # be readable by the user keymgr runs as; "stdin" = piped to ``/dev/stdin`` (works
-    # through an ``ssh`` prefix, where a local file would not exist).
-    skr_transfer: Literal["file", "stdin"] = "file"
-    skr_directory: Path | None = None
 
 
 @dataclass(frozen=True)
