@@ -217,11 +217,12 @@ class Lab:
         stubs: dict[str, list[tuple[str, int]]] = {
             zones.PARENT_ZONE: [(self.parent.address, self.parent.dns_port)]
         }
-        # Every provider, delegated or not: a stub-addr needs a port and an NS name in a
-        # delegation cannot carry one, so Unbound could not follow the parent's NS RRset to
-        # these random ports anyway, and a static list cannot track CSYNC changes. Listing
-        # all also makes Unbound query a provider that is not (yet) delegated, the way the
-        # tests' invariant watcher checks every provider.
+        # Every provider, delegated or not. Unbound cannot follow the parent's NS RRset
+        # here: the servers listen on random ports and a delegation (NS name, glue) cannot
+        # carry a port, so the stub names address@port itself -- and a static list cannot
+        # follow CSYNC changes anyway. Listing every provider keeps one that is not (yet, or
+        # no longer) delegated in the resolver's view too, as the tests' invariant watcher
+        # checks every provider: an unsafe join/leave shows up as failures here.
         for z in self.zones:
             stubs[z] = [(p.address, p.dns_port) for p in self.providers]
         u = Unbound.start(self.directory / "unbound", self.trust_anchors, stubs)

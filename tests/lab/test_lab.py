@@ -86,6 +86,7 @@ def test_providers_serve_signed_soa_and_dnskey(lab: Lab) -> None:
             assert rrset.ttl == lab.ttl
         keys = answer(ask(p, ZONE, "DNSKEY"), ZONE, "DNSKEY")
         assert keys is not None and len(keys) == 2  # own KSK + ZSK only, nothing imported
+        assert rrset is not None and sigs is not None
         dns.dnssec.validate(rrset, sigs, {name: keys})
     # each provider signs with its own keys, and publishes no CDS of its own
     assert ksks(lab, "p0", ZONE) != ksks(lab, "p1", ZONE)
