@@ -170,8 +170,10 @@ class Engine:
             data = self._plan_input(zone, current, None, None)
             data.api = {k: v for k, v in view.api.items() if k != provider}
             data.signers = members
-            steady = start_problems(data, check_zone(current, _now(),
-                                    expect_identical=zone.policy.import_ksks))
+            findings = check_zone(view, _now(), expect_identical=zone.policy.import_ksks)
+            if provider in view.reachable():
+                findings = [f for f in findings if f.provider != provider]
+            steady = start_problems(data, findings)
             joined = self._plan_input(zone, view, None, None)
             joined.signers = everyone
             steady += [f"[{r.code}] {r.message}" for r in interlocks(joined)
@@ -406,7 +408,9 @@ class Engine:
         data["observed_at"] = now.isoformat()
         data["deadline"] = until.isoformat()
         data.pop("stalled", None)
-        terms = f" {' + '.join(step.hold)}" if step.hold else ""
+        joined = (" + " if step.hold_combine == "sum" else ", ").join(step.hold)
+        terms = "" if not step.hold else (
+            f" {joined}" if step.hold_combine == "sum" else f" max({joined})")
         new_state = proc.state.rsplit(":", 1)[0] + ":hold"
         self.rt.store.transition(
             proc.id, new_state, actor=self.rt.actor,

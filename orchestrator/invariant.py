@@ -12,7 +12,7 @@ now or seen within its TTL, not only against the set of the same provider.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -114,6 +114,15 @@ def _tags(tags: frozenset[int]) -> str:
 def check_zone(view: ZoneView, now: datetime, *, expect_identical: bool = True) -> list[Finding]:
     findings: list[Finding] = []
     zone = view.zone
+    reachable = view.reachable()
+    hidden = sorted({s.provider for s in view.servers} - reachable)
+    if hidden:
+        findings.append(Finding("warning", "NOT_DELEGATED",
+                                f"{', '.join(hidden)} serve(s) the zone but no NS RRset points "
+                                "there: resolvers cannot reach them, so they are not checked"))
+        view = replace(view, servers=tuple(s for s in view.servers if s.provider in reachable),
+                       cached_dnskeys=tuple(c for c in view.cached_dnskeys
+                                            if c.source not in hidden))
     live = [s for s in view.servers if s.ok]
     for server in view.servers:
         if not server.ok:

@@ -171,7 +171,31 @@ class ZoneView:
     cached_dnskeys: tuple[CachedRRset, ...] = ()
     cached_ds: tuple[CachedRRset, ...] = ()
     api: dict[str, ApiZoneState] = field(default_factory=dict)
+    # each provider's NS hostnames (from the config), to tell which providers resolvers can
+    # reach at all: only those named by the delegation or by a reachable NS RRset
+    provider_ns: dict[str, frozenset[str]] = field(default_factory=dict)
 
+    def reachable(self) -> frozenset[str]:
+        """Providers a resolver can be sent to: named by the parent's NS RRset, or by an NS
+        RRset that a reachable provider serves. A provider that serves the zone but is not
+        delegated to (a signer about to join) is invisible to resolvers, so its RRsets
+        cannot be in any cache. Without the parent's NS or the NS names, every provider
+        counts (the conservative answer)."""
+        every = frozenset(s.provider for s in self.servers)
+        parent_ns = [p.ns for p in self.parent if p.error is None and p.ns]
+        if not parent_ns or not self.provider_ns or any(
+                not self.provider_ns.get(p) for p in every):
+            return every
+        names: set[str] = set().union(*parent_ns)
+        reached: set[str] = set()
+        while True:
+            more = {p for p in every - reached if self.provider_ns.get(p, frozenset()) & names}
+            if not more:
+                return frozenset(reached)
+            reached |= more
+            for server in self.servers:
+                if server.provider in more:
+                    names |= server.ns_names
     def of(self, provider: str) -> tuple[ServerView, ...]:
         return tuple(s for s in self.servers if s.provider == provider)
 

@@ -86,7 +86,10 @@ async def observe(
         api_task, observe_servers(rt, zone, csync=csync, signers=signers), parent_task
     )
     now = datetime.now(UTC)
-    record(rt, zone, servers, parents, states, now)
+    provider_ns = provider_ns_names(rt)
+    reachable = ZoneView(zone=apex, servers=servers, parent=parents,
+                         provider_ns=provider_ns).reachable()
+    record(rt, zone, servers, parents, states, now, reachable=reachable)
     view = ZoneView(
         zone=apex,
         servers=servers,
@@ -94,8 +97,13 @@ async def observe(
         cached_dnskeys=cached(rt, zone.name, "DNSKEY", now),
         cached_ds=cached(rt, zone.name, "DS", now),
         api=states,
+        provider_ns=provider_ns,
     )
     return view, errors
+
+
+def provider_ns_names(rt: Runtime) -> dict[str, frozenset[str]]:
+    return {p.name: frozenset(n.lower() for n in p.ns_names) for p in rt.config.providers}
 
 
 async def _no_api() -> tuple[dict[str, ApiZoneState], dict[str, ProviderError]]:
@@ -127,6 +135,8 @@ def record(
     parents: tuple[ParentView, ...],
     states: dict[str, ApiZoneState],
     now: datetime,
+    *,
+    reachable: frozenset[str] | None = None,
 ) -> None:
     """Store RRsets (and, when API states are given, keys with their owners)."""
     owners: dict[Key, tuple[str, str]] = {}
@@ -140,6 +150,8 @@ def record(
                                       name, api_key.key.text, 0))
     rrsets: list[RRsetRecord] = []
     for view in servers:
+        if reachable is not None and view.provider not in reachable:
+            continue  # no resolver can have cached what an undelegated provider serves
         for rrtype, signed in (("DNSKEY", view.dnskey), ("CDS", view.cds),
                                ("CDNSKEY", view.cdnskey)):
             if signed is not None:
