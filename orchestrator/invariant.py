@@ -13,7 +13,7 @@ now or seen within its TTL, not only against the set of the same provider.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import dns.dnssec
@@ -111,7 +111,10 @@ def _tags(tags: frozenset[int]) -> str:
     return ", ".join(str(t) for t in sorted(tags)) or "none"
 
 
-def check_zone(view: ZoneView, now: datetime, *, expect_identical: bool = True) -> list[Finding]:
+def check_zone(view: ZoneView, now: datetime, *, expect_identical: bool = True,
+               refresh: timedelta | None = None) -> list[Finding]:
+    """``refresh`` (Model 1): a DNSKEY RRSIG expiring sooner than this is a breach, because
+    the owner was due to re-sign before then."""
     findings: list[Finding] = []
     zone = view.zone
     reachable = view.reachable()
@@ -139,7 +142,25 @@ def check_zone(view: ZoneView, now: datetime, *, expect_identical: bool = True) 
     findings.extend(_algorithms(live))
     findings.extend(_cds_safety(view, live, now))
     findings.extend(_steady_state(view, live, expect_identical))
+    if refresh is not None:
+        findings.extend(_expiring(live, now, refresh))
     return findings
+
+
+def _expiring(live: list[ServerView], now: datetime, refresh: timedelta) -> list[Finding]:
+    out = []
+    for server in live:
+        if server.dnskey is None or server.dnskey.rrsigs is None:
+            continue
+        latest = max(int(sig.expiration) for sig in server.dnskey.rrsigs)
+        left = latest - now.timestamp()
+        if left < refresh.total_seconds():
+            out.append(Finding(
+                "breach", "RRSIG_EXPIRING",
+                f"{server.label}: the DNSKEY RRset's signatures expire in {int(left)}s, inside "
+                f"the re-sign window ({refresh}); run 'multisigner sync' or check the daemon",
+                server.provider, server.server, None, "RRSIG"))
+    return out
 
 
 def _self_checks(server: ServerView, zone: dns.name.Name, now: datetime) -> list[Finding]:

@@ -14,7 +14,7 @@ from orchestrator.config import ZoneConfig
 from orchestrator.errors import MultisignerError, ProviderError
 from orchestrator.invariant import check_zone
 from orchestrator.keys import Key, role_of
-from orchestrator.observation import ZoneView
+from orchestrator.observation import ServerView, ZoneView
 from orchestrator.observer import observe
 from orchestrator.runtime import Runtime
 from providers.nameservers import query
@@ -23,7 +23,8 @@ from providers.nameservers import query
 async def verify_zone(rt: Runtime, zone: ZoneConfig) -> dict[str, Any]:
     """The invariant from the nameservers (plus what may still be cached), no API calls."""
     view, _ = await observe(rt, zone, api=False)
-    findings = check_zone(view, datetime.now(UTC), expect_identical=zone.policy.import_ksks)
+    findings = check_zone(view, datetime.now(UTC), expect_identical=zone.policy.import_ksks,
+                          refresh=zone.policy.signature_refresh if zone.model == 1 else None)
     return {
         "name": zone.name,
         "ok": not any(f.severity == "breach" for f in findings),
@@ -48,7 +49,8 @@ def _origins(rt: Runtime, view: ZoneView) -> dict[Key, tuple[str, str]]:
 async def zone_status(rt: Runtime, zone: ZoneConfig) -> dict[str, Any]:
     view, errors = await observe(rt, zone)
     now = datetime.now(UTC)
-    findings = check_zone(view, now, expect_identical=zone.policy.import_ksks)
+    findings = check_zone(view, now, expect_identical=zone.policy.import_ksks,
+                          refresh=zone.policy.signature_refresh if zone.model == 1 else None)
     origins = _origins(rt, view)
     signers = []
     for name in rt.signers(zone):
@@ -65,6 +67,8 @@ async def zone_status(rt: Runtime, zone: ZoneConfig) -> dict[str, Any]:
             "servers": [{"server": s.server, "ok": s.ok, "error": s.error,
                          "dnskeys": sorted(k.key_tag for k in s.keys)} for s in servers],
             "api_error": str(errors[name]) if name in errors else None,
+            # when the DNSKEY RRset's signatures run out (Model 1: the owner must re-sign)
+            "dnskey_rrsig_expires": _expiry(servers),
         })
     proc = rt.store.active_process(zone.name)
     members = rt.store.members(zone.name)
@@ -126,3 +130,11 @@ async def check_all(rt: Runtime) -> list[dict[str, Any]]:
         return {"provider": name, "ok": not problems, "problems": problems}
 
     return list(await asyncio.gather(*(provider(p.name) for p in rt.config.providers)))
+
+
+def _expiry(servers: tuple[ServerView, ...]) -> str | None:
+    times = [max(int(sig.expiration) for sig in s.dnskey.rrsigs)
+             for s in servers if s.dnskey is not None and s.dnskey.rrsigs is not None]
+    if not times:
+        return None
+    return datetime.fromtimestamp(min(times), UTC).isoformat()

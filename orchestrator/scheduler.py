@@ -103,7 +103,15 @@ class Daemon:
                     logs.progress(f"{zone.name}: {proc.kind} {proc.id[:8]} {outcome.state}: "
                                   f"waiting for {outcome.waiting_for}", zone.name)
             return
-        if zone.model != 2:
+        if zone.model == 1:
+            # Model 1: keep the owner's signatures fresh and the combined set current;
+            # a no-op ("in sync") unless something is due.
+            from orchestrator.model1_sync import sync_model1
+
+            await sync_model1(self.rt, zone, dry_run=False,
+                              report=lambda line: logs.progress(line, zone.name),
+                              out=lambda line: logs.progress(line, zone.name),
+                              reason="scheduler: re-sign / keep the combined set current")
             return
         states, errors = await read_apis(self.rt, zone)
         if errors:

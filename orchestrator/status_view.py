@@ -31,6 +31,9 @@ def render_status(items: list[dict[str, Any]], console: Console | None = None) -
                 table.add_row(signer["name"] if i == 0 else "", str(key["key_tag"]), key["role"],
                               str(key["algorithm"]), key["origin"] or "?",
                               "yes" if key["key_tag"] in cds_tags and key["flags"] & 1 else "")
+            if item["model"] == 1 and signer.get("dnskey_rrsig_expires"):
+                table.add_row("", "[dim]RRSIG[/]", "", "", "",
+                              f"expires {signer['dnskey_rrsig_expires']}")
             if signer.get("api_error"):
                 table.add_row("", "[yellow]API[/]", "", "", "", signer["api_error"])
         console.print(table)

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from orchestrator.config import ZoneConfig
-from orchestrator.errors import MultisignerError, ProviderError, Refused, UsageError
+from orchestrator.errors import MultisignerError, ProviderError, Refused
 from orchestrator.evidence import cache_settles_at, ceil_seconds, view_evidence
 from orchestrator.keys import parent_follows
 from orchestrator.observation import ZoneView
@@ -76,9 +76,11 @@ async def sync_zone(
     report: Reporter,
     out: Reporter,
 ) -> SyncResult:
-    if zone.model != 2:
-        raise UsageError(f"{zone.name}: model 1 sync is not implemented yet; only model 2 zones "
-                         "can be synced in this version")
+    if zone.model == 1:
+        from orchestrator.model1_sync import sync_model1
+
+        status = await sync_model1(rt, zone, dry_run=dry_run, report=report, out=out)
+        return SyncResult(zone.name, status, status)  # type: ignore[arg-type]
     running = rt.store.active_process(zone.name)
     if running is not None and running.kind != "sync":
         raise Refused(f"{zone.name} has a running {running.kind} process {running.id} "

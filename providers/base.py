@@ -65,6 +65,10 @@ class Provider(ABC):
         removes it."""
         raise NotImplementedError(f"{self.type_name} cannot manage apex NS/CSYNC records")
 
+    async def import_skr(self, zone: str, skr_text: str) -> None:
+        """Model 1: serve the owner-signed DNSKEY/CDS/CDNSKEY RRsets of this SKR."""
+        raise NotImplementedError(f"{self.type_name} cannot serve an owner-signed DNSKEY RRset")
+
     async def create_key(
         self, zone: str, role: Role, algorithm: str, *, active: bool, published: bool
     ) -> ApiKey:
