@@ -89,6 +89,13 @@ class Engine:
 
     async def start_rollover(self, zone: ZoneConfig, key_role: Role, signer: str | None,
                              reason: str = "rollover requested") -> ProcessInfo:
+        """Check everything, then record the process — under the zone's lease, so a zone
+        another controller is working on gets no process at all."""
+        with self.rt.store.lease(zone.name, holder_id(), LEASE_SECONDS):
+            return await self._start_rollover(zone, key_role, signer, reason)
+
+    async def _start_rollover(self, zone: ZoneConfig, key_role: Role, signer: str | None,
+                              reason: str) -> ProcessInfo:
         if zone.model != 2:
             raise UsageError(f"{zone.name}: model {zone.model} rollovers are not implemented "
                              "yet; only model 2 zones can be rolled in this version")
@@ -133,6 +140,11 @@ class Engine:
 
     async def start_signer(self, zone: ZoneConfig, provider: str, direction: str) -> ProcessInfo:
         """Start a signer-add or signer-remove process after checking everything first."""
+        with self.rt.store.lease(zone.name, holder_id(), LEASE_SECONDS):
+            return await self._start_signer(zone, provider, direction)
+
+    async def _start_signer(self, zone: ZoneConfig, provider: str,
+                            direction: str) -> ProcessInfo:
         kind = f"signer-{direction}"
         if zone.model != 2:
             raise UsageError(f"{zone.name}: model {zone.model} signer changes are not "
@@ -202,6 +214,10 @@ class Engine:
         return proc
 
     def abort(self, zone: ZoneConfig) -> ProcessInfo:
+        with self.rt.store.lease(zone.name, holder_id(), LEASE_SECONDS):
+            return self._abort(zone)
+
+    def _abort(self, zone: ZoneConfig) -> ProcessInfo:
         store = self.rt.store
         proc = store.active_process(zone.name)
         if proc is None:
@@ -475,7 +491,8 @@ class Engine:
         else:
             self.rt.store.set_wait(proc.id, waiting_for=("STALLED: " if data.get("stalled")
                                                          else "") + what, next_check_at=nxt)
-        return Outcome(proc.id, proc.state, False, what, nxt)
+        shown = f"STALLED: {what}" if data.get("stalled") else what
+        return Outcome(proc.id, proc.state, False, shown, nxt)
 
 
 def describe_plan(plan: SyncPlan) -> str:

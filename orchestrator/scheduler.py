@@ -67,7 +67,6 @@ class Daemon:
         self.poll_interval = poll_interval
         self.engine = Engine(rt, logs.progress)
         self.stopping = asyncio.Event()
-        self.ticking = asyncio.Lock()
 
     async def tick(self) -> datetime:
         """One pass over every zone; returns when to wake next."""
@@ -132,27 +131,34 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop)
+        # APScheduler owns the clock (one date job per wake-up, at the earliest persisted
+        # deadline or the poll interval); the passes themselves run here, outside the job,
+        # so a long pass can never collide with the job that schedules the next one.
         scheduler = AsyncIOScheduler(timezone=UTC)
-
-        async def job() -> None:
-            async with self.ticking:
-                nxt = await self.tick()
-            if not self.stopping.is_set():
-                scheduler.add_job(job, "date", run_date=nxt, id="tick", replace_existing=True,
-                                  misfire_grace_time=None, coalesce=True, max_instances=1)
-
-        scheduler.add_job(job, "date", run_date=datetime.now(UTC), id="tick",
-                          misfire_grace_time=None, max_instances=1)
         scheduler.start()
+        wake = asyncio.Event()
+
+        async def ring() -> None:
+            wake.set()
+
         logs.progress(f"daemon started: {len(self.rt.config.zones)} zone(s), poll interval "
                       f"{self.poll_interval:g}s")
         try:
-            await self.stopping.wait()
+            nxt = datetime.now(UTC)
+            while not self.stopping.is_set():
+                wake.clear()
+                scheduler.add_job(ring, "date", run_date=nxt, id="wake", replace_existing=True,
+                                  misfire_grace_time=None)
+                stop = asyncio.ensure_future(self.stopping.wait())
+                rung = asyncio.ensure_future(wake.wait())
+                await asyncio.wait({stop, rung}, return_when=asyncio.FIRST_COMPLETED)
+                for task in (stop, rung):
+                    task.cancel()
+                if self.stopping.is_set():
+                    break
+                nxt = await self.tick()
         finally:
             scheduler.shutdown(wait=False)
-            # A tick in progress finishes its current advance before the process exits.
-            async with self.ticking:
-                pass
             logs.progress("daemon stopped")
 
     def _stop(self) -> None:

@@ -7,6 +7,8 @@ dies simply stops renewing; its lease expires and another may take over.
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -46,7 +48,9 @@ class LeaseMixin:
                     )
                 )
                 return True
-            if lease.holder != holder and lease.expires_at > at:
+            if lease.holder != holder and lease.expires_at > at and not _holder_dead(
+                lease.holder
+            ):
                 return False
             if lease.holder != holder:
                 lease.holder = holder
@@ -85,3 +89,19 @@ class LeaseMixin:
             yield info
         finally:
             self.release_lease(zone, holder)
+
+
+def _holder_dead(holder: str) -> bool:
+    """A lease held by a process of *this* host that no longer exists (a controller killed
+    with SIGKILL) is free: waiting for its expiry would stall the zone for nothing. Holders
+    on other hosts are trusted until their lease expires."""
+    host, _, pid = holder.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, owned by someone else
+    return False

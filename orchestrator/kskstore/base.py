@@ -332,6 +332,7 @@ def make_store(config: OwnerKskConfig) -> KskStore:
             pin=config.pin.get_secret_value(),
             key_label_prefix=config.key_label_prefix,
             algorithm=algorithm,
+            module_env=config.module_env,
         )
     from orchestrator.kskstore.kmsstore import KmsKskStore
 

@@ -5,12 +5,14 @@ an error rather than silently ignored, so a typo in ``store`` cannot make the co
 generate keys somewhere unexpected.
 
     store = "file"     directory = "/var/lib/multisigner/keys"  [expect_dnskey = ["257 3 13 ..."]]
-    store = "pkcs11"   module, token_label, pin = "${HSM_PIN}", [key_label_prefix]
+    store = "pkcs11"   module, token_label, pin = "${HSM_PIN}", [key_label_prefix,
+                       module_env = {SOFTHSM2_CONF = "/etc/softhsm/softhsm2.conf"}]
     store = "kms"      region, [key_spec, message_type, endpoint_url, key_ids, alias_prefix]
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -29,7 +31,7 @@ KMS_KEY_SPECS: dict[str, Algorithm] = {
 
 _FIELDS_OF: dict[str, frozenset[str]] = {
     "file": frozenset({"directory", "expect_dnskey"}),
-    "pkcs11": frozenset({"module", "token_label", "pin", "key_label_prefix"}),
+    "pkcs11": frozenset({"module", "token_label", "pin", "key_label_prefix", "module_env"}),
     "kms": frozenset(
         {"region", "key_spec", "message_type", "endpoint_url", "key_ids", "alias_prefix"}
     ),
@@ -40,6 +42,7 @@ _REQUIRED: dict[str, tuple[str, ...]] = {
     "kms": ("region",),
 }
 _LABEL = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class OwnerKskConfig(BaseModel):
@@ -57,6 +60,9 @@ class OwnerKskConfig(BaseModel):
     token_label: str | None = Field(default=None, min_length=1, max_length=32)
     pin: SecretStr | None = None
     key_label_prefix: str = Field(default=DEFAULT_PREFIX, pattern=_LABEL, max_length=40)
+    # Environment variables set (os.environ) before the module is first loaded in this
+    # process: many modules read their configuration from one (SoftHSM2: SOFTHSM2_CONF).
+    module_env: dict[str, str] = Field(default_factory=dict)
     # kms
     region: str | None = Field(default=None, pattern=r"^[a-z0-9-]+$")
     key_spec: Literal["ECC_NIST_P256", "ECC_NIST_P384"] = "ECC_NIST_P256"
@@ -95,6 +101,19 @@ class OwnerKskConfig(BaseModel):
     def _pin(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and not value.get_secret_value():
             raise ValueError("the PIN is empty (is the ${VAR} it comes from set?)")
+        return value
+
+    @field_validator("module_env")
+    @classmethod
+    def _module_env(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if not _ENV_NAME.match(name):
+                raise ValueError(
+                    f"{name!r} is not an environment variable name (letters, digits, _; not "
+                    "starting with a digit)"
+                )
+            if "\0" in text:
+                raise ValueError(f"the value of {name} contains a NUL character")
         return value
 
     @field_validator("endpoint_url")

@@ -13,7 +13,13 @@ Verified facts this module relies on (lab-notes.md, SoftHSM2 2.6.1, python-pkcs1
   ``Session.close()`` calls ``C_Logout``, logging out every session. Stores on the same
   token therefore share one session (the last store closes it) and a second store's PIN
   is compared with the one that logged in.
-- The module reads its configuration (``SOFTHSM2_CONF``) once, when first loaded.
+- The module reads its configuration (``SOFTHSM2_CONF``) once, when initialized
+  (``C_Initialize``: first load, or a re-initialization after ``C_Finalize``). Hence
+  ``module_env``: variables set in ``os.environ`` before the module is loaded. One process
+  holds one copy of a module, so all its stores must agree on them; when they differ from
+  the ones the module was initialized with, the module is re-initialized with the new
+  values if no store of this process has a session on it (``C_Finalize`` would end those),
+  else the store refuses to open.
 - SoftHSM2 never locks a PIN; real HSMs do (``CKF_USER_PIN_LOCKED``).
 
 Every PKCS#11 error is turned into a KeyStoreError in :meth:`Pkcs11KskStore._calling`.
@@ -26,7 +32,7 @@ import hashlib
 import hmac
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -70,7 +76,11 @@ class _Shared:
 
 # (module path, token serial) -> the shared session of that token.
 _SHARED: dict[tuple[str, bytes], _Shared] = {}
-_SHARED_LOCK = threading.Lock()
+# Reentrant: opening a store loads the module, finds the token and logs in under it.
+_SHARED_LOCK = threading.RLock()
+# module path as loaded -> (python-pkcs11's lib object, os.environ when a store of this
+# process (re-)initialized it): what the module read its configuration from.
+_LOADED_ENV: dict[str, tuple[Any, dict[str, str]]] = {}
 
 
 def _digest(pin: str) -> bytes:
@@ -88,8 +98,10 @@ class Pkcs11KskStore(KskStore):
         pin: str,
         key_label_prefix: str = "multisigner-ksk",
         algorithm: Algorithm | int = Algorithm.ECDSAP256SHA256,
+        module_env: Mapping[str, str] | None = None,
     ) -> None:
         self.module = module
+        self.module_env = dict(module_env or {})
         self.token_label = token_label
         self.prefix = key_label_prefix
         self.name = f"pkcs11 token {token_label!r} ({module})"
@@ -98,9 +110,10 @@ class Pkcs11KskStore(KskStore):
             raise self.error(f"{self.algorithm.name} keys are not supported; use ECDSAP256SHA256")
         self._shared: _Shared | None = None
         self._shared_key: tuple[str, bytes] | None = None
-        lib = self._load()
-        token = self._token(lib)
-        self._open(token, pin)
+        with _SHARED_LOCK:  # no other store may re-initialize the module meanwhile
+            lib = self._load()
+            token = self._token(lib)
+            self._open(token, pin)
 
     # -- opening ------------------------------------------------------------------------
 
@@ -111,12 +124,50 @@ class Pkcs11KskStore(KskStore):
                 "`apt install softhsm2`) or set owner_ksk.module to your HSM vendor's library"
             )
         try:
-            return pkcs11.lib(self.module)
+            return self._load_with_env()
         except p11.PKCS11Error as exc:
             raise self.error(
                 f"cannot load the PKCS#11 module {self.module}: {str(exc) or type(exc).__name__}; "
                 "check owner_ksk.module (and SOFTHSM2_CONF for SoftHSM2)"
             ) from None
+
+    def _load_with_env(self) -> Any:
+        """The module, initialized with ``module_env`` in ``os.environ`` (see the module
+        doc). Called under ``_SHARED_LOCK``."""
+        loaded = getattr(pkcs11, "_loaded", {}).get(self.module)
+        if loaded is None:  # first load in this process: the environment is ours to set
+            os.environ.update(self.module_env)
+            lib = pkcs11.lib(self.module)
+            _LOADED_ENV[self.module] = (lib, dict(os.environ))
+            return lib
+        if not self.module_env:
+            return pkcs11.lib(self.module)
+        recorded = _LOADED_ENV.get(self.module)
+        # Loaded by someone else than a store: the current environment is the best guess.
+        ours = recorded is not None and recorded[0] is loaded
+        seen: Mapping[str, str] = recorded[1] if recorded is not None and ours else os.environ
+        differs = sorted(n for n, v in self.module_env.items() if seen.get(n) != v)
+        # Someone changed os.environ since (and may have re-initialized the module then).
+        stale = any(os.environ.get(n) != v for n, v in self.module_env.items())
+        if not differs and not stale:
+            return pkcs11.lib(self.module)
+        real = os.path.realpath(self.module)
+        if any(path == real for path, _ in _SHARED):  # a store has a session on it
+            if not differs:  # initialized with our values and in use since: still so
+                return pkcs11.lib(self.module)
+            had = ", ".join(f"{n}={seen.get(n)!r}" for n in differs)
+            want = ", ".join(f"{n}={self.module_env[n]!r}" for n in differs)
+            raise self.error(
+                f"the module is already loaded in this process with {had} and a store on it "
+                f"is open; owner_ksk.module_env asks for {want}. A process holds one copy of "
+                "a PKCS#11 module, configured once: give every owner_ksk using this module "
+                "the same module_env (or close the other stores first)"
+            )
+        os.environ.update(self.module_env)
+        lib = pkcs11.lib(self.module)
+        lib.reinitialize()  # C_Finalize + C_Initialize: re-reads its configuration
+        _LOADED_ENV[self.module] = (lib, dict(os.environ))
+        return lib
 
     def _token(self, lib: Any) -> Any:
         try:

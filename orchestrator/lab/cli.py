@@ -8,17 +8,69 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
+from orchestrator.lab import config
 from orchestrator.lab.errors import LabError
 from orchestrator.lab.lab import DEFAULT_ZONES, Lab
+from orchestrator.lab.model1 import Model1Lab
+
+
+@overload
+def lab_up(
+    directory: Path,
+    providers: int = ...,
+    zones: Sequence[str] = ...,
+    ttl: int = ...,
+    model: Literal[2] = ...,
+) -> Lab: ...
+
+
+@overload
+def lab_up(
+    directory: Path,
+    providers: int = ...,
+    zones: Sequence[str] = ...,
+    ttl: int = ...,
+    *,
+    model: Literal[1],
+) -> Model1Lab: ...
+
+
+@overload
+def lab_up(
+    directory: Path,
+    providers: int = ...,
+    zones: Sequence[str] = ...,
+    ttl: int = ...,
+    model: int = ...,
+) -> Lab | Model1Lab: ...
 
 
 def lab_up(
-    directory: Path, providers: int = 3, zones: Sequence[str] = DEFAULT_ZONES, ttl: int = 2
-) -> Lab:
-    """Start a lab in ``directory`` and leave it running."""
+    directory: Path,
+    providers: int = 3,
+    zones: Sequence[str] = DEFAULT_ZONES,
+    ttl: int = 2,
+    model: int = 2,
+) -> Lab | Model1Lab:
+    """Start a lab in ``directory`` and leave it running: ``model`` 2 = PowerDNS providers
+    each with its own KSK (:class:`Lab`); 1 = Knot providers in offline-KSK mode and the
+    owner KSK in a SoftHSM2 token (:class:`Model1Lab`)."""
+    if model == 1:
+        return Model1Lab.start(directory, providers, zones, ttl, ds_ttl=ttl)
+    if model != 2:
+        raise LabError(f"model must be 1 or 2, not {model!r}")
     return Lab.start(directory, providers, zones, ttl, ds_ttl=ttl)
+
+
+def _load(directory: Path) -> Lab | Model1Lab:
+    """The lab in ``directory``, of either model (``lab.json`` says which)."""
+    try:
+        model = config.read_state(directory.resolve()).get("model", 2)
+    except (OSError, ValueError):
+        model = 2  # Lab.load says what is wrong
+    return Model1Lab.load(directory) if model == 1 else Lab.load(directory)
 
 
 def lab_down(directory: Path) -> None:
@@ -29,7 +81,7 @@ def lab_down(directory: Path) -> None:
 def lab_info(directory: Path) -> dict[str, Any]:
     """The lab in ``directory`` as JSON-able data, without API keys (they are in the
     0600 config file), plus ``usage``: commands to try it."""
-    lab = Lab.load(directory)
+    lab = _load(directory)
     alive = set(lab.alive())
     info: dict[str, Any] = {
         "directory": str(lab.directory),
@@ -41,7 +93,27 @@ def lab_info(directory: Path) -> dict[str, Any]:
         ],
         "zones": lab.zones,
         "parent": {"nameserver": lab.parent.nameserver, "api_url": lab.parent.api_url},
-        "providers": [
+        "scanner_log": str(lab.scanner_log),
+    }
+    if isinstance(lab, Model1Lab):
+        info["model"] = 1
+        info["providers"] = [
+            {
+                "name": k.name,
+                "type": "knot",
+                "nameserver": k.nameserver,
+                "ns_name": k.ns_name,
+                "knot_config": str(k.conf_path),
+            }
+            for k in lab.providers
+        ]
+        info["owner_ksk"] = {
+            "store": lab.store,
+            "keys": {z: lab.owner_ksk(z)[1] for z in lab.zones},
+        }
+    else:
+        info["model"] = 2
+        info["providers"] = [
             {
                 "name": p.name,
                 "nameserver": p.nameserver,
@@ -49,9 +121,7 @@ def lab_info(directory: Path) -> dict[str, Any]:
                 "api_url": p.api_url,
             }
             for p in lab.providers
-        ],
-        "scanner_log": str(lab.scanner_log),
-    }
+        ]
     resolver: tuple[str, int] | None
     try:
         resolver = lab.resolver
@@ -80,7 +150,8 @@ def format_info(info: dict[str, Any]) -> str:
         f"resolver: {info['resolver'] or '(none)'}  parent: {info['parent']['nameserver']}",
     ]
     lines += [
-        f"  {p['name']}: {p['ns_name']} {p['nameserver']}  api {p['api_url']}"
+        f"  {p['name']}: {p['ns_name']} {p['nameserver']}  "
+        + (f"api {p['api_url']}" if "api_url" in p else f"knot -c {p['knot_config']}")
         for p in info["providers"]
     ]
     lines.append(f"zones: {', '.join(info['zones'])}")
