@@ -90,6 +90,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--providers", type=int, default=3)
     s.add_argument("--zones", type=int, default=1, help="number of child zones")
     s.add_argument("--ttl", type=int, default=2, help="TTL of every record, seconds")
+    s.add_argument("--model", type=int, choices=[1, 2], default=2,
+                   help="2: PowerDNS providers with their own KSKs; 1: Knot offline-KSK "
+                   "providers and the owner KSK in SoftHSM2")
     return p
 
 
@@ -444,7 +447,8 @@ def cmd_lab(args: argparse.Namespace) -> int:
     if args.action == "up":
         zones = ["example.test."] if args.zones == 1 else [
             f"z{i:04d}.test." for i in range(args.zones)]
-        lab = lab_up(directory, providers=args.providers, zones=zones, ttl=args.ttl)
+        lab = lab_up(directory, providers=args.providers, zones=zones, ttl=args.ttl,
+                     model=args.model)
         _out(f"lab running in {directory}")
         _out(f"config: {lab.config_path}")
         _out(f"try:    multisigner --config {lab.config_path} status")

@@ -52,6 +52,11 @@ async def zone_status(rt: Runtime, zone: ZoneConfig) -> dict[str, Any]:
     findings = check_zone(view, now, expect_identical=zone.policy.import_ksks,
                           refresh=zone.policy.signature_refresh if zone.model == 1 else None)
     origins = _origins(rt, view)
+    if zone.model == 1:  # the only KSKs of a model 1 zone are the owner's
+        for server in view.servers:
+            for key in server.keys:
+                if key.sep and key not in origins:
+                    origins[key] = ("owner", "ksk")
     signers = []
     for name in rt.signers(zone):
         servers = view.of(name)

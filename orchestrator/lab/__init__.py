@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from orchestrator.lab.errors import LabError
 from orchestrator.lab.lab import Lab
+from orchestrator.lab.model1 import Model1Lab
 from orchestrator.lab.powerdns import CryptoKey
 from orchestrator.lab.server import Server
 
-__all__ = ["CryptoKey", "Lab", "LabError", "Server"]
+__all__ = ["CryptoKey", "Lab", "LabError", "Model1Lab", "Server"]
