@@ -30,6 +30,8 @@ from orchestrator.evidence import ceil_seconds, view_evidence
 from orchestrator.invariant import check_zone
 from orchestrator.keys import Role
 from orchestrator.membership import CSYNC_RECORD, Member
+from orchestrator.model1_engine import OWNER, Model1Steps
+from orchestrator.model1_engine import unmet as model1_unmet
 from orchestrator.observation import ZoneView
 from orchestrator.observer import last_owned, observe
 from orchestrator.rollover import (
@@ -96,9 +98,8 @@ class Engine:
 
     async def _start_rollover(self, zone: ZoneConfig, key_role: Role, signer: str | None,
                               reason: str) -> ProcessInfo:
-        if zone.model != 2:
-            raise UsageError(f"{zone.name}: model {zone.model} rollovers are not implemented "
-                             "yet; only model 2 zones can be rolled in this version")
+        if zone.model == 1:
+            return await self._start_model1(zone, key_role, signer, reason)
         if signer is None:
             raise UsageError(f"{zone.name} is a model 2 zone: --signer NAME is required "
                              f"(signers: {', '.join(self.rt.signers(zone))})")
@@ -136,6 +137,33 @@ class Engine:
             waiting_for=f"{first.title}", next_check_at=_now())
         self.report(f"{zone.name}: started {kind} {proc.id[:8]} at {signer}: replacing "
                     f"{key_role.upper()} {old.key.key_tag}")
+        return proc
+
+    async def _start_model1(self, zone: ZoneConfig, key_role: Role, signer: str | None,
+                            reason: str) -> ProcessInfo:
+        running = self.rt.store.active_process(zone.name)
+        if running is not None:
+            raise Refused(f"{zone.name} already has a running {running.kind} process "
+                          f"{running.id} (state {running.state}); finish or abort it first")
+        if key_role == "zsk" and signer is not None and signer in self.rt.signers(zone) and \
+                not self.rt.provider(signer).can(Capability.GENERATE_KEYS):
+            raise Refused(f"{signer} cannot generate keys on request")
+        view = await self._observe_api(zone)
+        rolled, problems = await Model1Steps(self.rt, zone).start(key_role, signer, view)
+        kind = KINDS[key_role]
+        if problems:
+            raise Refused(f"{zone.name}: refusing to start a {kind}; nothing was changed",
+                          problems)
+        first = runbook(kind, 1).steps[0]
+        proc = self.rt.store.start_process(
+            zone.name, kind, signer=rolled.signer, actor=self.rt.actor, reason=reason,
+            state=_state(first, "act", "main"),
+            data={"rolled": rolled.as_data(), "path": "main", "index": 0, "model": 1},
+            evidence={"observed": view_evidence(view), "ttls": measure(view).as_json(),
+                      "old_key": rolled.old.key_tag},
+            waiting_for=first.title, next_check_at=_now())
+        self.report(f"{zone.name}: started {kind} {proc.id[:8]} ({rolled.signer}): replacing "
+                    f"{key_role.upper()} {rolled.old.key_tag}")
         return proc
 
     async def start_signer(self, zone: ZoneConfig, provider: str, direction: str) -> ProcessInfo:
@@ -317,6 +345,9 @@ class Engine:
         problems = precondition_problems(step, rolled, view)
         if problems:
             return self._wait(proc, data, "precondition: " + "; ".join(problems), zone)
+        if zone.model == 1 and rolled.signer == OWNER:
+            rolled, made = Model1Steps(self.rt, zone).owner_act(step, rolled)
+            return self._to_converge(proc, step, data, rolled, made)
         state = view.api[rolled.signer]
         if rolled.new is None and step.keys.get("new") is not None:
             found = adoptable(state, rolled)
@@ -340,6 +371,10 @@ class Engine:
                 assert op.key_id is not None
                 await provider.delete_key(zone.name, op.key_id)
             done.append(op.describe(rolled))
+        return self._to_converge(proc, step, data, rolled, done)
+
+    def _to_converge(self, proc: ProcessInfo, step: Step, data: dict[str, Any],
+                     rolled: Rolled, done: list[str]) -> Outcome:
         data["rolled"] = rolled.as_data()
         new_state = proc.state.rsplit(":", 1)[0] + ":converge"
         self.rt.store.transition(proc.id, new_state, actor=self.rt.actor,
@@ -366,10 +401,15 @@ class Engine:
     async def _converge(self, zone: ZoneConfig, proc: ProcessInfo, step: Step,
                         data: dict[str, Any]) -> Outcome:
         view = await self._observe_api(zone)
-        plan = plan_sync(self._plan_input(zone, view, step, data))
-        await apply_actions(self.rt, zone.name, plan.actions)
-        changes = [a.describe() for a in plan.actions]
-        changes += await self._converge_ns(zone, step, data, view)
+        if zone.model == 1:
+            rolled = Rolled.from_data(data["rolled"])
+            changes = await Model1Steps(self.rt, zone).converge(step, rolled, view)
+            plan = SyncPlan(zone.name, (), (), {}, frozenset(), frozenset())
+        else:
+            plan = plan_sync(self._plan_input(zone, view, step, data))
+            await apply_actions(self.rt, zone.name, plan.actions)
+            changes = [a.describe() for a in plan.actions]
+            changes += await self._converge_ns(zone, step, data, view)
         now = _now()
         data["observe_since"] = now.isoformat()
         data.pop("stalled", None)
@@ -403,6 +443,11 @@ class Engine:
     async def _observe(self, zone: ZoneConfig, proc: ProcessInfo, step: Step,
                        data: dict[str, Any]) -> Outcome:
         view = await self._observe_api(zone, csync="member" in data)
+        if zone.model == 1:
+            rolled = Rolled.from_data(data["rolled"])
+            steps1 = Model1Steps(self.rt, zone)
+            missing = model1_unmet(step, rolled, steps1.target(step, rolled, view), view)
+            return self._observed(zone, proc, step, data, view, missing)
         plan = plan_sync(self._plan_input(zone, view, step, data))
         if not plan.empty:
             # The API no longer shows what converge set (someone edited it, or the provider
@@ -415,6 +460,10 @@ class Engine:
                                        self._ns_target(zone, step, data))
         else:
             missing = unmet(step, Rolled.from_data(data["rolled"]), plan, view)
+        return self._observed(zone, proc, step, data, view, missing)
+
+    def _observed(self, zone: ZoneConfig, proc: ProcessInfo, step: Step,
+                  data: dict[str, Any], view: ZoneView, missing: list[str]) -> Outcome:
         if missing:
             return self._wait(proc, data, "; ".join(missing), zone, parent="parent" in
                               step.observe and any(m.startswith("parent") for m in missing))

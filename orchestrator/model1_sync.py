@@ -75,7 +75,12 @@ async def deliver(rt: Runtime, zone: ZoneConfig, store: KskStore, target: Model1
     def sign(rrset: dns.rrset.RRset, inception: datetime, expiration: datetime) -> Any:
         return sign_rrset_with(rrset, signers, zone.name, inception, expiration)
 
-    ttl = max((s.dnskey.ttl for s in view.servers if s.dnskey), default=0) or 3600
+    # The providers' requested TTL (Knot signs nothing else into the set), else what is
+    # served now, else an hour.
+    asked = await asyncio.gather(*(rt.provider(n).requested_dnskey_ttl(zone.name)
+                                   for n in target.zsks))
+    ttl = (max((t for t in asked if t), default=0)
+           or max((s.dnskey.ttl for s in view.servers if s.dnskey), default=0) or 3600)
     now = datetime.now(UTC)
     blocks = build_blocks(target, sign, now, zone.policy, ttl)
     problems = check_skr_has_zsks(blocks, frozenset().union(*target.zsks.values()))

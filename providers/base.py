@@ -65,6 +65,11 @@ class Provider(ABC):
         removes it."""
         raise NotImplementedError(f"{self.type_name} cannot manage apex NS/CSYNC records")
 
+    async def requested_dnskey_ttl(self, zone: str) -> int | None:
+        """Model 1: the DNSKEY TTL the provider asks the owner to sign with (Knot: its
+        policy's dnskey-ttl, from the key signing request); None if it has no preference."""
+        return None
+
     async def import_skr(self, zone: str, skr_text: str) -> None:
         """Model 1: serve the owner-signed DNSKEY/CDS/CDNSKEY RRsets of this SKR."""
         raise NotImplementedError(f"{self.type_name} cannot serve an owner-signed DNSKEY RRset")

@@ -322,6 +322,10 @@ class KnotProvider(Provider):
             cdnskey=frozenset(),
         )
 
+    async def requested_dnskey_ttl(self, zone: str) -> int | None:
+        blocks = await self.key_signing_request(zone, "+0", "+0")
+        return next((b.ttl for b in blocks if b.ttl is not None), None)
+
     async def key_signing_request(
         self,
         zone: str,
