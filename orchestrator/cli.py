@@ -51,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--all", action="store_true", help="every configured zone")
         if name == "verify":
             s.add_argument("--json", action="store_true")
+            s.add_argument("--content", action="store_true",
+                           help="also compare the zone data every signer serves (AXFR or a "
+                           "sample of names)")
         else:
             s.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
 
@@ -202,7 +205,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     zones = _zones(config, args.zone, args.all)
 
     async def body(rt: Runtime) -> int:
-        results = await _per_zone(zones, lambda z: verify_zone(rt, z))
+        results = await _per_zone(zones, lambda z: verify_zone(rt, z, content=args.content))
         report: list[dict[str, Any]] = []
         for zone, result in zip(zones, results, strict=True):
             if isinstance(result, MultisignerError):

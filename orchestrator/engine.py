@@ -218,6 +218,10 @@ class Engine:
             joined.signers = everyone
             steady += [f"[{r.code}] {r.message}" for r in interlocks(joined)
                        if r.code != "DNSKEY_NOT_VALIDATABLE" or provider in r.message]
+            from orchestrator.reports import content_findings
+
+            steady += [f"[{f.code}] {f.message}: bring {provider}'s zone data in line first"
+                       for f in await content_findings(self.rt, zone, everyone)]
         else:
             steady = start_problems(self._plan_input(zone, view, None, None),
                                     check_zone(view, _now(),

@@ -12,7 +12,7 @@ import dns.rdatatype
 
 from orchestrator.config import ZoneConfig
 from orchestrator.errors import MultisignerError, ProviderError
-from orchestrator.invariant import check_zone
+from orchestrator.invariant import Finding, check_zone
 from orchestrator.keys import Key, role_of
 from orchestrator.observation import ServerView, ZoneView
 from orchestrator.observer import observe
@@ -20,11 +20,14 @@ from orchestrator.runtime import Runtime
 from providers.nameservers import query
 
 
-async def verify_zone(rt: Runtime, zone: ZoneConfig) -> dict[str, Any]:
-    """The invariant from the nameservers (plus what may still be cached), no API calls."""
+async def verify_zone(rt: Runtime, zone: ZoneConfig, *, content: bool = False) -> dict[str, Any]:
+    """The invariant from the nameservers (plus what may still be cached), no API calls.
+    With ``content``, also that every signer serves the same data (CONTENT_DIFFERS)."""
     view, _ = await observe(rt, zone, api=False)
     findings = check_zone(view, datetime.now(UTC), expect_identical=zone.policy.import_ksks,
                           refresh=zone.policy.signature_refresh if zone.model == 1 else None)
+    if content:
+        findings += await content_findings(rt, zone)
     return {
         "name": zone.name,
         "ok": not any(f.severity == "breach" for f in findings),
@@ -143,3 +146,14 @@ def _expiry(servers: tuple[ServerView, ...]) -> str | None:
     if not times:
         return None
     return datetime.fromtimestamp(min(times), UTC).isoformat()
+
+
+async def content_findings(rt: Runtime, zone: ZoneConfig,
+                           providers: list[str] | None = None) -> list[Finding]:
+    from orchestrator.content import differences, fetch
+
+    names = providers if providers is not None else rt.signers(zone)
+    servers = {n: rt.config.provider(n).nameservers[0] for n in names}
+    contents, method = await fetch(servers, zone.name)
+    return [Finding("breach", "CONTENT_DIFFERS", f"{d} (compared by {method})")
+            for d in differences(contents)]
