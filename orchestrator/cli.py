@@ -272,6 +272,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     async def body(rt: Runtime) -> int:
         results = await check_all(rt)
         for item in results:
+            for note in item.get("notes", []):
+                _out(f"provider {item['provider']}: note: {note}")
             if item["ok"]:
                 _out(f"provider {item['provider']}: OK")
             else:

@@ -32,7 +32,11 @@ def _run(cmd: list[str], *, check: bool = True) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="./dev demo")
-    parser.add_argument("--providers", type=int, default=3)
+    parser.add_argument("--providers", type=int, default=None,
+                        help="number of providers (default 3 for model 2, 2 for model 1)")
+    parser.add_argument("--model", type=int, choices=[1, 2], default=2,
+                        help="2: PowerDNS providers with their own KSKs (default); 1: Knot "
+                        "offline-KSK providers, the owner KSK in SoftHSM2")
     parser.add_argument("--keep", action="store_true", help="leave the lab running at the end")
     args = parser.parse_args(argv)
 
@@ -42,14 +46,23 @@ def main(argv: list[str] | None = None) -> int:
     directory = Path(tempfile.mkdtemp(prefix="multisigner-demo-"))
     try:
         _banner(f"starting the lab in {directory}")
-        lab = lab_up(directory, providers=args.providers, zones=["example.test."], ttl=2)
+        count = args.providers or (3 if args.model == 2 else 2)
+        lab = lab_up(directory, providers=count, zones=["example.test."], ttl=2,
+                     model=args.model)
         ms = [exe, "--config", str(lab.config_path)]
         print(f"config written to {lab.config_path}")
         _banner("check: config, provider APIs and nameservers")
         _run([*ms, "check"])
-        _banner("before sync: each provider serves only its own keys; the parent has p0's DS")
-        _run([*ms, "verify", "example.test."], check=False)
-        _banner("sync: cross-import keys, publish CDS/CDNSKEY, wait for the parent DS")
+        if args.model == 2:
+            _banner("before sync: each provider serves only its own keys; the parent has "
+                    "p0's DS")
+            _run([*ms, "verify", "example.test."], check=False)
+            _banner("sync: cross-import keys, publish CDS/CDNSKEY, wait for the parent DS")
+        else:
+            _banner("before sync: the Knot providers have no owner-signed key set yet")
+            _run([*ms, "verify", "example.test."], check=False)
+            _banner("sync: the owner KSK (in SoftHSM2) signs the combined DNSKEY RRset; every "
+                    "Knot imports it")
         _run([*ms, "sync", "example.test."])
         pause = max(lab.ttl, lab.ds_ttl) + 0.5
         _banner(f"waiting {pause:.1f}s: resolvers may cache the pre-sync DNSKEY/DS RRsets for "
@@ -61,6 +74,19 @@ def main(argv: list[str] | None = None) -> int:
         _run([*ms, "verify", "example.test."])
         _banner("idempotent: a second sync changes nothing")
         _run([*ms, "sync", "example.test."])
+        if args.model == 2:
+            _banner("rollover: p1's ZSK, pre-publish, timed by the observed TTLs")
+            _run([*ms, "rollover", "example.test.", "--key", "zsk", "--signer", "p1", "--wait"])
+            _banner("rollover: p0's KSK, double signature, the parent DS follows the CDS")
+            _run([*ms, "rollover", "example.test.", "--key", "ksk", "--signer", "p0", "--wait"])
+        else:
+            _banner("rollover: k0's ZSK enters and leaves the owner-signed set")
+            _run([*ms, "rollover", "example.test.", "--key", "zsk", "--signer", "k0", "--wait"])
+            _banner("rollover: the owner KSK, double signature, the parent DS follows")
+            _run([*ms, "rollover", "example.test.", "--key", "ksk", "--wait"])
+        time.sleep(pause)
+        _banner("verify after the rollovers")
+        _run([*ms, "verify", "example.test."])
         host, port = lab.resolver
         dig = shutil.which("dig")
         _banner("validation through Unbound: the answer carries the AD bit")

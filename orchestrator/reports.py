@@ -8,6 +8,7 @@ from typing import Any
 
 import dns.flags
 import dns.name
+import dns.rcode
 import dns.rdatatype
 
 from orchestrator.config import ZoneConfig
@@ -17,6 +18,7 @@ from orchestrator.keys import Key, role_of
 from orchestrator.observation import ServerView, ZoneView
 from orchestrator.observer import observe
 from orchestrator.runtime import Runtime
+from providers.base import Capability
 from providers.nameservers import query
 
 
@@ -127,15 +129,23 @@ async def check_all(rt: Runtime) -> list[dict[str, Any]]:
                 answer = await query(server, dns.name.from_text(zone), dns.rdatatype.SOA)
             except MultisignerError as exc:
                 return f"nameserver {exc}"
+            if (answer.rcode() == dns.rcode.SERVFAIL
+                    and rt.provider(name).can(Capability.SIGN_EXTERNAL_DNSKEY_SET)):
+                # An offline-KSK signer serves nothing before its first owner-signed key
+                # set: reachable and configured, just not synced yet (verify's business).
+                notes.append(f"nameserver {server} answers SERVFAIL for {zone}: no "
+                             "owner-signed key set yet (run sync)")
+                return None
             if not answer.flags & dns.flags.AA:
                 return f"nameserver {server} is not authoritative for {zone}"
             return None
 
+        notes: list[str] = []
         found = await asyncio.gather(*(soa(server, z.name)
                                        for server in rt.config.provider(name).nameservers
                                        for z in zones))
         problems += [p for p in found if p]
-        return {"provider": name, "ok": not problems, "problems": problems}
+        return {"provider": name, "ok": not problems, "problems": problems, "notes": notes}
 
     return list(await asyncio.gather(*(provider(p.name) for p in rt.config.providers)))
 
