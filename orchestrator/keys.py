@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from functools import cached_property
+from functools import lru_cache
 from typing import Literal
 
 import dns.dnssec
@@ -26,6 +26,26 @@ Role = Literal["ksk", "zsk", "csk"]
 SEP = 0x0001
 ZONE_KEY = 0x0100
 SHA256 = 2
+
+
+# Keys are compared and tagged constantly (every observation builds new Key values); parsing
+# is cached by text, which is the identity anyway.
+@lru_cache(maxsize=16384)
+def _dnskey(text: str) -> DNSKEY:
+    rdata = dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.DNSKEY, text)
+    assert isinstance(rdata, DNSKEY)
+    return rdata
+
+
+@lru_cache(maxsize=16384)
+def _key_tag(text: str) -> int:
+    return int(dns.dnssec.key_id(_dnskey(text)))
+
+
+@lru_cache(maxsize=16384)
+def _make_ds(zone: dns.name.Name, text: str, digest_type: int, validating: bool) -> DSBase:
+    return dns.dnssec.make_ds(zone, _dnskey(text), DSDigest(digest_type),
+                              validating=validating)
 
 
 def _norm_zone(zone: str | dns.name.Name) -> dns.name.Name:
@@ -50,11 +70,9 @@ class Key:
         assert isinstance(rdata, DNSKEY)
         return cls.from_rdata(rdata)
 
-    @cached_property
+    @property
     def rdata(self) -> DNSKEY:
-        rdata = dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.DNSKEY, self.text)
-        assert isinstance(rdata, DNSKEY)
-        return rdata
+        return _dnskey(self.text)
 
     @property
     def flags(self) -> int:
@@ -72,18 +90,16 @@ class Key:
     def sep(self) -> bool:
         return bool(self.flags & SEP)
 
-    @cached_property
+    @property
     def key_tag(self) -> int:
-        return int(dns.dnssec.key_id(self.rdata))
+        return _key_tag(self.text)
 
     def ds(
         self, zone: str | dns.name.Name, digest_type: int = SHA256, *, validating: bool = False
     ) -> Digest:
         """The DS for this key. ``validating`` allows digest types (SHA-1) that may still be
         *matched* at a parent though they must not be *created* (RFC 8624)."""
-        ds = dns.dnssec.make_ds(
-            _norm_zone(zone), self.rdata, DSDigest(digest_type), validating=validating
-        )
+        ds = _make_ds(_norm_zone(zone), self.text, digest_type, validating)
         return Digest.from_rdata(ds)
 
     def short(self) -> str:

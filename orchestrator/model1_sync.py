@@ -14,6 +14,7 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
+import dns.rdatatype
 import dns.rrset
 
 from orchestrator.config import ZoneConfig
@@ -223,7 +224,8 @@ async def _run_sync(rt: Runtime, zone: ZoneConfig, store: KskStore, target: Mode
                  waiting_for="every nameserver serves the owner-signed RRsets")
 
             async def served() -> Progress:
-                servers = await observe_servers(rt, zone)
+                servers = await observe_servers(
+                    rt, zone, only=(dns.rdatatype.DNSKEY, dns.rdatatype.CDS))
                 record(rt, zone, servers, (), {}, datetime.now(UTC))
                 return served_progress(target, ZoneView(zone=view.zone, servers=servers),
                                        fresh_until=fresh)
@@ -236,7 +238,7 @@ async def _run_sync(rt: Runtime, zone: ZoneConfig, store: KskStore, target: Mode
                  waiting_for="the parent's DS RRset names the owner KSK")
 
         async def parent() -> Progress:
-            parents = await observe_parents(zone)
+            parents = await observe_parents(zone, ns=False)
             record(rt, zone, (), parents, {}, datetime.now(UTC))
             lag = [p.server for p in parents
                    if p.error is not None or not parent_follows(p.ds_set, target.cds, zone.name)]

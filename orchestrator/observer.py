@@ -53,24 +53,25 @@ async def read_apis(
 
 
 async def observe_servers(
-    rt: Runtime, zone: ZoneConfig, *, csync: bool = False, signers: list[str] | None = None
+    rt: Runtime, zone: ZoneConfig, *, csync: bool = False, signers: list[str] | None = None,
+    only: tuple[dns.rdatatype.RdataType, ...] | None = None,
 ) -> tuple[ServerView, ...]:
     apex = dns.name.from_text(zone.name)
     tasks = [
-        observe_server(apex, name, server, csync=csync)
+        observe_server(apex, name, server, csync=csync, only=only)
         for name in (rt.signers(zone) if signers is None else signers)
         for server in rt.config.provider(name).nameservers
     ]
     return tuple(await asyncio.gather(*tasks))
 
 
-async def observe_parents(zone: ZoneConfig) -> tuple[ParentView, ...]:
+async def observe_parents(zone: ZoneConfig, *, ns: bool = True) -> tuple[ParentView, ...]:
     apex = dns.name.from_text(zone.name)
     try:
         servers = await parent_servers(zone)
     except ObservationError as exc:
         return (ParentView(server="(parent)", at=datetime.now(UTC), error=str(exc)),)
-    return tuple(await asyncio.gather(*(observe_parent(apex, s) for s in servers)))
+    return tuple(await asyncio.gather(*(observe_parent(apex, s, ns=ns) for s in servers)))
 
 
 async def observe(

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+import dns.rdatatype
+
 from orchestrator.config import ZoneConfig
 from orchestrator.errors import MultisignerError, ProviderError, Refused
 from orchestrator.evidence import cache_settles_at, ceil_seconds, view_evidence
@@ -161,7 +163,8 @@ async def _sync_locked(rt: Runtime, zone: ZoneConfig, report: Reporter,
         report(f"{zone.name}: {line}")
 
     async def served(cds: bool) -> Progress:
-        servers = await observe_servers(rt, zone)
+        wanted = (dns.rdatatype.DNSKEY, dns.rdatatype.CDS, dns.rdatatype.CDNSKEY)
+        servers = await observe_servers(rt, zone, only=wanted if cds else wanted[:1])
         # Remember intermediate sets too: a resolver may cache any of them.
         record(rt, zone, servers, (), {}, datetime.now(UTC))
         return served_progress(plan, ZoneView(zone=view.zone, servers=servers), cds=cds)
@@ -202,7 +205,7 @@ async def _sync_locked(rt: Runtime, zone: ZoneConfig, report: Reporter,
              waiting_for="the parent's DS RRset matches the CDS")
 
         async def parent() -> Progress:
-            parents = await observe_parents(zone)
+            parents = await observe_parents(zone, ns=False)
             record(rt, zone, (), parents, {}, datetime.now(UTC))
             return parent_progress(plan, ZoneView(zone=view.zone, servers=(), parent=parents))
 

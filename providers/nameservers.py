@@ -105,11 +105,13 @@ _APEX_TYPES = (
 
 async def observe_server(
     zone: dns.name.Name, provider: str, server: str, *, timeout: float = 2.0,
-    csync: bool = False,
+    csync: bool = False, only: tuple[dns.rdatatype.RdataType, ...] | None = None,
 ) -> ServerView:
-    """Query one nameserver for the apex material; failures become ``ServerView.error``."""
+    """Query one nameserver for the apex material; failures become ``ServerView.error``.
+    ``only`` limits the query to what a wait condition needs (polling loops)."""
     at = datetime.now(UTC)
-    types = _APEX_TYPES + ((dns.rdatatype.CSYNC,) if csync else ())
+    types = list(only) if only is not None else [
+        *_APEX_TYPES, *((dns.rdatatype.CSYNC,) if csync else ())]
     try:
         answers = await asyncio.gather(
             *(query(server, zone, t, timeout=timeout) for t in types)
@@ -118,22 +120,30 @@ async def observe_server(
             _check_authoritative(server, zone, response)
     except ObservationError as exc:
         return ServerView(provider=provider, server=server, at=at, error=str(exc))
-    soa, dnskey, cds, cdnskey, nsec3param, ns = answers[:6]
+    got = dict(zip(types, answers, strict=True))
+
+    def signed(rdtype: dns.rdatatype.RdataType) -> SignedRRset | None:
+        response = got.get(rdtype)
+        return _signed(response, zone, rdtype) if response is not None else None
+
+    nsec3 = signed(dns.rdatatype.NSEC3PARAM)
     return ServerView(
         provider=provider,
         server=server,
         at=at,
-        soa=_signed(soa, zone, dns.rdatatype.SOA),
-        dnskey=_signed(dnskey, zone, dns.rdatatype.DNSKEY),
-        cds=_signed(cds, zone, dns.rdatatype.CDS),
-        cdnskey=_signed(cdnskey, zone, dns.rdatatype.CDNSKEY),
-        nsec3=_signed(nsec3param, zone, dns.rdatatype.NSEC3PARAM) is not None,
-        ns=_signed(ns, zone, dns.rdatatype.NS),
-        csync=_signed(answers[6], zone, dns.rdatatype.CSYNC) if csync else None,
+        soa=signed(dns.rdatatype.SOA),
+        dnskey=signed(dns.rdatatype.DNSKEY),
+        cds=signed(dns.rdatatype.CDS),
+        cdnskey=signed(dns.rdatatype.CDNSKEY),
+        nsec3=(nsec3 is not None) if dns.rdatatype.NSEC3PARAM in got else None,
+        ns=signed(dns.rdatatype.NS),
+        csync=signed(dns.rdatatype.CSYNC),
     )
 
 
-async def observe_parent(zone: dns.name.Name, server: str, *, timeout: float = 2.0) -> ParentView:
+async def observe_parent(
+    zone: dns.name.Name, server: str, *, timeout: float = 2.0, ns: bool = True
+) -> ParentView:
     """The DS RRset one parent server serves for ``zone`` (an empty set is a NODATA answer)."""
     at = datetime.now(UTC)
     try:
@@ -150,6 +160,8 @@ async def observe_parent(zone: dns.name.Name, server: str, *, timeout: float = 2
         )
     ns_names: frozenset[str] = frozenset()
     ns_ttl: int | None = None
+    if not ns:
+        return ParentView(server=server, at=at, ds=_signed(response, zone, dns.rdatatype.DS))
     try:
         referral = await query(server, zone, dns.rdatatype.NS, timeout=timeout)
         for rrset in (*referral.authority, *referral.answer):

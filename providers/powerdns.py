@@ -9,6 +9,7 @@ signs everything).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
@@ -70,6 +71,7 @@ class PowerDNSProvider(Provider):
             limits=httpx.Limits(max_connections=16, max_keepalive_connections=16),
             transport=transport,
         )
+        self._writes = asyncio.Semaphore(2)
 
     # -- the one HTTP seam ------------------------------------------------------------
 
@@ -99,7 +101,14 @@ class PowerDNSProvider(Provider):
     async def _once(self, method: str, path: str, *, zone: str | None, json: Any) -> Any:
         endpoint = f"{method} {path}"
         try:
-            response = await self._client.request(method, self._base + path, json=json)
+            if method == "GET":
+                response = await self._client.request(method, self._base + path, json=json)
+            else:
+                # Concurrent writes to one PowerDNS (SQLite backend) collide on its database
+                # lock and come back as HTTP 500 "database is locked"; writes one or two at a
+                # time cost nothing in throughput and spare the retry back-off.
+                async with self._writes:
+                    response = await self._client.request(method, self._base + path, json=json)
         except httpx.TimeoutException:
             raise _Transient("request timed out") from None
         except httpx.TransportError as exc:
@@ -158,8 +167,10 @@ class PowerDNSProvider(Provider):
 
     async def read_zone(self, zone: str) -> ApiZoneState:
         zpath = self._zone_path(zone)
-        data = await self._request("GET", zpath, zone=zone)
-        keys = await self._request("GET", f"{zpath}/cryptokeys", zone=zone)
+        data, keys = await asyncio.gather(
+            self._request("GET", zpath, zone=zone),
+            self._request("GET", f"{zpath}/cryptokeys", zone=zone),
+        )
         try:
             return self._parse_zone(zone, data, keys)
         except (KeyError, TypeError, ValueError) as exc:
