@@ -30,6 +30,7 @@ from orchestrator.evidence import ceil_seconds, view_evidence
 from orchestrator.invariant import check_zone
 from orchestrator.keys import Role
 from orchestrator.membership import CSYNC_RECORD, Member
+from orchestrator.model1 import resign_due
 from orchestrator.model1_engine import OWNER, Model1Steps
 from orchestrator.model1_engine import unmet as model1_unmet
 from orchestrator.observation import ZoneView
@@ -233,15 +234,14 @@ class Engine:
             raise Refused(f"{zone.name}: refusing to {direction} signer {provider}; nothing "
                           "was changed", sorted(set(steady)))
         first = runbook(kind, zone.model).steps[0]
-        self.rt.store.set_member(zone.name, provider,
-                                 "joining" if direction == "add" else "leaving")
         proc = self.rt.store.start_process(
             zone.name, kind, signer=provider, actor=self.rt.actor,
             reason=f"signer {direction} requested", state=_state(first, "act", "main"),
             data={"member": Member(provider, direction).as_data(),  # type: ignore[arg-type]
                   "path": "main", "index": 0},
             evidence={"observed": view_evidence(view), "signers_before": members},
-            waiting_for=first.title, next_check_at=_now())
+            waiting_for=first.title, next_check_at=_now(),
+            member=(provider, "joining" if direction == "add" else "leaving"))
         self.report(f"{zone.name}: started {kind} {proc.id[:8]} for {provider}")
         return proc
 
@@ -266,9 +266,11 @@ class Engine:
         step = book.steps[data["index"]]
         path = book.abort_path(step.id)
         if not path:
-            raise Refused(f"{zone.name}: cannot abort in step {step.id!r} ({step.title}): the "
-                          "predecessor is being withdrawn and the zone is safe only going "
-                          "forward; let the process finish")
+            why = ("the delegation is changing; finish, then run the opposite signer process "
+                   "('multisigner signer add|remove')" if "member" in data else
+                   "the predecessor is being withdrawn and the zone is safe only going "
+                   "forward; let the process finish")
+            raise Refused(f"{zone.name}: cannot abort in step {step.id!r} ({step.title}): {why}")
         data.update(path="abort", abort_ids=[a.id for a in path], index=0)
         return store.transition(
             proc.id, _state(path[0], "act", "abort"), actor=self.rt.actor,
@@ -289,6 +291,36 @@ class Engine:
                     continue
                 outcome.moved = moved
                 return outcome
+
+    async def refresh_model1(self, zone: ZoneConfig, process_id: str) -> bool:
+        """Model 1: while a process waits (observe/hold), the owner's signatures over the
+        step's key set must not run out: re-sign and re-deliver that same set when due. A
+        slow parent (days for a DS change) would otherwise outlast signature_validity."""
+        with self.rt.store.lease(zone.name, holder_id(), LEASE_SECONDS):
+            proc = self.rt.store.get_process(process_id)
+            if proc is None or proc.status != "running" or "rolled" not in proc.data:
+                return False
+            if proc.state.rsplit(":", 1)[1] not in ("observe", "hold"):
+                return False  # act/converge deliver anyway, in a moment
+            data = dict(proc.data)
+            book = runbook(proc.kind, zone.model)
+            ids = [s.id for s in book.steps] if data["path"] == "main" else data["abort_ids"]
+            step = book.step(ids[data["index"]])
+            rolled = Rolled.from_data(data["rolled"])
+            view = await self._observe_api(zone)
+            steps1 = Model1Steps(self.rt, zone)
+            target = steps1.target(step, rolled, view)
+            due = resign_due(view, target.signing, _now(), zone.policy.signature_refresh)
+            if not due:
+                return False
+            done = await steps1.converge(step, rolled, view)
+            self.rt.store.append_history(
+                zone.name, process_id=proc.id, kind=proc.kind, from_state=proc.state,
+                to_state=proc.state, actor=self.rt.actor,
+                reason="re-signed the current key set: signatures were due at " + ", ".join(due),
+                evidence={"changes": done, "target": target.as_json()})
+            self.report(f"{zone.name}: re-signed the key set of {proc.state} ({'; '.join(done)})")
+            return True
 
     async def _one(self, zone: ZoneConfig, process_id: str) -> Outcome:
         store = self.rt.store
@@ -450,7 +482,12 @@ class Engine:
         if zone.model == 1:
             rolled = Rolled.from_data(data["rolled"])
             steps1 = Model1Steps(self.rt, zone)
-            missing = model1_unmet(step, rolled, steps1.target(step, rolled, view), view)
+            target = steps1.target(step, rolled, view)
+            if resign_due(view, target.signing, _now(), zone.policy.signature_refresh):
+                # Waiting for the parent can outlast the signatures: keep them fresh.
+                self.report(f"{zone.name}: re-signing the key set while waiting")
+                await steps1.converge(step, rolled, view)
+            missing = model1_unmet(step, rolled, target, view)
             return self._observed(zone, proc, step, data, view, missing)
         plan = plan_sync(self._plan_input(zone, view, step, data))
         if not plan.empty:
@@ -505,14 +542,15 @@ class Engine:
         store = self.rt.store
         if index >= len(ids):
             final = "done" if data["path"] == "main" else "aborted"
+            change: tuple[str, str | None] | None = None
             if "member" in data:
                 member = Member.from_data(data["member"])
                 keep = (final == "done") == (member.direction == "add")
-                self.rt.store.set_member(zone.name, member.provider,
-                                         "active" if keep else None)
+                change = (member.provider, "active" if keep else None)
             store.transition(proc.id, final, actor=self.rt.actor,
                              reason=f"{step.title}: complete", status=final,
-                             evidence={"late_s": round((now - until).total_seconds(), 3)})
+                             evidence={"late_s": round((now - until).total_seconds(), 3)},
+                             member=change)
             self.report(f"{zone.name}: {proc.kind} {proc.id[:8]} {final}")
             return Outcome(proc.id, final, True, moved=[final])
         data["index"] = index

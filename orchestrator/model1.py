@@ -20,6 +20,7 @@ import dns.name
 import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
+from dns.dnssectypes import Algorithm
 
 from orchestrator.config import PolicyConfig
 from orchestrator.evidence import ceil_seconds
@@ -54,7 +55,11 @@ class Model1Target:
 def block_times(now: datetime, policy: PolicyConfig) -> list[int]:
     start = int(now.timestamp()) - 1  # Knot serves a block from its time on; 1 s back = now
     times = [start]
-    gap = (policy.signature_validity - policy.signature_refresh).total_seconds()
+    # The refresh block takes over a quarter of the refresh window *before* the first
+    # block's signatures enter it, so a served signature never looks due (or is flagged
+    # RRSIG_EXPIRING) just because a provider switched blocks a moment late.
+    refresh = policy.signature_refresh.total_seconds()
+    gap = policy.signature_validity.total_seconds() - refresh - refresh / 4
     if gap > 0:
         times.append(start + int(gap))
     return times
@@ -149,11 +154,15 @@ def zone_problems(view: ZoneView, algorithm: int, signers: list[str]) -> list[st
         if not any(k.active for k in zsks):
             out.append(f"{name} has no active ZSK for {view.zone}: create one at the provider "
                        "(keymgr ... generate) first")
-        odd = sorted({k.key.algorithm for k in zsks} - {algorithm})
-        if odd:
-            out.append(f"{name} holds ZSKs of algorithm(s) {odd}, the zone uses {algorithm} "
-                       "(RFC 8901 sec. 4): remove them at the provider")
-        if any(k.key.sep for k in state.own_keys if k.published):
-            out.append(f"{name} publishes a KSK/CSK of its own; in Model 1 the owner holds the "
-                       "only KSK (RFC 8901 sec. 7: no CSKs in Model 1)")
+        for key in zsks:
+            if key.key.algorithm != algorithm:
+                out.append(f"{name} holds ZSK {key.key.key_tag} (key id {key.key_id}) of "
+                           f"algorithm {key.key.algorithm_name}; the zone uses "
+                           f"{Algorithm(algorithm).name} (RFC 8901 sec. 4): remove it at the "
+                           "provider")
+        for key in state.own_keys:
+            if key.published and key.key.sep:
+                out.append(f"{name} publishes its own {key.role.upper()} {key.key.key_tag} "
+                           f"(key id {key.key_id}); in Model 1 the owner holds the only KSK "
+                           "(RFC 8901 sec. 7: no CSKs in Model 1): remove it at the provider")
     return out

@@ -31,13 +31,15 @@ async def parent_servers(zone: ZoneConfig) -> list[str]:
 
 
 async def read_apis(
-    rt: Runtime, zone: ZoneConfig, signers: list[str] | None = None
+    rt: Runtime, zone: ZoneConfig, signers: list[str] | None = None, *, keys_only: bool = False
 ) -> tuple[dict[str, ApiZoneState], dict[str, ProviderError]]:
     """Every signer's API view of the zone; failures are returned per provider, not raised,
-    so one call reports every broken provider at once."""
+    so one call reports every broken provider at once. ``keys_only``: just the signers' own
+    keys (cheaper; enough for key-age checks)."""
     signers = rt.signers(zone) if signers is None else signers
     results = await asyncio.gather(
-        *(rt.provider(name).read_zone(zone.name) for name in signers),
+        *((rt.provider(name).read_keys(zone.name) if keys_only
+           else rt.provider(name).read_zone(zone.name)) for name in signers),
         return_exceptions=True,
     )
     states: dict[str, ApiZoneState] = {}

@@ -43,6 +43,11 @@ class Runtime:
         if not members:
             self.store.seed_members(zone.name, zone.signers)
             return list(zone.signers)
+        if any(state == "joining" for _, state in members) and (
+                self.store.active_process(zone.name) is None):
+            # A join whose process is gone (finished elsewhere, or state from an older
+            # version): the provider never became a signer.
+            members = [(n, s) for n, s in members if s != "joining"]
         return [name for name, _ in members]
 
     def member_state(self, zone: ZoneConfig, provider: str) -> str | None:

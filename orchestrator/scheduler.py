@@ -21,8 +21,8 @@ from orchestrator.engine import Engine
 from orchestrator.errors import MultisignerError
 from orchestrator.keys import Role
 from orchestrator.observation import ApiZoneState
-from orchestrator.observer import read_apis
-from orchestrator.runtime import Runtime
+from orchestrator.observer import read_apis, record
+from orchestrator.runtime import Runtime, holder_id
 from state.info import KeyInfo
 
 MAX_ZONES_AT_ONCE = 32
@@ -67,40 +67,65 @@ class Daemon:
         self.poll_interval = poll_interval
         self.engine = Engine(rt, logs.progress)
         self.stopping = asyncio.Event()
+        self.next_scan = datetime.now(UTC)
 
     async def tick(self) -> datetime:
-        """One pass over every zone; returns when to wake next."""
+        """One pass; returns when to wake next. Due processes are advanced on every wake;
+        the policy scan (key ages, Model 1 re-signing) runs only every poll interval, so a
+        rollover polling its nameservers every second does not drag every idle zone along."""
         gate = asyncio.Semaphore(MAX_ZONES_AT_ONCE)
+        start = datetime.now(UTC)
+        scan = start >= self.next_scan
+        if scan:
+            zones = list(self.rt.config.zones)
+        else:
+            due = {p.zone for p in self.rt.store.due_processes(start)}
+            zones = [z for z in self.rt.config.zones if z.name in due]
 
         async def one(zone: ZoneConfig) -> None:
             async with gate:
                 if self.stopping.is_set():
                     return
                 try:
-                    await self._zone(zone)
+                    await self._zone(zone, scan=scan)
                 except MultisignerError as exc:
                     logs.LOGGER.error(f"{zone.name}: {exc}", extra={"zone": zone.name})
 
-        await asyncio.gather(*(one(z) for z in self.rt.config.zones))
+        await asyncio.gather(*(one(z) for z in zones))
         now = datetime.now(UTC)
-        wake = now + timedelta(seconds=self.poll_interval)
+        if scan:
+            self.next_scan = start + timedelta(seconds=self.poll_interval)
+        wake = self.next_scan
         earliest = self.rt.store.earliest_deadline()
         if earliest is not None:
-            wake = max(now, min(wake, earliest))
-        return wake
+            wake = min(wake, earliest)
+        return max(now, wake)
 
-    async def _zone(self, zone: ZoneConfig) -> None:
+    async def _zone(self, zone: ZoneConfig, *, scan: bool = True) -> None:
         store = self.rt.store
         now = datetime.now(UTC)
         proc = store.active_process(zone.name)
+        if proc is not None and proc.kind == "sync":
+            # A foreground sync owns the zone while it holds the lease; a sync whose
+            # controller died leaves a running record and a free lease: supersede it, or
+            # the zone would never be looked after again.
+            if not store.acquire_lease(zone.name, holder_id(), 60, now):
+                return
+            store.transition(proc.id, "superseded", actor=self.rt.actor,
+                             reason="its controller is gone (zone lease free); the scheduler "
+                             "takes over", status="aborted")
+            store.release_lease(zone.name, holder_id())
+            proc = None
         if proc is not None:
-            if proc.kind == "sync":
-                return  # a foreground sync owns it (or crashed: the next sync replans)
             if proc.next_check_at is None or proc.next_check_at <= now:
                 outcome = await self.engine.advance(zone, proc.id)
                 if outcome.waiting_for:
                     logs.progress(f"{zone.name}: {proc.kind} {proc.id[:8]} {outcome.state}: "
                                   f"waiting for {outcome.waiting_for}", zone.name)
+            if scan and zone.model == 1:
+                await self.engine.refresh_model1(zone, proc.id)
+            return
+        if not scan:
             return
         if zone.model == 1:
             # Model 1: keep the owner's signatures fresh and the combined set current;
@@ -112,9 +137,10 @@ class Daemon:
                               out=lambda line: logs.progress(line, zone.name),
                               reason="scheduler: re-sign / keep the combined set current")
             return
-        states, errors = await read_apis(self.rt, zone)
+        states, errors = await read_apis(self.rt, zone, keys_only=True)
         if errors:
             return
+        record(self.rt, zone, (), (), states, now)  # key ages count from first sight
         due = due_rollovers(zone, self.rt.signers(zone), states, store.keys(zone.name), now)
         if due:
             first = due[0]

@@ -21,7 +21,7 @@ from state.audit import append_entry
 from state.canonical import dumps_dict, rfc3339, utc, utc_or_now
 from state.database import Database
 from state.info import ProcessInfo
-from state.models import FINISHED_STATUSES, PROCESS_STATUSES, Process
+from state.models import FINISHED_STATUSES, PROCESS_STATUSES, Process, ZoneSigner
 
 
 class ProcessMixin:
@@ -43,8 +43,10 @@ class ProcessMixin:
         waiting_for: str | None = None,
         next_check_at: datetime | None = None,
         now: datetime | None = None,
+        member: tuple[str, str | None] | None = None,
     ) -> ProcessInfo:
-        """Start a process; refused while another one runs on the zone."""
+        """Start a process; refused while another one runs on the zone. ``member``
+        (provider, state) changes the zone's membership in the same transaction."""
         at = utc_or_now(now)
         with self._db.write() as session:
             running = _running(session, zone)
@@ -69,6 +71,8 @@ class ProcessMixin:
                 actor=actor,
             )
             session.add(process)
+            if member is not None:
+                _set_member(session, zone, member[0], member[1], at)
             append_entry(
                 session,
                 zone=zone,
@@ -96,8 +100,10 @@ class ProcessMixin:
         data: Mapping[str, Any] | None = None,
         status: str | None = None,
         now: datetime | None = None,
+        member: tuple[str, str | None] | None = None,
     ) -> ProcessInfo:
-        """Move a running process to *to_state* and record it, in one transaction.
+        """Move a running process to *to_state* and record it, in one transaction (with a
+        membership change, when ``member`` is given).
 
         ``waiting_for`` and ``next_check_at`` describe the new state, so they are replaced
         (None clears them); ``data`` None keeps the current data; ``status`` None keeps
@@ -130,6 +136,8 @@ class ProcessMixin:
                 process.data = dumps_dict(data, "process data")
             if status is not None:
                 process.status = status
+            if member is not None:
+                _set_member(session, process.zone, member[0], member[1], at)
             if process.status in FINISHED_STATUSES:
                 process.finished_at = at
                 process.next_check_at = None
@@ -210,3 +218,20 @@ def _opt_utc(value: datetime | None) -> datetime | None:
 def _running(session: Session, zone: str) -> Process | None:
     statement = select(Process).where(Process.zone == zone, Process.status == "running")
     return session.exec(statement).first()
+
+
+def _set_member(session: Session, zone: str, provider: str, state: str | None,
+                at: datetime) -> None:
+    row = session.get(ZoneSigner, (zone, provider))
+    if state is None:
+        if row is not None:
+            session.delete(row)
+        return
+    if row is None:
+        last = session.exec(select(ZoneSigner).where(ZoneSigner.zone == zone)
+                            .order_by(col(ZoneSigner.position).desc())).first()
+        session.add(ZoneSigner(zone=zone, provider=provider, state=state,
+                               position=(last.position + 1) if last else 0, updated_at=at))
+    else:
+        row.state = state
+        row.updated_at = at

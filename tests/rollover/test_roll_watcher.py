@@ -63,14 +63,15 @@ def test_detects_a_foreign_zsk_removed_by_hand(lab: Lab) -> None:
     try:
         w.wait_rounds(3)
         assert w.breaches == []
+        # taken before the change: a round already under way may see it take effect
+        broken_at, round_at = time.time(), w.rounds
         with lab.pdns_api("p1") as api:
             set_rrset(api, ZSK_GONE, ZSK_GONE, "DNSKEY", ttl=lab.ttl,
                       contents=[c for c in contents if c != p0_zsk.dnskey])
-        broken_at, round_at = time.time(), w.rounds
         w.wait_rounds(2)
         assert w.breaches, f"no breach within 2 rounds: {w.summary()}"
         first = w.breaches[0]
-        assert first.round <= round_at + 2
+        assert first.round <= round_at + 3
         assert first.kind == "signature" and first.provider == "p0"
         assert p0_zsk.key_tag in first.tags
         assert p0_zsk.key_tag not in first.cached_tags
