@@ -2,8 +2,8 @@
 10 s re-sign window, and no daemon, every Knot switches by itself to the refresh block's
 signatures at about +SWITCH s (a quarter window early); nothing lapses before +LAPSE s;
 verify says RRSIG_EXPIRING from +EXPIRING_FROM s (still valid); at +LAPSE s, with nobody
-re-signing, the last signatures do run out. Two Knots, the owner KSK in key files; also test 1 (sync from
-scratch) for that combination.
+re-signing, the last signatures do run out. Two Knots, the owner KSK in key files; also
+test 1 (sync from scratch) for that combination.
 
 The observation runs once (module fixture); the tests assert on what it recorded."""
 
@@ -100,7 +100,8 @@ def observed(lab: Model1Lab) -> Observed:
                     rc, report = verify(fast, ZONE)  # back to back around the boundary
                     out.edge.append((time.time() - start, rc,
                                      {b["code"] for b in report["breaches"]}))
-                elif (2 < offset < EXPIRING_FROM - 1.5 or EXPIRING_FROM + 1.5 < offset < LAPSE - 1) and (
+                elif (2 < offset < EXPIRING_FROM - 1.5
+                      or EXPIRING_FROM + 1.5 < offset < LAPSE - 1) and (
                         not out.verdicts or time.time() - start - out.verdicts[-1][0] > 3):
                     rc, report = verify(fast, ZONE)
                     out.verdicts.append((time.time() - start, rc,
