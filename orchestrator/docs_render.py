@@ -14,14 +14,20 @@ from runbooks import OBSERVATIONS, PRECONDITIONS, TERMS, Runbook, Step, all_runb
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "processes"
 KEY_STATES = {"published": "published, not signing", "active": "published and signing",
               "removed": "deleted at the signer and removed from every provider"}
+OWNER_STATES = {"published": "in the combined set, not signing",
+                "active": "in the combined set and signing it",
+                "removed": "left out of the combined set (kept in the key store)"}
 
 
-def _step(step: Step, number: str) -> list[str]:
+def _step(step: Step, number: str, owner: bool = False) -> list[str]:
     lines = [f"### {number}. {step.title} (`{step.id}`)", ""]
     lines += [step.explain.strip(), ""] if step.explain else []
     for which, target in step.keys.items():
         name = "successor" if which == "new" else "predecessor"
-        lines.append(f"- **{name}** at the signer: {KEY_STATES[target]}")
+        if owner:
+            lines.append(f"- **{name}** owner KSK: {OWNER_STATES[target]}")
+        else:
+            lines.append(f"- **{name}** at the signer: {KEY_STATES[target]}")
     with_ = {"with": "included", "without": "left out"}
     if step.member_keys:
         lines.append(f"- **keys**: the joining/leaving signer's keys are "
@@ -61,8 +67,11 @@ def render(book: Runbook) -> str:
              "do not edit -->", "", book.summary.strip(), ""]
     if book.references:
         lines += ["References: " + "; ".join(book.references) + ".", ""]
+    owner = book.model == 1 and book.kind == "ksk-rollover"
     if book.kind.startswith("signer-"):
         start = f"`multisigner signer {book.kind.split('-')[1]} ZONE NAME [--wait]`"
+    elif owner:
+        start = "`multisigner rollover ZONE --key ksk [--wait]` (the owner's KSK: no --signer)"
     else:
         start = f"`multisigner rollover ZONE --key {'|'.join(book.roles)} --signer NAME [--wait]`"
     lines += [f"Started with {start}; advanced by `multisigner step ZONE`, `--wait`, or the "
@@ -70,7 +79,7 @@ def render(book: Runbook) -> str:
               "state (`sync` has nothing to do, the parent DS matches the CDS, `verify` finds "
               "no breach).", "", "## Steps", ""]
     for i, step in enumerate(book.steps, 1):
-        lines += _step(step, str(i))
+        lines += _step(step, str(i), owner)
     lines += ["## Abort (`multisigner rollover ZONE --abort`)", ""]
     by_from: dict[str, list[Step]] = {}
     for a in book.abort:
@@ -86,7 +95,7 @@ def render(book: Runbook) -> str:
             continue
         lines += [f"From `{step.id}`: " + " → ".join(f"`{ab.id}`" for ab in path), ""]
         for j, ab in enumerate(path, 1):
-            lines += _step(ab, f"abort {j}")
+            lines += _step(ab, f"abort {j}", owner)
     lines += ["## Timing terms", ""]
     lines += [f"- `{name}`: {text}" for name, text in TERMS.items()]
     lines += ["- `propagation_delay`, `safety_margin`: from the zone's `[zones.policy]`", ""]

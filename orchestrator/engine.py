@@ -313,7 +313,7 @@ class Engine:
             due = resign_due(view, target.signing, _now(), zone.policy.signature_refresh)
             if not due:
                 return False
-            done = await steps1.converge(step, rolled, view)
+            done, _ = await steps1.converge(step, rolled, view)
             self.rt.store.append_history(
                 zone.name, process_id=proc.id, kind=proc.kind, from_state=proc.state,
                 to_state=proc.state, actor=self.rt.actor,
@@ -439,13 +439,14 @@ class Engine:
         view = await self._observe_api(zone)
         if zone.model == 1:
             rolled = Rolled.from_data(data["rolled"])
-            changes = await Model1Steps(self.rt, zone).converge(step, rolled, view)
-            plan = SyncPlan(zone.name, (), (), {}, frozenset(), frozenset())
+            changes, target1 = await Model1Steps(self.rt, zone).converge(step, rolled, view)
+            target: dict[str, Any] = target1.as_json()
         else:
             plan = plan_sync(self._plan_input(zone, view, step, data))
             await apply_actions(self.rt, zone.name, plan.actions)
             changes = [a.describe() for a in plan.actions]
             changes += await self._converge_ns(zone, step, data, view)
+            target = plan.as_json()
         now = _now()
         data["observe_since"] = now.isoformat()
         data.pop("stalled", None)
@@ -453,7 +454,7 @@ class Engine:
         self.rt.store.transition(
             proc.id, new_state, actor=self.rt.actor,
             reason=f"{step.title}: {len(changes)} provider change(s) applied",
-            evidence={"changes": changes, "target": plan.as_json()},
+            evidence={"changes": changes, "target": target},
             data=data, next_check_at=now, waiting_for=", ".join(step.observe) or "nothing")
         return Outcome(proc.id, new_state, False, moved=[new_state])
 
@@ -486,7 +487,7 @@ class Engine:
             if resign_due(view, target.signing, _now(), zone.policy.signature_refresh):
                 # Waiting for the parent can outlast the signatures: keep them fresh.
                 self.report(f"{zone.name}: re-signing the key set while waiting")
-                await steps1.converge(step, rolled, view)
+                await steps1.converge(step, rolled, view)  # evidence: next transition
             missing = model1_unmet(step, rolled, target, view)
             return self._observed(zone, proc, step, data, view, missing)
         plan = plan_sync(self._plan_input(zone, view, step, data))

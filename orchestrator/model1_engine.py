@@ -12,7 +12,6 @@ Pure helpers first (target and observations per step), then the I/O the engine c
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 from orchestrator.config import ZoneConfig
 from orchestrator.errors import Refused, UsageError
@@ -157,14 +156,15 @@ class Model1Steps:
                         made.key_id, rolled.existing_ids)
         return rolled, [f"{verb} owner KSK {made.key_tag} in the key store"]
 
-    async def converge(self, step: Step, rolled: Rolled, view: ZoneView) -> list[str]:
+    async def converge(self, step: Step, rolled: Rolled,
+                       view: ZoneView) -> tuple[list[str], Model1Target]:
         store = open_store(self.zone)
         try:
             target = self.target(step, rolled, view, store)
             _, done = await deliver(self.rt, self.zone, store, target, view)
         finally:
             store.close()
-        return done
+        return done, target
 
     def target(self, step: Step, rolled: Rolled, view: ZoneView,
                store: KskStore | None = None) -> Model1Target:
@@ -176,8 +176,6 @@ class Model1Steps:
                 own.close()
         return step_target(self.zone, step, rolled, view, steady, self.rt.signers(self.zone))
 
-    def evidence(self, target: Model1Target) -> dict[str, Any]:
-        return {"target": target.as_json()}
 
 
 def refuse(zone: ZoneConfig, kind: str, problems: list[str]) -> Refused:
