@@ -48,6 +48,11 @@ class Provider(ABC):
     async def read_zone(self, zone: str) -> ApiZoneState:
         """The zone's keys and published CDS/CDNSKEY; raise ZoneMissing if not hosted."""
 
+    async def read_keys(self, zone: str) -> ApiZoneState:
+        """Only the provider's own keys (the rest of the state left empty); adapters with a
+        cheaper call than ``read_zone`` override this."""
+        return await self.read_zone(zone)
+
     async def set_foreign_dnskeys(self, zone: str, keys: Sequence[Key], ttl: int) -> None:
         """Make ``keys`` the complete set of foreign keys served beside the provider's own."""
         raise NotImplementedError(f"{self.type_name} cannot import foreign DNSKEYs")

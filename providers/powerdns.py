@@ -181,6 +181,17 @@ class PowerDNSProvider(Provider):
                 endpoint=f"GET {zpath}",
             ) from None
 
+    async def read_keys(self, zone: str) -> ApiZoneState:
+        zpath = self._zone_path(zone)
+        keys = await self._request("GET", f"{zpath}/cryptokeys", zone=zone)
+        try:
+            return self._parse_zone(zone, {"rrsets": []}, keys)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ProviderError(
+                f"unexpected API answer ({exc.__class__.__name__}: {exc})",
+                provider=self.name, zone=zone, endpoint=f"GET {zpath}/cryptokeys",
+            ) from None
+
     def _parse_zone(self, zone: str, data: Any, keys: Any) -> ApiZoneState:
         own: list[ApiKey] = []
         for item in keys:
