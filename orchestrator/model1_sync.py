@@ -18,7 +18,7 @@ import dns.rdatatype
 import dns.rrset
 
 from orchestrator.config import ZoneConfig
-from orchestrator.errors import MultisignerError, ProviderError, Refused
+from orchestrator.errors import MultisignerError, Refused
 from orchestrator.evidence import ceil_seconds, view_evidence
 from orchestrator.keys import Key, parent_follows
 from orchestrator.kskstore import KskStore, StoredKey, make_store, sign_rrset_with
@@ -31,14 +31,13 @@ from orchestrator.model1 import (
     zone_problems,
 )
 from orchestrator.observation import ZoneView
-from orchestrator.observer import observe, observe_parents, observe_servers, record
+from orchestrator.observer import observe, observe_servers, record
 from orchestrator.runtime import Runtime, holder_id
 from orchestrator.sync_plan import Progress
-from orchestrator.waiting import Reporter, wait_for
+from orchestrator.sync_process import LEASE_SECONDS, SyncProcess
+from orchestrator.waiting import Reporter
 from providers.base import Capability
 from providers.knot_skr import check_skr_has_zsks, format_skr
-
-LEASE_SECONDS = 120
 
 
 def open_store(zone: ZoneConfig) -> KskStore:
@@ -187,41 +186,17 @@ async def _sync(rt: Runtime, zone: ZoneConfig, *, dry_run: bool, report: Reporte
 async def _run_sync(rt: Runtime, zone: ZoneConfig, store: KskStore, target: Model1Target,
                     view: ZoneView, deliver_needed: bool, report: Reporter, reason: str,
                     generated: StoredKey | None) -> None:
-    stored = rt.store
-    stale = stored.active_process(zone.name)
-    if stale is not None:
-        stored.transition(stale.id, "superseded", actor=rt.actor,
-                          reason="an interrupted sync; a new sync run replans from observation",
-                          status="aborted")
-    proc = stored.start_process(
-        zone.name, "sync", signer=None, actor=rt.actor, reason=reason, state="planned",
-        data={"model": 1, "target": target.as_json()},
-        evidence={"observed": view_evidence(view),
-                  "generated_owner_ksk": generated.key_tag if generated else None})
-    state = "planned"
-
-    def move(to: str, why: str, evidence: dict[str, Any] | None = None,
-             waiting_for: str | None = None, status: str | None = None) -> None:
-        nonlocal state
-        stored.transition(proc.id, to, actor=rt.actor, reason=why, evidence=evidence,
-                          waiting_for=waiting_for, status=status,
-                          next_check_at=datetime.now(UTC) if waiting_for else None)
-        state = to
-
-    def renew(_: str, __: float) -> None:
-        stored.acquire_lease(zone.name, holder_id(), LEASE_SECONDS, datetime.now(UTC))
-
-    def zone_report(line: str) -> None:
-        report(f"{zone.name}: {line}")
-
-    timeout = zone.policy.propagation_timeout.total_seconds()
-    try:
+    async with SyncProcess(rt, zone, report, reason=reason,
+                           data={"model": 1, "target": target.as_json()},
+                           evidence={"observed": view_evidence(view),
+                                     "generated_owner_ksk": generated.key_tag if generated
+                                     else None}) as run:
         fresh: datetime | None = None
         if deliver_needed:
-            move("delivering", "sign and import the combined DNSKEY RRset")
+            run.move("delivering", "sign and import the combined DNSKEY RRset")
             fresh, done = await deliver(rt, zone, store, target, view)
-            move("propagating", "; ".join(done), {"target": target.as_json()},
-                 waiting_for="every nameserver serves the owner-signed RRsets")
+            run.move("propagating", "; ".join(done), {"target": target.as_json()},
+                     waiting_for="every nameserver serves the owner-signed RRsets")
 
             async def served() -> Progress:
                 servers = await observe_servers(
@@ -230,30 +205,13 @@ async def _run_sync(rt: Runtime, zone: ZoneConfig, store: KskStore, target: Mode
                 return served_progress(target, ZoneView(zone=view.zone, servers=servers),
                                        fresh_until=fresh)
 
-            waited = await wait_for("owner-signed DNSKEY RRset at every nameserver", served,
-                                    timeout=timeout, report=zone_report, on_round=renew,
+            waited = await run.wait("owner-signed DNSKEY RRset at every nameserver", served,
                                     hint="a provider accepted the SKR but does not serve it")
-            move("waiting-parent", "served by every nameserver",
-                 {"propagation_s": round(waited.seconds, 3)},
-                 waiting_for="the parent's DS RRset names the owner KSK")
-
-        async def parent() -> Progress:
-            parents = await observe_parents(zone, ns=False)
-            record(rt, zone, (), parents, {}, datetime.now(UTC))
-            lag = [p.server for p in parents
-                   if p.error is not None or not parent_follows(p.ds_set, target.cds, zone.name)]
-            return Progress(len(parents) - len(lag), len(parents), tuple(lag))
-
-        waited = await wait_for("parent DS", parent,
-                                timeout=zone.policy.parent_timeout.total_seconds(),
-                                report=zone_report, cap=5.0, on_round=renew,
-                                hint="the parent has not followed the CDS; check the registry")
+            run.move("waiting-parent", "served by every nameserver",
+                     {"propagation_s": round(waited.seconds, 3)},
+                     waiting_for="the parent's DS RRset names the owner KSK")
+        waited = await run.wait_parent(target.cds)
         final, _ = await observe(rt, zone, api=False)
-        move("done", "steady state reached",
-             {"parent_ds_wait_s": round(waited.seconds, 3), "observed": view_evidence(final),
-              "signatures_until": fresh.isoformat() if fresh else None}, status="done")
-    except (MultisignerError, ProviderError, asyncio.CancelledError) as exc:
-        why = str(exc) if isinstance(exc, MultisignerError) else "interrupted"
-        stored.transition(proc.id, "failed", actor=rt.actor, reason=f"failed in {state}: {why}",
-                          status="failed")
-        raise
+        run.move("done", "steady state reached",
+                 {"parent_ds_wait_s": round(waited.seconds, 3), "observed": view_evidence(final),
+                  "signatures_until": fresh.isoformat() if fresh else None}, status="done")

@@ -13,17 +13,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import dns.rdatatype
 
 from orchestrator.config import ZoneConfig
-from orchestrator.errors import MultisignerError, ProviderError, Refused
+from orchestrator.errors import ProviderError, Refused
 from orchestrator.evidence import cache_settles_at, ceil_seconds, view_evidence
 from orchestrator.keys import parent_follows
 from orchestrator.observation import ZoneView
-from orchestrator.observer import last_owned, observe, observe_parents, observe_servers, record
+from orchestrator.observer import last_owned, observe, observe_servers, record
 from orchestrator.runtime import Runtime, holder_id
 from orchestrator.sync_plan import (
     Action,
@@ -31,15 +31,14 @@ from orchestrator.sync_plan import (
     Progress,
     SyncPlan,
     interlocks,
-    parent_progress,
     plan_sync,
     served_progress,
 )
-from orchestrator.waiting import Reporter, wait_for
+from orchestrator.sync_process import LEASE_SECONDS, SyncProcess
+from orchestrator.waiting import Reporter
 from providers.base import Capability
 
 Status = Literal["in-sync", "synced", "dry-run", "failed", "refused"]
-LEASE_SECONDS = 120
 
 
 @dataclass
@@ -142,26 +141,6 @@ async def _sync_locked(rt: Runtime, zone: ZoneConfig, report: Reporter,
         return SyncResult(zone.name, "in-sync", "in sync", plan)
     for line in render_plan(plan, parent_ok):
         out(line)
-    store = rt.store
-    stale = store.active_process(zone.name)
-    if stale is not None:  # a sync interrupted earlier: this run re-plans from observation
-        store.transition(stale.id, "superseded", actor=rt.actor,
-                         reason="an interrupted sync; a new sync run replans from observation",
-                         status="aborted")
-    proc = store.start_process(zone.name, "sync", signer=None, actor=rt.actor,
-                               reason="sync requested", state="planned", data=plan.as_json(),
-                               evidence={"observed": view_evidence(view)})
-    policy = zone.policy
-    prop_timeout = policy.propagation_timeout.total_seconds()
-
-    def renew(waiting: str, delay: float) -> None:
-        now = datetime.now(UTC)
-        store.acquire_lease(zone.name, holder_id(), LEASE_SECONDS, now)
-        store.set_wait(proc.id, waiting_for=waiting, next_check_at=now + timedelta(seconds=delay))
-
-    def zone_report(line: str) -> None:
-        report(f"{zone.name}: {line}")
-
     async def served(cds: bool) -> Progress:
         wanted = (dns.rdatatype.DNSKEY, dns.rdatatype.CDS, dns.rdatatype.CDNSKEY)
         servers = await observe_servers(rt, zone, only=wanted if cds else wanted[:1])
@@ -169,61 +148,37 @@ async def _sync_locked(rt: Runtime, zone: ZoneConfig, report: Reporter,
         record(rt, zone, servers, (), {}, datetime.now(UTC))
         return served_progress(plan, ZoneView(zone=view.zone, servers=servers), cds=cds)
 
-    state = "planned"
-
-    def move(to: str, reason: str, evidence: dict[str, Any] | None = None,
-             waiting_for: str | None = None, status: str | None = None) -> None:
-        nonlocal state
-        store.transition(proc.id, to, actor=rt.actor, reason=reason, evidence=evidence,
-                         waiting_for=waiting_for, status=status,
-                         next_check_at=datetime.now(UTC) if waiting_for else None)
-        state = to
-
-    try:
+    lagging = "a provider accepted the change but does not serve it"
+    async with SyncProcess(rt, zone, report, reason="sync requested", data=plan.as_json(),
+                           evidence={"observed": view_evidence(view)}) as run:
         evidence: dict[str, Any] = {}
         if plan.key_actions:
-            move("importing-keys", "add/remove foreign DNSKEYs",
-                 {"actions": [a.as_json() for a in plan.key_actions]})
+            run.move("importing-keys", "add/remove foreign DNSKEYs",
+                     {"actions": [a.as_json() for a in plan.key_actions]})
             await apply_actions(rt, zone.name, plan.key_actions)
-            move("keys-propagating", "changes accepted by the provider APIs",
-                 waiting_for="every nameserver serves the target DNSKEY RRsets")
-            waited = await wait_for("DNSKEY RRsets at every nameserver", lambda: served(False),
-                                    timeout=prop_timeout, report=zone_report, on_round=renew,
-                                    hint="a provider accepted the change but does not serve it")
+            run.move("keys-propagating", "changes accepted by the provider APIs",
+                     waiting_for="every nameserver serves the target DNSKEY RRsets")
+            waited = await run.wait("DNSKEY RRsets at every nameserver",
+                                    lambda: served(False), hint=lagging)
             evidence["dnskey_propagation_s"] = round(waited.seconds, 3)
         if plan.cds_actions:
-            move("publishing-cds", "publish identical CDS/CDNSKEY at every provider",
-                 {"actions": [a.as_json() for a in plan.cds_actions], **evidence})
+            run.move("publishing-cds", "publish identical CDS/CDNSKEY at every provider",
+                     {"actions": [a.as_json() for a in plan.cds_actions], **evidence})
             await apply_actions(rt, zone.name, plan.cds_actions)
-        move("cds-propagating", "providers have their keys and CDS", evidence,
-             waiting_for="every nameserver serves the target DNSKEY and CDS/CDNSKEY RRsets")
-        waited = await wait_for("DNSKEY+CDS at every nameserver", lambda: served(True),
-                                timeout=prop_timeout, report=zone_report, on_round=renew,
-                                hint="a provider accepted the change but does not serve it")
-        move("waiting-parent", "DNSKEY and CDS/CDNSKEY served by every nameserver",
-             {"cds_propagation_s": round(waited.seconds, 3)},
-             waiting_for="the parent's DS RRset matches the CDS")
-
-        async def parent() -> Progress:
-            parents = await observe_parents(zone, ns=False)
-            record(rt, zone, (), parents, {}, datetime.now(UTC))
-            return parent_progress(plan, ZoneView(zone=view.zone, servers=(), parent=parents))
-
-        waited = await wait_for("parent DS", parent, timeout=policy.parent_timeout.total_seconds(),
-                                report=zone_report, cap=5.0, on_round=renew,
-                                hint="the parent has not followed the CDS; check the registry's "
-                                "CDS scanning, then re-run sync")
+        run.move("cds-propagating", "providers have their keys and CDS", evidence,
+                 waiting_for="every nameserver serves the target DNSKEY and CDS/CDNSKEY RRsets")
+        waited = await run.wait("DNSKEY+CDS at every nameserver", lambda: served(True),
+                                hint=lagging)
+        run.move("waiting-parent", "DNSKEY and CDS/CDNSKEY served by every nameserver",
+                 {"cds_propagation_s": round(waited.seconds, 3)},
+                 waiting_for="the parent's DS RRset matches the CDS")
+        waited = await run.wait_parent(plan.cdnskey_target)
         final, _ = await observe(rt, zone, api=False)
         settled = cache_settles_at(final)
-        move("done", "steady state reached",
-             {"parent_ds_wait_s": round(waited.seconds, 3), "observed": view_evidence(final),
-              "old_rrsets_cached_until": settled.isoformat() if settled else None},
-             status="done")
-    except (MultisignerError, asyncio.CancelledError) as exc:
-        reason = str(exc) if isinstance(exc, MultisignerError) else "interrupted"
-        store.transition(proc.id, "failed", actor=rt.actor,
-                         reason=f"failed in {state}: {reason}", status="failed")
-        raise
+        run.move("done", "steady state reached",
+                 {"parent_ds_wait_s": round(waited.seconds, 3), "observed": view_evidence(final),
+                  "old_rrsets_cached_until": settled.isoformat() if settled else None},
+                 status="done")
     out(f"{zone.name}: synced")
     if settled is not None:
         out(f"{zone.name}: resolvers may hold pre-sync DNSKEY/DS RRsets until "
