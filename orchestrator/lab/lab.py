@@ -15,37 +15,25 @@ The scanner follows CSYNC (RFC 7477) for NS as a registry would; see
 from __future__ import annotations
 
 import contextlib
-import os
-import sys
 import time
 from collections.abc import Sequence, Set
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
 
-import dns.name
-import dns.rdataclass
-import dns.rdatatype
 import httpx
 
-import orchestrator
-from orchestrator.lab import config, dnsq, powerdns, proc, provision, zones
+from orchestrator.lab import config, powerdns, provision, zones
+from orchestrator.lab.base import SCANNER_LOG, LabBase
 from orchestrator.lab.errors import LabError
 from orchestrator.lab.server import Server
-from orchestrator.lab.unbound import Unbound
 
 DEFAULT_ZONES = ("example.test.",)
-SCANNER_LOG = "scanner.log"
+
+__all__ = ["DEFAULT_ZONES", "SCANNER_LOG", "Lab"]  # SCANNER_LOG: lives in base.py now
 
 
-class Lab:
+class Lab(LabBase[Server]):
     """A running (or recorded) lab. Build with :meth:`start` or :meth:`load`."""
-
-    def __init__(self, directory: Path, state: dict[str, Any], procs: list[proc.Proc]) -> None:
-        self.directory = directory
-        self.state = state
-        self.procs = procs
 
     # ----------------------------------------------------------------- life cycle
 
@@ -199,103 +187,7 @@ class Lab:
         self.state["startup_seconds"] = round(time.monotonic() - started, 3)
         self._save()
 
-    def _start_scanner(self) -> None:
-        root = str(Path(orchestrator.__file__).resolve().parent.parent)
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
-        p = proc.spawn(
-            "scanner",
-            [sys.executable, "-m", "orchestrator.lab.scanner", str(self.directory)],
-            self.directory / "scanner",
-            env=env,
-        )
-        self.procs.append(p)
-        log = self.directory / SCANNER_LOG
-        proc.wait_ready(p, lambda: log.exists() and "scanner started" in log.read_text())
-
-    def _start_unbound(self) -> None:
-        stubs: dict[str, list[tuple[str, int]]] = {
-            zones.PARENT_ZONE: [(self.parent.address, self.parent.dns_port)]
-        }
-        # Every provider, delegated or not. Unbound cannot follow the parent's NS RRset
-        # here: the servers listen on random ports and a delegation (NS name, glue) cannot
-        # carry a port, so the stub names address@port itself -- and a static list cannot
-        # follow CSYNC changes anyway. Listing every provider keeps one that is not (yet, or
-        # no longer) delegated in the resolver's view too, as the tests' invariant watcher
-        # checks every provider: an unsafe join/leave shows up as failures here.
-        for z in self.zones:
-            stubs[z] = [(p.address, p.dns_port) for p in self.providers]
-        u = Unbound.start(self.directory / "unbound", self.trust_anchors, stubs)
-        self.procs.append(u.proc)
-        self.state["resolver"] = u.to_json()
-        u.wait_validating(zones.PARENT_ZONE)
-
-    def _save(self) -> None:
-        self.state["processes"] = [p.to_json() for p in self.procs]
-        config.write_state(self.directory, self.state)
-
-    @classmethod
-    def load(cls, directory: Path) -> Lab:
-        """The lab recorded in ``directory/lab.json`` (e.g. started by ``lab up`` in
-        another process), to use or stop it."""
-        directory = directory.resolve()
-        try:
-            state = config.read_state(directory)
-        except (OSError, ValueError) as exc:
-            raise LabError(f"no lab state in {directory}: {exc}") from exc
-        return cls(directory, state, [proc.Proc.from_json(p) for p in state["processes"]])
-
-    def stop(self) -> None:
-        """Stop every process (TERM, KILL after 3 s), concurrently; idempotent."""
-        try:
-            proc.stop_all(self.procs)
-        finally:
-            for socket_dir in self.state.get("socket_dirs", []):
-                powerdns.remove_dir(Path(socket_dir))
-            self.state["running"] = False
-            if self.directory.exists():
-                self._save()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def alive(self) -> list[str]:
-        """Names of the lab's processes still running."""
-        return [p.name for p in self.procs if p.alive()]
-
     # ----------------------------------------------------------------- what tests use
-
-    @property
-    def config_path(self) -> Path:
-        return self.directory / config.CONFIG_NAME
-
-    @property
-    def state_path(self) -> Path:
-        return self.directory / config.STATE_NAME
-
-    @property
-    def scanner_log(self) -> Path:
-        return self.directory / SCANNER_LOG
-
-    @property
-    def zones(self) -> list[str]:
-        return list(self.state["zones"])
-
-    @property
-    def ttl(self) -> int:
-        return int(self.state["ttl"])
-
-    @property
-    def ds_ttl(self) -> int:
-        return int(self.state["ds_ttl"])
 
     @property
     def ns_ttl(self) -> int:
@@ -303,30 +195,8 @@ class Lab:
         return int(self.state.get("ns_ttl", self.state["ttl"]))
 
     @property
-    def ns_names(self) -> dict[str, str]:
-        """Provider name -> its nameserver name (``{"p0": "ns1.p0.test.", ...}``)."""
-        return {p.name: p.ns_name for p in self.providers}
-
-    @property
     def providers(self) -> list[Server]:
         return [Server.from_json(p) for p in self.state["providers"]]
-
-    @property
-    def parent(self) -> Server:
-        return Server.from_json(self.state["parent"])
-
-    @property
-    def trust_anchors(self) -> list[str]:
-        """The parent zone's KSK DNSKEY texts (``257 3 13 base64``)."""
-        return list(self.state["parent"]["trust_anchor"])
-
-    @property
-    def resolver(self) -> tuple[str, int]:
-        """Unbound's (address, port)."""
-        r = self.state.get("resolver")
-        if not r:
-            raise LabError(f"the lab in {self.directory} runs no resolver (unbound=False)")
-        return str(r["address"]), int(r["port"])
 
     def server(self, name: str) -> Server:
         """A provider by name, or ``"parent"``."""
@@ -345,48 +215,6 @@ class Lab:
         """PowerDNS' own keys of ``zone`` at ``name`` (read from its API)."""
         with self.pdns_api(name) as client:
             return powerdns.keys(client, zone)
-
-    def parent_ds(self, zone: str) -> list[str]:
-        """The DS records the parent serves now (one-token digest, lowercase hex)."""
-        p = self.parent
-        resp = dnsq.query(p.address, p.dns_port, zone, "DS")
-        rrset = dnsq.answer(resp, zone, "DS")
-        return sorted(
-            f"{rd.key_tag} {rd.algorithm} {rd.digest_type} {rd.digest.hex()}"
-            for rd in (rrset or [])
-        )
-
-    def parent_ns(self, zone: str) -> list[str]:
-        """The NS names the parent serves for ``zone`` now, sorted (read by DNS: the NS
-        RRset in the authority section of the parent's referral)."""
-        p = self.parent
-        resp = dnsq.query(p.address, p.dns_port, zone, "NS", dnssec=False)
-        name = dns.name.from_text(zone)
-        for section in (resp.authority, resp.answer):
-            rrset = resp.get_rrset(section, name, dns.rdataclass.IN, dns.rdatatype.NS)
-            if rrset is not None:
-                return sorted({rd.target.to_text().lower() for rd in rrset})
-        return []
-
-    def delegated(self, zone: str) -> list[str]:
-        """The providers ``zone`` is delegated to now (from :meth:`parent_ns`), in
-        provider order; NS names of no provider are left out."""
-        served = set(self.parent_ns(zone))
-        return [p.name for p in self.providers if p.ns_name.lower() in served]
-
-    def dnsviz_probe_args(self, zone: str) -> list[str]:
-        """Arguments after ``dnsviz`` for an authoritative probe of ``zone`` with the
-        parent's *current* DS and NS (docs/lab-notes.md recipe; the providers it is
-        delegated to now, all if none); pipe to ``dnsviz grok``."""
-        name = zone.rstrip(".")
-        now = set(self.delegated(zone))
-        chosen = [p for p in self.providers if p.name in now] or self.providers
-        servers = ",".join(f"{p.ns_name}={p.address}:{p.dns_port}" for p in chosen)
-        args = ["probe", "-A", "-x", f"{name}:{servers}", "-N", f"{name}:{servers}"]
-        ds = self.parent_ds(zone)
-        if ds:
-            args += ["-D", f"{name}:" + ",".join(ds)]
-        return [*args, name, f"www.{name}"]
 
 
 def _delegated_names(providers: int, delegated: Sequence[str] | None) -> list[str]:

@@ -38,29 +38,22 @@ import secrets
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal
 
-import dns.name
-import dns.rdataclass
-import dns.rdatatype
 import httpx
 
-import orchestrator
 from orchestrator.kskstore import KeyStoreError, OwnerKskConfig, StoredKey, make_store
 from orchestrator.kskstore.config import DEFAULT_PKCS11_MODULE
-from orchestrator.lab import config, dnsq, powerdns, proc, provision, zones
+from orchestrator.lab import config, powerdns, provision, zones
+from orchestrator.lab.base import LabBase, child_env
 from orchestrator.lab.errors import LabError
 from orchestrator.lab.knot import KnotInstance
-from orchestrator.lab.lab import DEFAULT_ZONES, SCANNER_LOG, _refuse_running
-from orchestrator.lab.server import Server
-from orchestrator.lab.unbound import Unbound
+from orchestrator.lab.lab import DEFAULT_ZONES, _refuse_running
 
 Store = Literal["pkcs11", "file"]
 TOKEN_LABEL = "multisigner"
@@ -110,14 +103,8 @@ class KnotServer:
         )
 
 
-class Model1Lab:
+class Model1Lab(LabBase[KnotServer]):
     """A running (or recorded) Model 1 lab. Build with :meth:`start` or :meth:`load`."""
-
-    def __init__(self, directory: Path, state: dict[str, Any], procs: list[proc.Proc]) -> None:
-        self.directory = directory
-        self.state = state
-        self.procs = procs
-        self._lock = threading.Lock()  # procs and socket_dirs grow from worker threads
 
     # ----------------------------------------------------------------- life cycle
 
@@ -300,13 +287,6 @@ class Model1Lab:
         self.state["startup_seconds"] = round(time.monotonic() - started, 3)
         self._save()
 
-    def _add(self, *, process: proc.Proc | None = None, socket_dir: Path | None = None) -> None:
-        with self._lock:
-            if process is not None:
-                self.procs.append(process)
-            if socket_dir is not None:
-                self.state["socket_dirs"].append(str(socket_dir))
-
     def _config_toml(self, owner: OwnerKsks) -> str:
         q, qlist = config._q, config._qlist
         out = [
@@ -346,73 +326,11 @@ class Model1Lab:
             ]
         return "\n".join(out)
 
-    def _start_scanner(self) -> None:
-        root = str(Path(orchestrator.__file__).resolve().parent.parent)
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
-        p = proc.spawn(
-            "scanner",
-            [sys.executable, "-m", "orchestrator.lab.scanner", str(self.directory)],
-            self.directory / "scanner",
-            env=env,
-        )
-        self._add(process=p)
-        log = self.scanner_log
-        proc.wait_ready(p, lambda: log.exists() and "scanner started" in log.read_text())
-
-    def _start_unbound(self) -> None:
-        stubs: dict[str, list[tuple[str, int]]] = {
-            zones.PARENT_ZONE: [(self.parent.address, self.parent.dns_port)]
-        }
-        for z in self.zones:
-            stubs[z] = [(k.address, k.dns_port) for k in self.providers]
-        u = Unbound.start(self.directory / "unbound", self.trust_anchors, stubs)
-        self._add(process=u.proc)
-        self.state["resolver"] = u.to_json()
-        u.wait_validating(zones.PARENT_ZONE)
-
-    def _save(self) -> None:
-        with self._lock:
-            self.state["processes"] = [p.to_json() for p in self.procs]
-            config.write_state(self.directory, self.state)
-
     @classmethod
-    def load(cls, directory: Path) -> Model1Lab:
-        """The Model 1 lab recorded in ``directory/lab.json``, to use or stop it."""
-        directory = directory.resolve()
-        try:
-            state = config.read_state(directory)
-        except (OSError, ValueError) as exc:
-            raise LabError(f"no lab state in {directory}: {exc}") from exc
+    def _check_state(cls, directory: Path, state: dict[str, Any]) -> None:
+        """:meth:`load` takes a Model 1 lab's state only."""
         if state.get("model") != 1:
             raise LabError(f"the lab in {directory} is not a Model 1 lab (use Lab.load)")
-        return cls(directory, state, [proc.Proc.from_json(p) for p in state["processes"]])
-
-    def stop(self) -> None:
-        """Stop every process (TERM, KILL after 3 s), concurrently; idempotent."""
-        try:
-            proc.stop_all(self.procs)
-        finally:
-            for socket_dir in self.state.get("socket_dirs", []):
-                powerdns.remove_dir(Path(socket_dir))
-            self.state["running"] = False
-            if self.directory.exists():
-                self._save()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def alive(self) -> list[str]:
-        """Names of the lab's processes still running."""
-        return [p.name for p in self.procs if p.alive()]
 
     # ----------------------------------------------------------------- what tests use
 
@@ -421,61 +339,15 @@ class Model1Lab:
         return 1
 
     @property
-    def config_path(self) -> Path:
-        return self.directory / config.CONFIG_NAME
-
-    @property
-    def state_path(self) -> Path:
-        return self.directory / config.STATE_NAME
-
-    @property
-    def scanner_log(self) -> Path:
-        return self.directory / SCANNER_LOG
-
-    @property
-    def zones(self) -> list[str]:
-        return list(self.state["zones"])
-
-    @property
-    def ttl(self) -> int:
-        return int(self.state["ttl"])
-
-    @property
-    def ds_ttl(self) -> int:
-        return int(self.state["ds_ttl"])
-
-    @property
     def providers(self) -> list[KnotServer]:
         """The Knot instances, ``k0`` first."""
         return [KnotServer.from_json(p) for p in self.state.get("providers", [])]
-
-    @property
-    def ns_names(self) -> dict[str, str]:
-        """Provider name -> its nameserver name (``{"k0": "ns1.k0.test.", ...}``)."""
-        return {k.name: k.ns_name for k in self.providers}
 
     def provider(self, name: str) -> KnotServer:
         for k in self.providers:
             if k.name == name:
                 return k
         raise LabError(f"no Knot provider {name!r} in the lab (have k0..)")
-
-    @property
-    def parent(self) -> Server:
-        return Server.from_json(self.state["parent"])
-
-    @property
-    def trust_anchors(self) -> list[str]:
-        """The parent zone's KSK DNSKEY texts (``257 3 13 base64``)."""
-        return list(self.state["parent"]["trust_anchor"])
-
-    @property
-    def resolver(self) -> tuple[str, int]:
-        """Unbound's (address, port)."""
-        r = self.state.get("resolver")
-        if not r:
-            raise LabError(f"the lab in {self.directory} runs no resolver (unbound=False)")
-        return str(r["address"]), int(r["port"])
 
     @property
     def store(self) -> Store:
@@ -492,46 +364,6 @@ class Model1Lab:
         """An API client for the parent (``.../servers/localhost``); the caller closes it."""
         p = self.parent
         return powerdns.api_client(p.api_url, p.api_key)
-
-    def parent_ds(self, zone: str) -> list[str]:
-        """The DS records the parent serves now (one-token digest, lowercase hex)."""
-        p = self.parent
-        resp = dnsq.query(p.address, p.dns_port, zone, "DS")
-        rrset = dnsq.answer(resp, zone, "DS")
-        return sorted(
-            f"{rd.key_tag} {rd.algorithm} {rd.digest_type} {rd.digest.hex()}"
-            for rd in (rrset or [])
-        )
-
-    def parent_ns(self, zone: str) -> list[str]:
-        """The NS names the parent serves for ``zone`` now, sorted (from its referral)."""
-        p = self.parent
-        resp = dnsq.query(p.address, p.dns_port, zone, "NS", dnssec=False)
-        name = dns.name.from_text(zone)
-        for section in (resp.authority, resp.answer):
-            rrset = resp.get_rrset(section, name, dns.rdataclass.IN, dns.rdatatype.NS)
-            if rrset is not None:
-                return sorted({rd.target.to_text().lower() for rd in rrset})
-        return []
-
-    def delegated(self, zone: str) -> list[str]:
-        """The Knot providers ``zone`` is delegated to now, in provider order."""
-        served = set(self.parent_ns(zone))
-        return [k.name for k in self.providers if k.ns_name.lower() in served]
-
-    def dnsviz_probe_args(self, zone: str) -> list[str]:
-        """Arguments after ``dnsviz`` for an authoritative probe of ``zone`` with the
-        parent's current DS and NS (the providers it is delegated to now, all if none);
-        pipe to ``dnsviz grok``."""
-        name = zone.rstrip(".")
-        now = set(self.delegated(zone))
-        chosen = [k for k in self.providers if k.name in now] or self.providers
-        servers = ",".join(f"{k.ns_name}={k.address}:{k.dns_port}" for k in chosen)
-        args = ["probe", "-A", "-x", f"{name}:{servers}", "-N", f"{name}:{servers}"]
-        ds = self.parent_ds(zone)
-        if ds:
-            args += ["-D", f"{name}:" + ",".join(ds)]
-        return [*args, name, f"www.{name}"]
 
 
 # ---------------------------------------------------------------------- the owner KSKs
@@ -657,12 +489,9 @@ def _generate_elsewhere(configs: Sequence[OwnerKskConfig]) -> list[StoredKey]:
             for c in configs
         ]
     )
-    root = str(Path(orchestrator.__file__).resolve().parent.parent)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
     out = _run(
         [sys.executable, "-m", "orchestrator.lab.model1", "generate"],
-        env,
+        child_env(),
         "owner KSK generation",
         stdin=payload,
     )
