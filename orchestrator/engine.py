@@ -175,9 +175,6 @@ class Engine:
     async def _start_signer(self, zone: ZoneConfig, provider: str,
                             direction: str) -> ProcessInfo:
         kind = f"signer-{direction}"
-        if zone.model != 2:
-            raise UsageError(f"{zone.name}: model {zone.model} signer changes are not "
-                             "implemented yet; only model 2 zones in this version")
         known = [p.name for p in self.rt.config.providers]
         if provider not in known:
             raise UsageError(f"no provider named {provider!r} in the config "
@@ -194,16 +191,21 @@ class Engine:
         everyone = members + ([provider] if direction == "add" else [])
         for name in everyone:
             caps = self.rt.provider(name)
-            need = (Capability.IMPORT_FOREIGN_DNSKEY | Capability.PUBLISH_CDS
+            need = (Capability.SIGN_EXTERNAL_DNSKEY_SET | Capability.MANAGE_NS
+                    if zone.model == 1 else
+                    Capability.IMPORT_FOREIGN_DNSKEY | Capability.PUBLISH_CDS
                     | Capability.MANAGE_NS)
             if need not in caps.capabilities:
-                raise Refused(f"{name} ({caps.type_name}) cannot import keys, publish CDS and "
-                              "manage NS records; it cannot take part in a Model 2 signer change")
+                raise Refused(f"{name} ({caps.type_name}) lacks what a model {zone.model} "
+                              f"signer change needs ({need}); it cannot take part")
         view, errors = await observe(self.rt, zone, signers=everyone)
         if errors:
             raise Refused(f"{zone.name}: refusing to {direction} signer {provider}; nothing "
                           "was changed", [str(e) for e in errors.values()])
-        if direction == "add":
+        if zone.model == 1:
+            steady = Model1Steps(self.rt, zone).member_start_problems(view, provider,
+                                                                      direction, members)
+        elif direction == "add":
             # The joining signer is not in sync yet by definition; check the others, and
             # the joiner against the interlocks (serves the zone, signed, same algorithm).
             current = dataclasses.replace(view, servers=tuple(
@@ -298,7 +300,7 @@ class Engine:
         slow parent (days for a DS change) would otherwise outlast signature_validity."""
         with self.rt.store.lease(zone.name, holder_id(), LEASE_SECONDS):
             proc = self.rt.store.get_process(process_id)
-            if proc is None or proc.status != "running" or "rolled" not in proc.data:
+            if proc is None or proc.status != "running":
                 return False
             if proc.state.rsplit(":", 1)[1] not in ("observe", "hold"):
                 return False  # act/converge deliver anyway, in a moment
@@ -306,14 +308,13 @@ class Engine:
             book = runbook(proc.kind, zone.model)
             ids = [s.id for s in book.steps] if data["path"] == "main" else data["abort_ids"]
             step = book.step(ids[data["index"]])
-            rolled = Rolled.from_data(data["rolled"])
             view = await self._observe_api(zone)
             steps1 = Model1Steps(self.rt, zone)
-            target = steps1.target(step, rolled, view)
+            target = steps1.target_for(step, data, view)
             due = resign_due(view, target.signing, _now(), zone.policy.signature_refresh)
             if not due:
                 return False
-            done, _ = await steps1.converge(step, rolled, view)
+            done, _ = await steps1.converge_for(step, data, view)
             self.rt.store.append_history(
                 zone.name, process_id=proc.id, kind=proc.kind, from_state=proc.state,
                 to_state=proc.state, actor=self.rt.actor,
@@ -438,8 +439,8 @@ class Engine:
                         data: dict[str, Any]) -> Outcome:
         view = await self._observe_api(zone)
         if zone.model == 1:
-            rolled = Rolled.from_data(data["rolled"])
-            changes, target1 = await Model1Steps(self.rt, zone).converge(step, rolled, view)
+            changes, target1 = await Model1Steps(self.rt, zone).converge_for(step, data, view)
+            changes += await self._converge_ns(zone, step, data, view)
             target: dict[str, Any] = target1.as_json()
         else:
             plan = plan_sync(self._plan_input(zone, view, step, data))
@@ -481,14 +482,22 @@ class Engine:
                        data: dict[str, Any]) -> Outcome:
         view = await self._observe_api(zone, csync="member" in data)
         if zone.model == 1:
-            rolled = Rolled.from_data(data["rolled"])
             steps1 = Model1Steps(self.rt, zone)
-            target = steps1.target(step, rolled, view)
-            if resign_due(view, target.signing, _now(), zone.policy.signature_refresh):
+            target = steps1.target_for(step, data, view)
+            mine = dataclasses.replace(view, servers=tuple(
+                s for s in view.servers if s.provider in target.zsks))
+            if resign_due(mine, target.signing, _now(), zone.policy.signature_refresh):
                 # Waiting for the parent can outlast the signatures: keep them fresh.
                 self.report(f"{zone.name}: re-signing the key set while waiting")
-                await steps1.converge(step, rolled, view)  # evidence: next transition
+                await steps1.converge_for(step, data, view)  # evidence: next transition
+            rolled = Rolled.from_data(data["rolled"]) if "rolled" in data else None
             missing = model1_unmet(step, rolled, target, view)
+            if "member" in data:
+                rest = step.model_copy(update={"observe": [o for o in step.observe
+                                                           if o != "served"]})
+                empty = SyncPlan(zone.name, (), (), {}, frozenset(), frozenset())
+                missing += membership.unmet(rest, Member.from_data(data["member"]), empty,
+                                            view, self._ns_target(zone, step, data))
             return self._observed(zone, proc, step, data, view, missing)
         plan = plan_sync(self._plan_input(zone, view, step, data))
         if not plan.empty:

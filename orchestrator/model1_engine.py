@@ -11,13 +11,17 @@ Pure helpers first (target and observations per step), then the I/O the engine c
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 
+from orchestrator import membership
 from orchestrator.config import ZoneConfig
 from orchestrator.errors import Refused, UsageError
 from orchestrator.invariant import check_zone
 from orchestrator.keys import Key, Role, parent_follows
 from orchestrator.kskstore import KskStore, StoredKey
+from orchestrator.membership import Member
 from orchestrator.model1 import Model1Target, served_progress, zone_problems
 from orchestrator.model1_sync import choose_owner_keys, deliver, open_store, zsks_of
 from orchestrator.observation import ZoneView
@@ -49,11 +53,15 @@ def step_target(zone: ZoneConfig, step: Step, rolled: Rolled, view: ZoneView,
     return Model1Target(zone.name, frozenset(owner), frozenset(signing), frozenset(cds), zsks)
 
 
-def unmet(step: Step, rolled: Rolled, target: Model1Target, view: ZoneView) -> list[str]:
+def unmet(step: Step, rolled: Rolled | None, target: Model1Target,
+          view: ZoneView) -> list[str]:
     out: list[str] = []
     for name in step.observe:
         if name == "served":
-            progress = served_progress(target, view)
+            # only the providers the set is delivered to (a leaving one keeps its old set)
+            mine = replace(view, servers=tuple(s for s in view.servers
+                                               if s.provider in target.zsks))
+            progress = served_progress(target, mine)
             if not progress.done:
                 out.append("the owner-signed combined set at " + ", ".join(progress.lagging))
         elif name == "parent":
@@ -68,7 +76,7 @@ def unmet(step: Step, rolled: Rolled, target: Model1Target, view: ZoneView) -> l
                    if s.dnskey is None or not want <= s.dnskey.signer_tags]
             if lag:
                 out.append(f"DNSKEY RRset signed by {sorted(want)} at {', '.join(lag)}")
-        elif name == "data-signers" and rolled.signer != OWNER:
+        elif name == "data-signers" and rolled is not None and rolled.signer != OWNER:
             empty = SyncPlan(target.zone, (), (), {}, frozenset(), frozenset())
             out += model2_unmet(step.model_copy(update={"observe": ["data-signers"]}), rolled,
                                 empty, view)
@@ -165,6 +173,58 @@ class Model1Steps:
         finally:
             store.close()
         return done, target
+
+    def target_for(self, step: Step, data: dict[str, Any], view: ZoneView,
+                   store: KskStore | None = None) -> Model1Target:
+        """The step's combined set, for a rollover (``rolled``) or a signer change
+        (``member``: whose ZSKs are in it depends on the step)."""
+        if "rolled" in data:
+            return self.target(step, Rolled.from_data(data["rolled"]), view, store)
+        member = Member.from_data(data["member"])
+        signers = membership.key_signers(step, member, self.rt.signers(self.zone))
+        own = store or open_store(self.zone)
+        try:
+            steady = choose_owner_keys(view, self._stored(own))
+        finally:
+            if store is None:
+                own.close()
+        return Model1Target(self.zone.name, steady, steady, steady, zsks_of(view, signers))
+
+    async def converge_for(self, step: Step, data: dict[str, Any],
+                           view: ZoneView) -> tuple[list[str], Model1Target]:
+        store = open_store(self.zone)
+        try:
+            target = self.target_for(step, data, view, store)
+            _, done = await deliver(self.rt, self.zone, store, target, view)
+        finally:
+            store.close()
+        return done, target
+
+    def member_start_problems(self, view: ZoneView, provider: str, direction: str,
+                              members: list[str]) -> list[str]:
+        """Before a model 1 signer change: the current signers in their steady state; a
+        joining provider with the zone configured, an active ZSK of the zone's algorithm
+        and no KSK of its own (it cannot serve before it gets the owner-signed set)."""
+        from dns.dnssectypes import Algorithm
+
+        zone = self.zone
+        out = zone_problems(view, int(Algorithm.from_text(zone.policy.algorithm)),
+                            [*members, *([provider] if direction == "add" else [])])
+        current = replace(view, servers=tuple(s for s in view.servers if s.provider in members))
+        store = open_store(zone)
+        try:
+            stored = self._stored(store)
+            owner = choose_owner_keys(current, stored) if stored else frozenset()
+        finally:
+            store.close()
+        target = Model1Target(zone.name, owner, owner, owner, zsks_of(current, members))
+        progress = served_progress(target, current)
+        if not owner or not progress.done:
+            out.append(f"{zone.name} is not in sync; run 'multisigner sync {zone.name}' first")
+        out += [f"[{f.code}] {f.message}" for f in check_zone(
+            current, datetime.now(UTC), refresh=zone.policy.signature_refresh)
+            if f.severity == "breach"]
+        return out
 
     def target(self, step: Step, rolled: Rolled, view: ZoneView,
                store: KskStore | None = None) -> Model1Target:
