@@ -24,6 +24,20 @@ Facts this relies on (lab-notes.md, re-verified on Debian's Knot 3.2.6):
 * knotc prints its errors on stdout; keymgr takes ``-1d`` for an option unless ``--``
   ends the options; ``generate-ksr`` fails outright ("missing active KSK or ZSK") when a
   key of a second algorithm has no active ZSK of its own.
+* Apex NS/CSYNC are zone data, changed in a knotc zone transaction (``zone-begin``,
+  ``zone-unset``/``zone-set``, ``zone-commit``): the commit re-signs the changed RRsets
+  with Knot's ZSK (the owner's RRSIGs over DNSKEY/CDS/CDNSKEY stay), bumps the serial and
+  flushes the zone file, so the change survives ``zone-keys-load``, SKR imports,
+  ``zone-reload`` and restarts. A commit with an empty diff changes nothing (no serial
+  bump). Knot keeps one transaction per zone, server-side, across knotc calls: a second
+  ``zone-begin`` fails ("too many transactions") until it is committed or aborted. A
+  failed ``zone-set``/``zone-unset`` (``such record already exists``, ``not exists``,
+  ``parser failed``) leaves the transaction open with what came before it.
+* On a zone that is not loaded (offline mode, no SKR yet) ``zone-begin`` succeeds but the
+  transaction starts from an *empty* zone; its commit fails ("semantic check", missing
+  SOA). ``zone-read ZONE @`` answers "no such node in zone found" then.
+* Knot's mandatory checks do not require an apex NS RRset: a commit removing it is
+  accepted, and the zone is served without one. The adapter refuses that.
 
 Every command goes through :meth:`KnotProvider._run`, the one place where an external
 failure becomes a ``ProviderError``.
@@ -33,6 +47,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -48,6 +63,9 @@ from typing import Any, ClassVar, Literal
 
 import dns.dnssec
 import dns.exception
+import dns.name
+import dns.rdata
+import dns.rdataclass
 
 from orchestrator.config import KnotProviderConfig
 from orchestrator.errors import ProviderError, ProviderUnreachable, Refused, ZoneMissing
@@ -73,6 +91,7 @@ TimeSpec = int | str  # unix seconds, or keymgr's relative form "+0", "+14d", "-
 _KEY_SIZE = {5: 2048, 7: 2048, 8: 2048, 10: 2048, 13: 256, 14: 384, 15: 256, 16: 456}
 _TAIL_LINES = 6
 _TAIL_CHARS = 600
+_MAX_TTL = 2**31 - 1  # RFC 2181 sec. 8
 
 
 @dataclass(frozen=True)
@@ -136,8 +155,25 @@ class KnotKey:
         return f"{self.tag}/{dns.dnssec.algorithm_to_text(self.algorithm)} (id {self.id})"
 
 
+# Apex RRsets Knot's signing owns (or a zone cannot lose): not set through set_apex_rrset.
+_NOT_SETTABLE = frozenset(
+    {"SOA", "DNSKEY", "CDS", "CDNSKEY", "RRSIG", "NSEC", "NSEC3", "NSEC3PARAM", "ZONEMD"}
+)
+
+
+@dataclass(frozen=True)
+class ApexRecord:
+    """One record of the zone apex as ``knotc zone-read ZONE @`` prints it."""
+
+    rrtype: str
+    ttl: int
+    data: str
+
+
 class KnotProvider(Provider):
-    capabilities = Capability.SIGN_EXTERNAL_DNSKEY_SET | Capability.GENERATE_KEYS
+    capabilities = (
+        Capability.SIGN_EXTERNAL_DNSKEY_SET | Capability.GENERATE_KEYS | Capability.MANAGE_NS
+    )
     type_name: ClassVar[str] = "knot"
 
     def __init__(self, config: KnotProviderConfig) -> None:
@@ -147,6 +183,8 @@ class KnotProvider(Provider):
         self._prefix = list(config.command_prefix)
         self._timeout = config.timeout.total_seconds()
         self._children: set[asyncio.subprocess.Process] = set()
+        # Knot allows one open zone transaction per zone: ours, one at a time.
+        self._zone_locks: dict[str, asyncio.Lock] = {}
 
     # -- the one command seam ---------------------------------------------------------
 
@@ -309,9 +347,8 @@ class KnotProvider(Provider):
             for k, public in zip(keys, publics, strict=True)
         ]
 
-    async def read_zone(self, zone: str) -> ApiZoneState:
-        """Knot's own keys (ZSKs). Offline mode has no foreign records of its own: the
-        served DNSKEY/CDS/CDNSKEY come from the SKR (see :meth:`offline_records`)."""
+    async def read_keys(self, zone: str) -> ApiZoneState:
+        """Knot's own keys (ZSKs) only; ZoneMissing for a zone Knot does not know."""
         # zone-status: ZoneMissing for a zone Knot does not know (keymgr lists nothing then)
         _, keys = await asyncio.gather(self.zone_loaded(zone), self.list_keys(zone))
         return ApiZoneState(
@@ -321,6 +358,29 @@ class KnotProvider(Provider):
             cds=frozenset(),
             cdnskey=frozenset(),
         )
+
+    async def read_zone(self, zone: str) -> ApiZoneState:
+        """Knot's own keys (ZSKs) and the apex NS and CSYNC RRsets (``zone-read ZONE @``;
+        both empty while the zone is not loaded). Offline mode has no foreign records of its
+        own: the served DNSKEY/CDS/CDNSKEY come from the SKR (see :meth:`offline_records`)."""
+        state, apex = await asyncio.gather(self.read_keys(zone), self.apex_records(zone))
+        ns = frozenset(_absolute(r.data) for r in apex if r.rrtype == "NS")
+        csync = frozenset(r.data for r in apex if r.rrtype == "CSYNC")
+        return dataclasses.replace(state, ns=ns, csync=csync)
+
+    async def apex_records(self, zone: str, rrtype: str | None = None) -> list[ApexRecord]:
+        """The apex records (of ``rrtype``; RRSIGs left out) knotd serves now
+        (``knotc zone-read ZONE @ [TYPE]``); empty when the zone is not loaded."""
+        args = [zone, "@"] + ([rrtype.upper()] if rrtype else [])
+        try:
+            text = await self._run("knotc", "zone-read", *args, zone=zone)
+        except ZoneMissing:
+            raise
+        except ProviderError as exc:
+            if "no such node" in str(exc):  # no apex: not loaded (no SKR yet)
+                return []
+            raise
+        return [r for r in _parse_zone_read(text, zone) if r.rrtype != "RRSIG"]
 
     async def requested_dnskey_ttl(self, zone: str) -> int | None:
         blocks = await self.key_signing_request(zone, "+0", "+0")
@@ -386,6 +446,131 @@ class KnotProvider(Provider):
                 zone=zone,
                 endpoint=shlex.join(["keymgr", *args]),
             ) from None
+
+    # -- apex RRsets (NS, CSYNC) ----------------------------------------------------
+
+    async def set_apex_rrset(
+        self, zone: str, rrtype: str, contents: Sequence[str], ttl: int
+    ) -> None:
+        """Make ``contents`` the complete apex RRset of ``rrtype`` (TTL ``ttl``); empty
+        removes it. One knotc zone transaction: ``zone-begin``, ``zone-unset ZONE @ TYPE``,
+        ``zone-set ZONE @ TTL TYPE DATA`` per record, ``zone-commit`` (knotd re-signs the
+        RRset with its ZSK then); on any failure ``zone-abort`` and a ProviderError naming
+        the command. Idempotent: nothing is run when Knot already serves exactly that.
+
+        Refused: the RRsets Knot's signing owns (DNSKEY, CDS, CDNSKEY -- in Model 1 they
+        come from the SKR --, RRSIG, NSEC*, SOA), an empty NS RRset (Knot would serve a zone
+        without one), and a zone that is not loaded (a transaction would start empty)."""
+        rtype = rrtype.strip().upper()
+        endpoint = f"knotc zone-set {zone} @ {ttl} {rtype}"
+        if rtype in _NOT_SETTABLE:
+            raise ProviderError(
+                f"refusing to set the apex {rtype} RRset: Knot's DNSSEC signing owns it "
+                "(in Model 1 the owner's SKR brings DNSKEY, CDS and CDNSKEY)",
+                provider=self.name,
+                zone=zone,
+                endpoint=endpoint,
+            )
+        if rtype == "NS" and not contents:
+            raise ProviderError(
+                "refusing to remove the apex NS RRset: Knot would accept it and serve the "
+                "zone without one",
+                provider=self.name,
+                zone=zone,
+                endpoint=endpoint,
+            )
+        if not 0 <= ttl <= _MAX_TTL:
+            raise ProviderError(
+                f"invalid TTL {ttl} (0..{_MAX_TTL}); nothing changed",
+                provider=self.name,
+                zone=zone,
+                endpoint=endpoint,
+            )
+        want = self._canonical(zone, rtype, contents, endpoint)
+        async with self._zone_locks.setdefault(zone, asyncio.Lock()):
+            current = await self.apex_records(zone, rtype)
+            if not current and not await self.zone_loaded(zone):
+                raise ProviderError(
+                    "the zone is not loaded (an offline-KSK zone loads with its first SKR): "
+                    "a zone transaction would start from an empty zone; import an SKR first",
+                    provider=self.name,
+                    zone=zone,
+                    endpoint=endpoint,
+                )
+            have = self._canonical(zone, rtype, [r.data for r in current], endpoint)
+            # rdata equality is DNSSEC's canonical one: names compare case-insensitively
+            if have.keys() == want.keys() and (not want or {r.ttl for r in current} == {ttl}):
+                return
+            await self._transaction(zone, rtype, sorted(want.values()), ttl, remove=bool(current))
+
+    def _canonical(
+        self, zone: str, rtype: str, contents: Sequence[str], endpoint: str
+    ) -> dict[dns.rdata.Rdata, str]:
+        """``contents`` parsed (names absolute: relative ones are taken from the root, as
+        the PowerDNS adapter does), deduplicated: each record's presentation form (absolute
+        names: knotc would take a relative one from the zone's origin) by its rdata;
+        ProviderError for one that does not parse."""
+        out: dict[dns.rdata.Rdata, str] = {}
+        for text in contents:
+            try:
+                rd = dns.rdata.from_text(
+                    dns.rdataclass.IN, rtype, text, origin=dns.name.root, relativize=False
+                )
+            except (dns.exception.DNSException, ValueError) as exc:
+                raise ProviderError(
+                    f"{rtype} record {text!r} does not parse: {exc}; nothing changed",
+                    provider=self.name,
+                    zone=zone,
+                    endpoint=endpoint,
+                ) from None
+            out.setdefault(rd, rd.to_text())
+        return out
+
+    async def _transaction(
+        self, zone: str, rtype: str, records: Sequence[str], ttl: int, *, remove: bool
+    ) -> None:
+        # zone-begin failing means another transaction is open (an operator's, or one a
+        # killed run left behind): not ours to abort.
+        try:
+            await self._run("knotc", "zone-begin", zone, zone=zone)
+        except ProviderUnreachable:
+            raise
+        except ProviderError as exc:
+            if "too many transactions" not in str(exc):
+                raise
+            raise ProviderError(
+                "another zone transaction is open at Knot (an operator's, or one a killed "
+                f"run left): finish it (`knotc zone-commit {zone}` or `knotc zone-abort "
+                f"{zone}`) and retry; nothing changed",
+                provider=self.name,
+                zone=zone,
+                endpoint=f"knotc zone-begin {zone}",
+            ) from None
+        try:
+            if remove:
+                try:
+                    await self._run("knotc", "zone-unset", zone, "@", rtype, zone=zone)
+                except ProviderUnreachable:
+                    raise
+                except ProviderError as exc:
+                    if "not exists" not in str(exc):  # gone since we read it: fine
+                        raise
+            for data in records:
+                await self._run("knotc", "zone-set", zone, "@", str(ttl), rtype, data, zone=zone)
+            await self._run("knotc", "zone-commit", zone, zone=zone)
+        except BaseException:
+            # shielded: a cancelled caller must not leave the transaction open either
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._run("knotc", "zone-abort", zone, zone=zone))
+            raise
+        LOGGER.info(
+            "%s: apex %s of %s = %s",
+            self.name,
+            rtype,
+            zone,
+            ", ".join(records) or "(none)",
+            extra={"provider": self.name, "zone": zone},
+        )
 
     # -- the SKR --------------------------------------------------------------------
 
@@ -635,6 +820,36 @@ def _signs_during(key: KnotKey, start: int, until: int | None) -> bool:
     return end is None or end > start
 
 
+def _parse_zone_read(text: str, zone: str) -> list[ApexRecord]:
+    """``[zone.] owner TTL TYPE DATA`` lines of ``knotc zone-read`` (class not printed)."""
+    out: list[ApexRecord] = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("["):
+            line = line.partition("]")[2].strip()
+        parts = line.split(None, 3)
+        if len(parts) < 4 or not parts[1].isdigit():
+            continue
+        _, ttl, rtype, data = parts
+        rtype = rtype.upper()
+        if rtype != "RRSIG":
+            with contextlib.suppress(dns.exception.DNSException, ValueError):
+                data = dns.rdata.from_text(
+                    dns.rdataclass.IN,
+                    rtype,
+                    data,
+                    origin=dns.name.from_text(zone),
+                    relativize=False,
+                ).to_text()
+        out.append(ApexRecord(rtype, int(ttl), data))
+    return out
+
+
+def _absolute(name: str) -> str:
+    name = name.lower()
+    return name if name.endswith(".") else name + "."
+
+
 def _algorithm_number(algorithm: int | str) -> int:
     if isinstance(algorithm, int):
         return algorithm
@@ -659,4 +874,4 @@ async def _kill(process: asyncio.subprocess.Process) -> None:
         await process.wait()
 
 
-__all__ = ["KnotKey", "KnotProvider", "KnotProviderConfig"]
+__all__ = ["ApexRecord", "KnotKey", "KnotProvider", "KnotProviderConfig"]

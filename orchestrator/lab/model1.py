@@ -3,10 +3,12 @@
 What runs (all on random loopback addresses, all stopped by :meth:`Model1Lab.stop`):
 
 - the signed PowerDNS parent ``test.`` (as in :class:`orchestrator.lab.Lab`), delegating
-  every child zone to every Knot instance (``ns1.kN.test.`` + an A record each) with a
-  SHA-256 DS of the zone's owner KSK: the owner registered it;
+  every child zone to every Knot instance -- or, with ``delegated=[...]``, to those only --
+  (``ns1.kN.test.``; an A record for every Knot either way) with a SHA-256 DS of the zone's
+  owner KSK: the owner registered it;
 - N Knot DNS 3.2 instances ``k0..k{n-1}`` (:mod:`orchestrator.lab.knot`), each on its own
-  loopback address, serving every child zone in offline-KSK mode with a pregenerated ZSK.
+  loopback address, serving every child zone in offline-KSK mode with a pregenerated ZSK,
+  the zone's apex NS RRset naming the delegated Knots.
   **Until the first SKR is imported a zone does not load and Knot answers SERVFAIL for
   it** (lab-notes "As a Model 1 signer"): the controller's first sync brings it up;
 - the owner KSK store, one KSK per zone generated in it: ``store="pkcs11"`` a SoftHSM2
@@ -17,12 +19,19 @@ What runs (all on random loopback addresses, all stopped by :meth:`Model1Lab.sto
   through ``lab.json`` like PowerDNS providers: name, ``ns_name``, address, ``dns_port``);
 - Unbound, trusting the parent's KSK, with a stub zone per child listing every Knot.
 
-``DIR/multisigner.toml`` (0600) configures every zone as ``model = 1`` signed by every
-Knot, with ``[zones.owner_ksk]`` pointing at the store (pkcs11: module, token, literal PIN,
-``module_env = {SOFTHSM2_CONF = ...}``) and short signature times (validity 60 s, refresh
-30 s) so re-signing can be watched. ``DIR/lab.json`` has the shape of
+``DIR/multisigner.toml`` (0600) configures every Knot as a provider and every zone as
+``model = 1`` signed by the delegated Knots (all by default), with ``[zones.owner_ksk]``
+pointing at the store (pkcs11: module, token, literal PIN, ``module_env = {SOFTHSM2_CONF
+= ...}``) and short signature times (validity 60 s, refresh 30 s) so re-signing can be
+watched. ``DIR/lab.json`` has the shape of
 :class:`~orchestrator.lab.Lab`'s (plus ``"model": 1``), so ``Lab.load(DIR).stop()`` and
 ``multisigner lab down`` stop this lab too.
+
+With ``delegated=["k0", "k1"]`` (say, of three) the other Knots have the zone configured
+(offline-KSK, their own ZSK) but are neither in the delegation, nor in any Knot's apex NS
+RRset, nor among the zone's ``signers``: ready to join (``multisigner signer add``). Like
+every Knot before its first SKR they answer SERVFAIL for the zone until the controller
+delivers one -- a ``sync`` delivers to the signers only.
 
 The PKCS#11 key is generated in a child process: loading SoftHSM2 fixes its configuration
 for the whole process (see :mod:`orchestrator.kskstore.pkcs11store`), and starting a lab
@@ -124,14 +133,19 @@ class Model1Lab(LabBase[KnotServer]):
         rrsig_lifetime: str = "14d",
         rrsig_refresh: str = "7d",
         pkcs11_module: str = DEFAULT_PKCS11_MODULE,
+        delegated: Sequence[str] | None = None,
     ) -> Model1Lab:
         """Start a Model 1 lab in ``directory`` (created if missing). On any failure,
         whatever was already started is stopped before the error propagates.
 
         ``rrsig_lifetime``/``rrsig_refresh``: Knot's own signatures (over zone data, made
-        with its ZSK); the owner's over the key RRsets come with each SKR."""
+        with its ZSK); the owner's over the key RRsets come with each SKR. ``delegated``:
+        the Knots the zones are delegated to at first (default: all; any non-empty subset,
+        the parent's DS names the owner KSK whoever serves): the parent's NS RRsets, every
+        Knot's apex NS RRset and the zones' ``signers`` name only them."""
         if providers < 1:
             raise LabError("a Model 1 lab needs at least one Knot provider")
+        initial = _delegated_names(providers, delegated)
         if store not in ("pkcs11", "file"):
             raise LabError(f"store must be 'pkcs11' or 'file', not {store!r}")
         if isinstance(zones, str):
@@ -156,6 +170,7 @@ class Model1Lab(LabBase[KnotServer]):
                 rrsig_lifetime=rrsig_lifetime,
                 rrsig_refresh=rrsig_refresh,
                 module=pkcs11_module,
+                delegated=initial,
             )
         except BaseException:
             with contextlib.suppress(LabError):  # the original error matters more
@@ -177,16 +192,18 @@ class Model1Lab(LabBase[KnotServer]):
         rrsig_lifetime: str,
         rrsig_refresh: str,
         module: str,
+        delegated: list[str],
     ) -> None:
         started = time.monotonic()
         names = [f"k{i}" for i in range(n)]
-        ns_names = [zones.ns_name(name) for name in names]
+        ns_names = [zones.ns_name(name) for name in delegated]  # the delegation's NS RRset
         self.state.update(
             {
                 "directory": str(self.directory),
                 "ttl": ttl,
                 "ds_ttl": ds_ttl,
                 "ns_ttl": ttl,
+                "delegated": delegated,  # at start; lab.delegated(zone) asks the parent
                 "zones": zone_names,
                 "scanner_interval": interval,
                 "resolver": None,
@@ -305,7 +322,7 @@ class Model1Lab(LabBase[KnotServer]):
                 f"ns_names = {qlist([k.ns_name])}",
                 "",
             ]
-        signers = [k.name for k in self.providers]
+        signers = self.initially_delegated
         for index, zone in enumerate(self.zones):
             out += [
                 "[[zones]]",
@@ -342,6 +359,13 @@ class Model1Lab(LabBase[KnotServer]):
     def providers(self) -> list[KnotServer]:
         """The Knot instances, ``k0`` first."""
         return [KnotServer.from_json(p) for p in self.state.get("providers", [])]
+
+    @property
+    def initially_delegated(self) -> list[str]:
+        """The Knots the zones were delegated to (and signed by) at start (old state files:
+        every Knot); :meth:`delegated` asks the parent what it is now."""
+        names = self.state.get("delegated")
+        return list(names) if names is not None else [k.name for k in self.providers]
 
     def provider(self, name: str) -> KnotServer:
         for k in self.providers:
@@ -532,6 +556,20 @@ def _gather(futures: Sequence[Any]) -> tuple[list[Any], list[BaseException]]:
             results.append(None)
             errors.append(exc)
     return results, errors
+
+
+def _delegated_names(providers: int, delegated: Sequence[str] | None) -> list[str]:
+    """``delegated`` checked and in provider order (default: every Knot)."""
+    names = [f"k{i}" for i in range(providers)]
+    if delegated is None:
+        return names
+    if isinstance(delegated, str):
+        raise LabError(f"delegated must be a list of Knot provider names, not {delegated!r}")
+    if unknown := sorted(set(delegated) - set(names)):
+        raise LabError(f"delegated names unknown providers {unknown} (have {names})")
+    if not delegated:
+        raise LabError("delegated must name at least one Knot: a zone needs a delegation")
+    return [n for n in names if n in delegated]
 
 
 def _fqdn(zone: str) -> str:
