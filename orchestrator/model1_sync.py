@@ -127,7 +127,7 @@ async def _sync(rt: Runtime, zone: ZoneConfig, *, dry_run: bool, report: Reporte
                 out: Reporter, reason: str) -> str:
     from dns.dnssectypes import Algorithm
 
-    view, errors = await observe(rt, zone)
+    view, errors = await observe(rt, zone, keys_only=True)  # NS/CSYNC not needed here
     if errors:
         raise Refused(f"{zone.name}: cannot sync, {len(errors)} provider(s) failed; nothing "
                       "was changed", [str(e) for e in errors.values()])

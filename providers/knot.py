@@ -170,6 +170,10 @@ class ApexRecord:
     data: str
 
 
+class _ControlSocketBusy(ProviderUnreachable):
+    """knotc could not connect to knotd: nothing ran, so the command may be retried."""
+
+
 class KnotProvider(Provider):
     capabilities = (
         Capability.SIGN_EXTERNAL_DNSKEY_SET | Capability.GENERATE_KEYS | Capability.MANAGE_NS
@@ -189,6 +193,28 @@ class KnotProvider(Provider):
     # -- the one command seam ---------------------------------------------------------
 
     async def _run(
+        self,
+        tool: Tool,
+        *args: str,
+        zone: str | None = None,
+        stdin: bytes | None = None,
+        error_lines_fail: bool = False,
+        options: Sequence[str] = (),
+    ) -> str:
+        """``_run_once``, retried when knotc could not even connect to knotd's control
+        socket: under load it refuses connections ("OS lacked necessary resources") and
+        nothing was executed, so trying again is safe."""
+        for delay in (0.1, 0.3, 0.9, None):
+            try:
+                return await self._run_once(tool, *args, zone=zone, stdin=stdin,
+                                            error_lines_fail=error_lines_fail, options=options)
+            except _ControlSocketBusy:
+                if delay is None:
+                    raise
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _run_once(
         self,
         tool: Tool,
         *args: str,
@@ -264,8 +290,9 @@ class KnotProvider(Provider):
                 endpoint=command,
             )
         if tool == "knotc" and "failed to connect" in output:
-            raise ProviderUnreachable(
-                f"knotd is not reachable over its control socket ({tail}); is it running?",
+            raise _ControlSocketBusy(
+                f"knotd's control socket refused the connection ({tail}); is knotd running "
+                "(or overloaded)?",
                 provider=self.name,
                 zone=zone,
                 endpoint=command,
