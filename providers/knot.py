@@ -170,6 +170,16 @@ class ApexRecord:
     data: str
 
 
+@dataclass(frozen=True)
+class _ZoneStatus:
+    loaded: bool  # knotd serves the zone (it has a serial)
+    transaction: bool  # a knotc zone transaction is open
+
+
+# What this adapter changes in a zone transaction (see KnotProvider._reclaim_transaction).
+_TRANSACTION_TYPES = frozenset({"NS", "CSYNC"})
+
+
 class _ControlSocketBusy(ProviderUnreachable):
     """knotc could not connect to knotd: nothing ran, so the command may be retried."""
 
@@ -320,16 +330,58 @@ class KnotProvider(Provider):
     async def zone_loaded(self, zone: str) -> bool:
         """Whether knotd serves the zone now (``zone-status`` shows a serial, not "-").
         ZoneMissing when Knot does not know the zone at all."""
+        return (await self._zone_status(zone)).loaded
+
+    async def _zone_status(self, zone: str) -> _ZoneStatus:
         text = await self._run("knotc", "zone-status", zone, zone=zone)
+        fields: dict[str, str] = {}
         for part in text.split("|"):
             name, _, value = part.strip().partition(":")
-            if name.strip() == "serial":
-                return value.strip() not in ("", "-", "none")
-        raise ProviderError(
-            f"cannot tell from knotc zone-status whether the zone is loaded: {text.strip()!r}",
-            provider=self.name,
-            zone=zone,
-            endpoint=f"knotc zone-status {zone}",
+            fields[name.strip().rpartition("]")[2].strip()] = value.strip()
+        if "serial" not in fields:
+            raise ProviderError(
+                f"cannot tell from knotc zone-status whether the zone is loaded: "
+                f"{text.strip()!r}",
+                provider=self.name,
+                zone=zone,
+                endpoint=f"knotc zone-status {zone}",
+            )
+        return _ZoneStatus(
+            loaded=fields["serial"] not in ("", "-", "none"),
+            transaction=fields.get("transaction") == "open",
+        )
+
+    async def _reclaim_transaction(self, zone: str) -> None:
+        """Abort a zone transaction a killed run of ours left open, or refuse.
+
+        Knot's transactions are server-side and outlive the knotc that began them: a
+        controller killed between ``zone-begin`` and ``zone-commit`` leaves one open, and
+        ``knotc -b zone-keys-load`` on a zone with an open transaction wedges knotd's
+        control socket for good (3.2.6, verified). Its diff tells ours apart: this adapter
+        only ever changes the apex NS and CSYNC RRsets in a transaction, and only under
+        the controller's zone lease, so an open transaction whose diff is empty or touches
+        nothing else is the leftover of a killed run and is aborted. Anything else is
+        someone else's work: refused, untouched."""
+        diff = await self._run("knotc", "zone-diff", zone, zone=zone)
+        foreign = [ln.strip() for ln in diff.splitlines()
+                   if ln.strip() and not _own_diff_line(ln, zone)]
+        if foreign:
+            raise ProviderError(
+                "another zone transaction is open at Knot, changing more than the apex "
+                f"NS/CSYNC this controller manages ({'; '.join(foreign[:3])}"
+                f"{' ...' if len(foreign) > 3 else ''}): finish it (`knotc zone-commit "
+                f"{zone}` or `knotc zone-abort {zone}`) and retry; nothing changed",
+                provider=self.name,
+                zone=zone,
+                endpoint=f"knotc zone-diff {zone}",
+            )
+        await self._run("knotc", "zone-abort", zone, zone=zone)
+        LOGGER.warning(
+            "%s: aborted an open zone transaction on %s left by a killed run (diff: %s)",
+            self.name,
+            zone,
+            "; ".join(ln.strip() for ln in diff.splitlines() if ln.strip()) or "empty",
+            extra={"provider": self.name, "zone": zone},
         )
 
     async def list_keys(self, zone: str) -> list[KnotKey]:
@@ -556,23 +608,18 @@ class KnotProvider(Provider):
     async def _transaction(
         self, zone: str, rtype: str, records: Sequence[str], ttl: int, *, remove: bool
     ) -> None:
-        # zone-begin failing means another transaction is open (an operator's, or one a
-        # killed run left behind): not ours to abort.
-        try:
-            await self._run("knotc", "zone-begin", zone, zone=zone)
-        except ProviderUnreachable:
-            raise
-        except ProviderError as exc:
-            if "too many transactions" not in str(exc):
+        # zone-begin failing means another transaction is open: a killed run's (aborted)
+        # or someone else's (refused), see _reclaim_transaction.
+        for attempt in (1, 2):
+            try:
+                await self._run("knotc", "zone-begin", zone, zone=zone)
+                break
+            except ProviderUnreachable:
                 raise
-            raise ProviderError(
-                "another zone transaction is open at Knot (an operator's, or one a killed "
-                f"run left): finish it (`knotc zone-commit {zone}` or `knotc zone-abort "
-                f"{zone}`) and retry; nothing changed",
-                provider=self.name,
-                zone=zone,
-                endpoint=f"knotc zone-begin {zone}",
-            ) from None
+            except ProviderError as exc:
+                if "too many transactions" not in str(exc) or attempt == 2:
+                    raise
+                await self._reclaim_transaction(zone)
         try:
             if remove:
                 try:
@@ -695,10 +742,14 @@ class KnotProvider(Provider):
         on a loaded zone; on a zone not loaded (an offline-KSK zone without SKR records
         cannot load) ``zone-reload`` when ``reload`` (after an SKR import), else nothing:
         the next import loads it with the keys as they are then."""
-        if await self.zone_loaded(zone):
-            await self._run("knotc", "zone-keys-load", zone, zone=zone, options=["-b"])
-        elif reload:
-            await self._run("knotc", "zone-reload", zone, zone=zone, options=["-b"])
+        async with self._zone_locks.setdefault(zone, asyncio.Lock()):
+            status = await self._zone_status(zone)
+            if status.transaction:  # -b would wedge knotd's control socket (see below)
+                await self._reclaim_transaction(zone)
+            if status.loaded:
+                await self._run("knotc", "zone-keys-load", zone, zone=zone, options=["-b"])
+            elif reload:
+                await self._run("knotc", "zone-reload", zone, zone=zone, options=["-b"])
 
     # -- keys -----------------------------------------------------------------------
 
@@ -870,6 +921,20 @@ def _parse_zone_read(text: str, zone: str) -> list[ApexRecord]:
                 ).to_text()
         out.append(ApexRecord(rtype, int(ttl), data))
     return out
+
+
+def _own_diff_line(line: str, zone: str) -> bool:
+    """Whether a ``knotc zone-diff`` line (``[zone.] +owner TTL TYPE DATA``) is a change
+    this adapter makes in a transaction: the apex NS or CSYNC RRset."""
+    text = line.strip()
+    if text.startswith("["):
+        text = text.partition("]")[2].strip()
+    parts = text.split(None, 3)
+    if len(parts) < 3 or parts[0][:1] not in "+-":
+        return False
+    owner = parts[0][1:]
+    rtype = parts[2] if parts[1].isdigit() else parts[1]
+    return _absolute(owner) == _absolute(zone) and rtype.upper() in _TRANSACTION_TYPES
 
 
 def _absolute(name: str) -> str:

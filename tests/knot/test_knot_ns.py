@@ -253,13 +253,49 @@ def test_open_transaction_of_someone_else_is_left_alone(
     try:
         with pytest.raises(ProviderError, match=r"another zone transaction is open") as err:
             run(p.set_apex_rrset(ZONE_TEXT, "NS", [NS0, NS1], TTL))
-        assert f"knotc zone-begin {ZONE_TEXT}" in str(err.value)
+        assert f"knotc zone-diff {ZONE_TEXT}" in str(err.value)
+        assert "operator" in str(err.value)  # names what the other transaction changes
         # the operator's transaction is still open, with their change in it
+        assert "operator" in k0.knotc("zone-diff", ZONE_TEXT)
+        # nor do key loads abort it -- or wedge knotd on it (``knotc -b zone-keys-load``
+        # with a transaction open blocks knotd's control socket for good)
+        with pytest.raises(ProviderError, match=r"another zone transaction is open"):
+            import_skr(knots, owner)
         assert "operator" in k0.knotc("zone-diff", ZONE_TEXT)
     finally:
         k0.knotc("zone-abort", ZONE_TEXT)
     run(p.set_apex_rrset(ZONE_TEXT, "NS", [NS0, NS1], TTL))  # works once it is closed
     assert ns_served(k0) == {NS0, NS1}
+
+
+@pytest.mark.parametrize("left", ["begun", "ns-half-set"])
+def test_transaction_a_killed_run_left_is_aborted(
+    knots: tuple[KnotInstance, KnotInstance], owner: OwnerKsk, left: str
+) -> None:
+    """A controller killed between ``zone-begin`` and ``zone-commit`` leaves Knot's
+    transaction open (it is server-side). One whose diff is empty or touches only the apex
+    NS/CSYNC -- all this adapter changes in one -- is aborted by the next NS change and by
+    the next key load (which would otherwise wedge knotd), and the change goes through."""
+    k0, _ = knots
+    import_skr(knots, owner)
+    p = provider(k0)
+
+    def leave_one() -> None:
+        k0.knotc("zone-begin", ZONE_TEXT)
+        if left == "ns-half-set":
+            k0.knotc("zone-unset", ZONE_TEXT, "@", "NS")
+            k0.knotc("zone-set", ZONE_TEXT, "@", str(TTL), "NS", NS2)
+        assert "transaction: open" in k0.knotc("zone-status", ZONE_TEXT)
+
+    leave_one()
+    run(p.set_apex_rrset(ZONE_TEXT, "NS", [NS0, NS1], TTL))
+    assert ns_served(k0) == {NS0, NS1}
+    assert "transaction" not in k0.knotc("zone-status", ZONE_TEXT)
+    leave_one()
+    zsks = import_skr(knots, owner)  # blocking zone-keys-load: must not wedge knotd
+    assert "transaction" not in k0.knotc("zone-status", ZONE_TEXT)
+    assert ns_served(k0) == {NS0, NS1}  # the half-done change was dropped, not committed
+    assert_signed_by_zsk(k0, "NS", zsks[0], owner)
 
 
 def test_failure_inside_the_transaction_aborts_it(
