@@ -35,6 +35,7 @@ from orchestrator.model1_engine import OWNER, Model1Steps
 from orchestrator.model1_engine import unmet as model1_unmet
 from orchestrator.observation import ZoneView
 from orchestrator.observer import last_owned, observe
+from orchestrator.reports import content_findings
 from orchestrator.rollover import (
     Rolled,
     adoptable,
@@ -221,8 +222,6 @@ class Engine:
             joined.signers = everyone
             steady += [f"[{r.code}] {r.message}" for r in interlocks(joined)
                        if r.code != "DNSKEY_NOT_VALIDATABLE" or provider in r.message]
-            from orchestrator.reports import content_findings
-
             steady += [f"[{f.code}] {f.message}: bring {provider}'s zone data in line first"
                        for f in await content_findings(self.rt, zone, everyone)]
         else:
@@ -424,7 +423,12 @@ class Engine:
                           data: dict[str, Any]) -> Outcome:
         member = Member.from_data(data["member"])
         view = await self._observe_api(zone)
-        problems = membership.precondition_problems(step, member, self.rt.signers(zone), view)
+        members = self.rt.signers(zone)
+        problems = membership.precondition_problems(step, member, members, view)
+        if "content-matches" in step.precondition:
+            everyone = sorted({*members, member.provider})
+            problems += [f"[{f.code}] {f.message}: bring {member.provider}'s zone data in "
+                         "line" for f in await content_findings(self.rt, zone, everyone)]
         if problems:
             return self._wait(proc, data, "precondition: " + "; ".join(problems), zone)
         new_state = proc.state.rsplit(":", 1)[0] + ":converge"

@@ -19,7 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field
 KeyTarget = Literal["published", "active", "removed"]
 Observation = Literal["served", "data-signers", "dnskey-signers", "parent", "ns-served",
                       "parent-ns", "csync-served", "csync-gone"]
-Precondition = Literal["old-unused", "ds-covers-new", "ds-covers-old", "remaining-ds"]
+Precondition = Literal["old-unused", "ds-covers-new", "ds-covers-old", "remaining-ds",
+                       "content-matches"]
 TtlTerm = Literal["TTLkey", "TTLsig", "TTLds", "TTLns"]
 With = Literal["with", "without"]
 
@@ -44,6 +45,8 @@ PRECONDITIONS: dict[str, str] = {
     "ds-covers-new": "every DS RRset the parent served within its TTL matches the successor",
     "ds-covers-old": "every DS RRset the parent served within its TTL matches the predecessor",
     "remaining-ds": "the parent's DS RRset matches a KSK of a signer that stays",
+    "content-matches": "every signer, the joining one included, serves the same zone content "
+    "(RRsets compared without signatures, by AXFR where allowed, else a sample of names)",
 }
 TERMS: dict[str, str] = {
     "TTLkey": "the DNSKEY TTL (largest over every provider and every cached DNSKEY RRset)",
