@@ -176,6 +176,8 @@ class _ZoneStatus:
     transaction: bool  # a knotc zone transaction is open
 
 
+_SEP, _REVOKE = 0x0001, 0x0080  # DNSKEY flags (RFC 4034 sec. 2.1.1, RFC 5011 sec. 7)
+
 # What this adapter changes in a zone transaction (see KnotProvider._reclaim_transaction).
 _TRANSACTION_TYPES = frozenset({"NS", "CSYNC"})
 
@@ -199,6 +201,7 @@ class KnotProvider(Provider):
         self._children: set[asyncio.subprocess.Process] = set()
         # Knot allows one open zone transaction per zone: ours, one at a time.
         self._zone_locks: dict[str, asyncio.Lock] = {}
+        self._public: dict[str, dict[str, Key]] = {}  # zone -> key id -> DNSKEY
 
     # -- the one command seam ---------------------------------------------------------
 
@@ -397,6 +400,27 @@ class KnotProvider(Provider):
                 endpoint=f"keymgr -j {zone} list",
             ) from None
 
+    async def _public_keys(self, zone: str, keys: Sequence[KnotKey]) -> list[Key]:
+        """The DNSKEY of each key, ``keymgr dnskey`` only for those not seen before.
+
+        Knot's key id is the SHA-1 of the public key (SubjectPublicKeyInfo DER), so an id
+        names one public key for good; only the flags could change (KSK bit, revoke), and
+        a cached DNSKEY is used only while they match what ``list`` says. Saves one
+        keymgr run per key per read, which is most of an idle Knot read's cost."""
+        now = time.time()
+        cache = self._public.setdefault(zone, {})
+        for stale in set(cache) - {k.id for k in keys}:  # deleted keys: forget them
+            del cache[stale]
+
+        async def one(k: KnotKey) -> Key:
+            known = cache.get(k.id)
+            if known is not None and _flags_match(known, k, now):
+                return known
+            cache[k.id] = public = await self._dnskey(zone, k.id)
+            return public
+
+        return list(await asyncio.gather(*(one(k) for k in keys)))
+
     async def _dnskey(self, zone: str, key_id: str) -> Key:
         text = await self._run("keymgr", zone, "dnskey", f"id={key_id}", zone=zone)
         # "example.test. DNSKEY 256 3 13 base64"
@@ -414,7 +438,7 @@ class KnotProvider(Provider):
 
     async def _api_keys(self, zone: str, keys: Sequence[KnotKey]) -> list[ApiKey]:
         now = time.time()
-        publics = await asyncio.gather(*(self._dnskey(zone, k.id) for k in keys))
+        publics = await self._public_keys(zone, keys)
         return [
             ApiKey(
                 key=public,
@@ -689,13 +713,8 @@ class KnotProvider(Provider):
         keys = await self.list_keys(zone)
         if not keys:
             return
-        publics = dict(
-            zip(
-                (k.id for k in keys),
-                await asyncio.gather(*(self._dnskey(zone, k.id) for k in keys)),
-                strict=True,
-            )
-        )
+        publics = dict(zip((k.id for k in keys), await self._public_keys(zone, keys),
+                           strict=True))
         problems: list[str] = []
         now = int(time.time())
         for index, block in enumerate(blocks):
@@ -800,6 +819,7 @@ class KnotProvider(Provider):
                 endpoint=shlex.join(["keymgr", *args]),
             )
         public = await self._dnskey(zone, key_id)
+        self._public.setdefault(zone, {})[key_id] = public
         if active:
             await self._load_keys(zone)
         return ApiKey(key=public, role="zsk", active=active, published=published, key_id=key_id)
@@ -921,6 +941,12 @@ def _parse_zone_read(text: str, zone: str) -> list[ApexRecord]:
                 ).to_text()
         out.append(ApexRecord(rtype, int(ttl), data))
     return out
+
+
+def _flags_match(public: Key, key: KnotKey, now: float) -> bool:
+    flags = public.flags
+    return (bool(flags & _SEP) == key.ksk
+            and bool(flags & _REVOKE) == key.reached("revoke", now))
 
 
 def _own_diff_line(line: str, zone: str) -> bool:

@@ -319,3 +319,42 @@ def test_dnssec_validate_sanity(owner: OwnerKsk) -> None:
 
     block = skr_block(int(time.time()), [owner], [])
     dns.dnssec.validate(block.dnskey, block.dnskey_sigs, {ZONE: block.dnskey})
+
+
+def test_public_keys_are_read_once_per_key(
+    knots: tuple[KnotInstance, KnotInstance], tmp_path: Path
+) -> None:
+    """A Knot key id is the SHA-1 of its public key, so the adapter runs ``keymgr dnskey``
+    once per key: a second read runs none, a new key costs one, a deleted key is
+    forgotten -- and the keys read are still exactly what keymgr prints."""
+    import os
+    import stat
+
+    k0, _ = knots
+    log = tmp_path / "commands.log"
+    wrapper = tmp_path / "logging-prefix"
+    wrapper.write_text(f'#!/bin/sh\necho "$*" >> {log}\nexec "$@"\n')
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+    assert os.access(wrapper, os.X_OK)
+    p = provider(k0, command_prefix=[str(wrapper)])
+
+    def dnskey_runs() -> int:
+        lines = log.read_text().splitlines() if log.exists() else []
+        log.write_text("")
+        return sum(" dnskey " in line for line in lines)
+
+    first = run(p.read_keys(ZONE_TEXT))
+    assert dnskey_runs() == len(first.own_keys) >= 1
+    assert run(p.read_keys(ZONE_TEXT)) == first and dnskey_runs() == 0
+    new = run(p.create_key(ZONE_TEXT, "zsk", "ecdsap256sha256", active=False,
+                           published=False))
+    dnskey_runs()
+    both = run(p.read_keys(ZONE_TEXT))
+    assert {k.key for k in both.own_keys} == {k.key for k in first.own_keys} | {new.key}
+    assert dnskey_runs() == 0  # create_key read the new key's DNSKEY already
+    for k in both.own_keys:
+        assert k.key == Key.parse(
+            k0.keymgr(ZONE_TEXT, "dnskey", f"id={k.key_id}").split(None, 2)[2])
+    run(p.delete_key(ZONE_TEXT, new.key_id or ""))
+    assert run(p.read_keys(ZONE_TEXT)) == first
+    assert new.key_id not in p._public[ZONE_TEXT]
