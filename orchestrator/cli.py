@@ -96,6 +96,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--model", type=int, choices=[1, 2], default=2,
                    help="2: PowerDNS providers with their own KSKs; 1: Knot offline-KSK "
                    "providers and the owner KSK in SoftHSM2")
+    s.add_argument("--delegated", metavar="NAMES",
+                   help="comma-separated providers the parent delegates to at first "
+                   "(default: all; e.g. p0,p1 leaves p2 to join with 'signer add')")
     return p
 
 
@@ -452,8 +455,10 @@ def cmd_lab(args: argparse.Namespace) -> int:
     if args.action == "up":
         zones = ["example.test."] if args.zones == 1 else [
             f"z{i:04d}.test." for i in range(args.zones)]
+        delegated = ([n.strip() for n in args.delegated.split(",") if n.strip()]
+                     if args.delegated else None)
         lab = lab_up(directory, providers=args.providers, zones=zones, ttl=args.ttl,
-                     model=args.model)
+                     model=args.model, delegated=delegated)
         _out(f"lab running in {directory}")
         _out(f"config: {lab.config_path}")
         _out(f"try:    multisigner --config {lab.config_path} status")

@@ -23,6 +23,7 @@ def lab_up(
     zones: Sequence[str] = ...,
     ttl: int = ...,
     model: Literal[2] = ...,
+    delegated: Sequence[str] | None = ...,
 ) -> Lab: ...
 
 
@@ -34,6 +35,7 @@ def lab_up(
     ttl: int = ...,
     *,
     model: Literal[1],
+    delegated: Sequence[str] | None = ...,
 ) -> Model1Lab: ...
 
 
@@ -44,6 +46,7 @@ def lab_up(
     zones: Sequence[str] = ...,
     ttl: int = ...,
     model: int = ...,
+    delegated: Sequence[str] | None = ...,
 ) -> Lab | Model1Lab: ...
 
 
@@ -53,15 +56,18 @@ def lab_up(
     zones: Sequence[str] = DEFAULT_ZONES,
     ttl: int = 2,
     model: int = 2,
+    delegated: Sequence[str] | None = None,
 ) -> Lab | Model1Lab:
     """Start a lab in ``directory`` and leave it running: ``model`` 2 = PowerDNS providers
     each with its own KSK (:class:`Lab`); 1 = Knot providers in offline-KSK mode and the
-    owner KSK in a SoftHSM2 token (:class:`Model1Lab`)."""
+    owner KSK in a SoftHSM2 token (:class:`Model1Lab`). ``delegated``: the providers the
+    parent delegates to at first (default all; the others can join with ``signer add``)."""
     if model == 1:
-        return Model1Lab.start(directory, providers, zones, ttl, ds_ttl=ttl)
+        return Model1Lab.start(directory, providers, zones, ttl, ds_ttl=ttl,
+                               delegated=delegated)
     if model != 2:
         raise LabError(f"model must be 1 or 2, not {model!r}")
-    return Lab.start(directory, providers, zones, ttl, ds_ttl=ttl)
+    return Lab.start(directory, providers, zones, ttl, ds_ttl=ttl, delegated=delegated)
 
 
 def _load(directory: Path) -> Lab | Model1Lab:
