@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import json
 import signal
 import sys
@@ -490,6 +491,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     logs.setup(args.log_format, args.verbose)
+    if argv is None and hasattr(signal, "SIGUSR1"):
+        # `kill -USR1 PID` prints every thread's stack to stderr: where a controller that
+        # seems stuck is, without stopping it (the console script only, not when embedded)
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         return COMMANDS[args.command](args)
     except ConfigError as exc:

@@ -26,6 +26,7 @@ from itkit import (
     write_config,
     zone_entry,
 )
+from rollover.rollkit import exit_within
 
 from orchestrator.lab import Lab
 
@@ -148,7 +149,7 @@ def test_ctrl_c_interrupts_cleanly(lab: Lab, cfg: Path, ms: Run) -> None:
     try:
         wait_state(ms, cfg, INTR, "waiting-parent", child)
         child.send_signal(signal.SIGINT)
-        out, err = child.communicate(timeout=15)
+        out, err = exit_within(child, 15)
     finally:
         if child.poll() is None:
             child.kill()

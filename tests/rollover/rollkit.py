@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -457,6 +458,23 @@ class Observed:
 
 
 # --------------------------------------------------------------------------- waiting
+
+
+def exit_within(child: subprocess.Popen[Any], timeout: float) -> tuple[Any, Any]:
+    """``child.communicate(timeout)``; if it does not exit in time, its thread stacks
+    (``multisigner`` dumps them on SIGUSR1) go into the failure message, then it is
+    killed -- so a hang says where it hangs."""
+    try:
+        out, err = child.communicate(timeout=timeout)
+        return out, err
+    except subprocess.TimeoutExpired:
+        child.send_signal(signal.SIGUSR1)
+        time.sleep(1.0)
+        child.kill()
+        out, err = child.communicate()
+        text = err.decode(errors="replace") if isinstance(err, bytes) else str(err or "")
+        raise AssertionError(f"{child.args} did not exit within {timeout} s; its stderr "
+                             f"and stacks:\n{text[-6000:]}") from None
 
 
 def wait_until(check: Callable[[], Any], timeout: float, what: str,

@@ -26,6 +26,7 @@ from rollover.rollkit import (
     cli,
     daemon,
     entries_of,
+    exit_within,
     latest,
     main_states,
     ok,
@@ -123,7 +124,7 @@ def test_daemon_keeps_ticking_after_a_zone_it_could_not_advance(lab: Lab) -> Non
             # an operator's 'step' on BUSY2 holds its lease (its provider API hangs) ...
             operator = subprocess.Popen(
                 [str(MULTISIGNER), "--config", str(slow), "step", BUSY2],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO)
             try:
                 wait_until(lambda: select(config, "SELECT holder FROM lease WHERE zone = ?",
                                           (BUSY2,)), 10, "the operator holds the lease")
@@ -132,7 +133,7 @@ def test_daemon_keeps_ticking_after_a_zone_it_could_not_advance(lab: Lab) -> Non
                     wait_until(lambda: "is being handled by" in log.read_text(), 15,
                                "the daemon met the lease")
                     operator.send_signal(signal.SIGINT)  # the operator gives up: lease freed
-                    operator.wait(timeout=10)
+                    exit_within(operator, 10)
                     wait_until(lambda: not select(config, "SELECT holder FROM lease WHERE "
                                                   "zone = ?", (BUSY2,)), 10, "lease free")
                     try:
