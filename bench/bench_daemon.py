@@ -28,10 +28,9 @@ it drive a rollover?
    and the last zone while a daemon runs, lets the daemon finish them, and analyses their
    history exactly as bench_rollover.py does (RFC 7583 minimum vs. wall time, lateness
    after each deadline). If the daemon stops ticking although a process is due, that is
-   reported; then a *what-if* daemon (the same passes, the next one awaited in a plain
-   loop instead of an APScheduler job added from inside the running job -- a bench-only
-   patch, ``BENCH_FIX_RESCHEDULE``) finishes them and drives two more rollovers (second
-   and second-to-last zone).
+   reported. (Until 6691a50 it did: a one-shot APScheduler job added from inside the
+   running job for a time already due was skipped and dropped. The product now awaits
+   its next wake in a loop; the bench's what-if patch for it is gone.)
 
 ``--extra-path P`` repeats part 2 with P prepended to the daemon's PYTHONPATH (an A/B test,
 e.g. with a wheel of a missing dependency); ``--ab-once N`` adds N interleaved
@@ -124,38 +123,9 @@ def _child_daemon(argv: list[str]) -> int:
                                   "counts": delta}) + "\n")
 
     scheduler.Daemon.tick = tick  # type: ignore[method-assign]
-    if os.environ.get("BENCH_FIX_RESCHEDULE"):
-        scheduler.Daemon.run = _plain_loop_run  # type: ignore[method-assign]
     from orchestrator.cli import main
 
     return main(argv)
-
-
-async def _plain_loop_run(self: Any, once: bool) -> None:
-    """WHAT-IF, bench only (BENCH_FIX_RESCHEDULE=1): Daemon.run with the same ticks, but
-    the next tick is awaited in a plain loop instead of a one-shot APScheduler job added
-    from inside the running job. (In the product, a job added for a time already due while
-    the current one still counts as running is skipped under max_instances=1 and, being a
-    date job, removed: the daemon never ticks again.)"""
-    import asyncio
-    from datetime import UTC, datetime
-
-    from orchestrator import logs
-
-    if once:
-        await self.tick()
-        return
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, self._stop)
-    logs.progress(f"daemon started (bench what-if loop): {len(self.rt.config.zones)} zone(s)")
-    while not self.stopping.is_set():
-        async with self.ticking:
-            nxt = await self.tick()
-        delay = max(0.0, (nxt - datetime.now(UTC)).total_seconds())
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.stopping.wait(), delay)
-    logs.progress("daemon stopped")
 
 
 # =========================================================================== sampling
@@ -201,14 +171,12 @@ class DaemonRun:
     """The daemon child, its ticks file and its /proc sampler."""
 
     def __init__(self, workdir: Path, config: Path, poll: str, label: str,
-                 extra_path: str | None = None, fix_reschedule: bool = False,
+                 extra_path: str | None = None,
                  once: bool = False) -> None:
         self.ticks_file = workdir / f"ticks-{label}.jsonl"
         self.ticks_file.unlink(missing_ok=True)
         self.stderr_path = workdir / f"daemon-{label}.err"
         env = {**os.environ, "BENCH_TICKS": str(self.ticks_file)}
-        if fix_reschedule:
-            env["BENCH_FIX_RESCHEDULE"] = "1"
         if extra_path:
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [extra_path,
                                                               env.get("PYTHONPATH")]))
@@ -535,32 +503,20 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
             results["ab_once"] = {"extra_path": args.extra_path[0], **ab}
 
         if args.rollover:
-            print(f"rollovers under the daemon as it is: ZSK at p0 of {', '.join(zones_a)} ...",
+            rolled = zones_a + zones_b
+            print(f"rollovers under the daemon: ZSK at p0 of {', '.join(rolled)} ...",
                   flush=True)
             run = DaemonRun(workdir, config, poll, "rollover")
             runs.append(run)
             run.wait_passes(1, timeout=600)
             t_roll = time.time()
-            started_a = start_rollovers(config, zones_a)
-            part = await_rollovers(run, config, started_a, lab.scanner_log,
+            started = start_rollovers(config, rolled)
+            part = await_rollovers(run, config, started, lab.scanner_log,
                                    args.rollover_timeout, args.poll_interval)
             part["passes"] = passes_between(run, t_roll, time.time())
             results["rollovers_product"] = part
             run.stop()
 
-            print("what-if daemon (next tick awaited in a loop, bench wrapper only): finish "
-                  f"what is left, then ZSK at p0 of {', '.join(zones_b)} ...", flush=True)
-            run = DaemonRun(workdir, config, poll, "fixed", fix_reschedule=True)
-            runs.append(run)
-            run.wait_passes(1, timeout=600)
-            wait_finished(config, part["pending"], args.rollover_timeout)
-            t_roll = time.time()
-            started_b = start_rollovers(config, zones_b)
-            part = await_rollovers(run, config, started_b, lab.scanner_log,
-                                   args.rollover_timeout, args.poll_interval)
-            part["passes"] = passes_between(run, t_roll, time.time())
-            results["rollovers_fixed"] = part
-            run.stop()
     finally:
         for run in runs:
             with contextlib.suppress(Exception):
@@ -625,8 +581,7 @@ def report(results: dict[str, Any]) -> str:
                "after each pass)\n")
     out.append(table(["run", "zones", "interval s", "passes/h", "CPU s/h", "of a core",
                       "CPU ms/h/zone", "CPU /proc vs in-pass", "RSS MiB by pass"], rows))
-    for key, title in (("rollovers_product", "the daemon as it is"),
-                       ("rollovers_fixed", "the what-if daemon (next tick awaited in a loop)")):
+    for key, title in (("rollovers_product", "the daemon"),):
         part = results.get(key)
         if not part:
             continue

@@ -13,9 +13,9 @@ that behind for the next one on its worker.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from survivors import survivors
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -23,16 +23,5 @@ def no_survivors(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """After the session: no Knot, PowerDNS, Unbound, scanner, daemon or keymgr wrapper
     started under our temp dir still runs."""
     yield
-    base = str(tmp_path_factory.getbasetemp())
-    left = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if base in cmd and stat[stat.rindex(")") + 2] not in "ZX":
-            left.append(f"{entry.name}: {cmd}")
+    left = survivors(str(tmp_path_factory.getbasetemp()))
     assert not left, "processes survived the model 1 tests:\n" + "\n".join(left)

@@ -12,29 +12,12 @@ that loads it. Every rollover runs under the independent invariant watcher
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from survivors import survivors
 
 SERVERS = ("knotd", "pdns_server", "unbound", "multisigner", "orchestrator.lab", "keymgr",
            "knotc")
-
-
-def _survivors(base: str) -> list[str]:
-    left = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if stat[stat.rindex(")") + 2] in "ZX":
-            continue
-        if base in cmd and any(s in cmd for s in SERVERS):
-            left.append(f"{entry.name}: {cmd}")
-    return left
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -42,5 +25,5 @@ def no_survivors(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """After the session: no Knot, PowerDNS, Unbound, scanner, daemon or CLI started under
     our temp dir still runs."""
     yield
-    left = _survivors(str(tmp_path_factory.getbasetemp()))
+    left = survivors(str(tmp_path_factory.getbasetemp()), SERVERS)
     assert not left, "processes survived the model 1 rollover tests:\n" + "\n".join(left)

@@ -33,7 +33,6 @@ import dns.name
 import dns.rcode
 import dns.rdatatype
 import dns.rrset
-import pytest
 from model1roll.m1roll import (
     LAB,
     LONG,
@@ -48,6 +47,7 @@ from model1roll.m1roll import (
     ds_of,
     endpoint,
     knot_keys,
+    model1_lab,
     ms,
     ok,
     processes,
@@ -104,34 +104,7 @@ def lab_ttls(lab: Model1Lab) -> dict[str, int]:
 # --------------------------------------------------------------------------- labs
 
 
-def lab_processes(directory: Path) -> list[str]:
-    found = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmd = Path(entry.path, "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            state = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            continue
-        if str(directory) in cmd and state not in ("Z", "X"):
-            found.append(cmd.strip())
-    return found
-
-
-@contextlib.contextmanager
-def m1_lab(factory: pytest.TempPathFactory, name: str, **kwargs: Any) -> Iterator[Model1Lab]:
-    """A Model 1 lab in a fresh temp dir; always stopped, and checked to be gone (a Knot
-    tool a killed controller left running gets a few seconds to end with its knotd)."""
-    directory = factory.mktemp(name)
-    lab = Model1Lab.start(directory, **kwargs)
-    try:
-        yield lab
-    finally:
-        lab.stop()
-        assert lab.alive() == [], f"lab processes survived stop(): {lab.alive()}"
-        wait_until(lambda: not lab_processes(directory), 15,
-                   f"no process of the lab in {directory} runs", interval=0.2)
+m1_lab = model1_lab  # the signer tests' name for it
 
 
 # --------------------------------------------------------------------------- history

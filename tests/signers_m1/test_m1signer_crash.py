@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from model1roll.m1roll import lab_processes
 
 from orchestrator.lab.model1 import Model1Lab
 from signers_m1.m1kit import (
@@ -44,7 +45,6 @@ from signers_m1.m1kit import (
     entries_of,
     kill_outside_transaction,
     knot_keys,
-    lab_processes,
     lab_ttls,
     latest,
     m1_lab,
