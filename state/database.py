@@ -8,7 +8,9 @@ Two kinds of transaction:
   SQLite it starts with ``BEGIN IMMEDIATE`` (the write lock is taken up front, so two
   writers never read the same history tail and fork the chain; the busy timeout makes the
   second one wait instead of failing). On PostgreSQL it takes a transaction-scoped advisory
-  lock, which, unlike ``SELECT ... FOR UPDATE``, also works while the history is empty.
+  lock, which, unlike ``SELECT ... FOR UPDATE``, also works while the history is empty;
+  ``lock_timeout`` bounds the wait by the same busy timeout, so a controller stuck inside a
+  write makes the others fail with a clear error instead of hanging without limit.
 
 pysqlite's own transaction handling is switched off (``isolation_level = None``) so that
 SQLAlchemy's ``begin`` event can emit the BEGIN itself, which is the documented way to get
@@ -88,7 +90,16 @@ class Database:
                 _check_sqlite_path(parsed, self.url)
                 connect_args["timeout"] = busy_timeout
             kwargs["connect_args"] = connect_args
-        elif self.dialect != "postgresql":
+        elif self.dialect == "postgresql":
+            if parsed.drivername == "postgresql":
+                # SQLAlchemy < 2.1 would pick psycopg2 for a bare postgresql://, which is
+                # not the driver the ``postgres`` extra installs.
+                parsed = parsed.set(drivername="postgresql+psycopg")
+            # Controllers hold pooled connections for days; a server restart or failover
+            # kills them all, and without a liveness check the next step of every zone
+            # would fail on a dead connection.
+            kwargs["pool_pre_ping"] = True
+        else:
             raise StateError(
                 f"state database {self.url}: backend {self.dialect!r} is not supported; "
                 "use sqlite:///PATH or postgresql+psycopg://..."
@@ -96,9 +107,14 @@ class Database:
         try:
             self.engine: Engine = create_engine(parsed, **kwargs)
         except (ArgumentError, NoSuchModuleError, ImportError) as exc:
+            driver = (
+                "pip install 'multisigner[postgres]'"
+                if self.dialect == "postgresql"
+                else "install the database driver"
+            )
             raise StateError(
-                f"state database {self.url}: cannot create an engine ({exc}); install the "
-                f"database driver or {_HINT}"
+                f"state database {self.url}: cannot create an engine ({exc}); {driver} "
+                f"or {_HINT}"
             ) from exc
         self.write_engine: Engine = self.engine.execution_options(**{_IMMEDIATE: True})
         # The in-memory database is a single shared connection: serialize its users.
@@ -131,13 +147,17 @@ class Database:
 
     def _serialize(self, conn: Connection) -> None:
         if self.dialect == "postgresql":
+            conn.execute(
+                text("SELECT set_config('lock_timeout', :ms, true)"),
+                {"ms": f"{max(1, int(self.busy_timeout * 1000))}ms"},
+            )
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
 
     def _fail(self, exc: SQLAlchemyError) -> StateError:
         orig = getattr(exc, "orig", None)
         detail = str(orig) if orig is not None else str(exc)
         first = detail.splitlines()[0] if detail else type(exc).__name__
-        if "locked" in first or "busy" in first:
+        if "locked" in first or "busy" in first or "lock timeout" in first:
             advice = (
                 f"another writer held it for more than the busy timeout ({self.busy_timeout:g}s)"
                 "; retry, and check that no other program keeps the database open for writing"
