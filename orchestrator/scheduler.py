@@ -1,6 +1,7 @@
 """The daemon (``multisigner run``): APScheduler wakes at the earliest persisted deadline
-(or the poll interval), advances every due process, and starts rollovers that policy says
-are due. SIGTERM/SIGINT stop it between steps: a tick in progress finishes its current
+and the due processes are advanced; beside that, every poll interval, a scan of every zone
+starts rollovers that policy says are due and keeps Model 1 signatures fresh.
+SIGTERM/SIGINT stop it between steps: a pass in progress finishes its current
 advance, so nothing is left between an intent and its outcome that a restart would not
 also resume.
 """
@@ -8,6 +9,7 @@ also resume.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -26,6 +28,7 @@ from orchestrator.runtime import Runtime, holder_id
 from state.info import KeyInfo
 
 MAX_ZONES_AT_ONCE = 32
+STUCK_RETRY = timedelta(seconds=1)
 
 
 @dataclass(frozen=True)
@@ -68,28 +71,40 @@ class Daemon:
         self.engine = Engine(rt, logs.progress)
         self.stopping = asyncio.Event()
         self.next_scan = datetime.now(UTC)
+        # One zone is worked on by one pass at a time: the scan and the due-process
+        # passes run concurrently (run()), and both may reach a zone with a process.
+        self._zone_locks: dict[str, asyncio.Lock] = {}
+        self._gates = {True: asyncio.Semaphore(MAX_ZONES_AT_ONCE),
+                       False: asyncio.Semaphore(MAX_ZONES_AT_ONCE)}
 
-    async def tick(self) -> datetime:
-        """One pass; returns when to wake next. Due processes are advanced on every wake;
-        the policy scan (key ages, Model 1 re-signing) runs only every poll interval, so a
-        rollover polling its nameservers every second does not drag every idle zone along."""
-        gate = asyncio.Semaphore(MAX_ZONES_AT_ONCE)
+    async def tick(self, *, scan: bool | None = None) -> datetime:
+        """One pass; returns when to wake next. A due pass (``scan=False``) advances the
+        processes whose next check is due; a scan (``scan=True``) also looks at every idle
+        zone (key ages, Model 1 re-signing). ``None``: a scan if the poll interval is up.
+        ``run`` keeps the two apart, so a process's deadline is never late by a scan of
+        every zone; ``run --once`` does one of each."""
         start = datetime.now(UTC)
-        scan = start >= self.next_scan
+        if scan is None:
+            scan = start >= self.next_scan
         if scan:
             zones = list(self.rt.config.zones)
         else:
             due = {p.zone for p in self.rt.store.due_processes(start)}
             zones = [z for z in self.rt.config.zones if z.name in due]
+        gate = self._gates[scan]
 
         async def one(zone: ZoneConfig) -> None:
             async with gate:
                 if self.stopping.is_set():
                     return
-                try:
-                    await self._zone(zone, scan=scan)
-                except MultisignerError as exc:
-                    logs.LOGGER.error(f"{zone.name}: {exc}", extra={"zone": zone.name})
+                lock = self._zone_locks.setdefault(zone.name, asyncio.Lock())
+                if scan and lock.locked():
+                    return  # a due pass is on it right now; the next scan looks again
+                async with lock:
+                    try:
+                        await self._zone(zone, scan=scan)
+                    except MultisignerError as exc:
+                        logs.LOGGER.error(f"{zone.name}: {exc}", extra={"zone": zone.name})
 
         await asyncio.gather(*(one(z) for z in zones))
         now = datetime.now(UTC)
@@ -152,14 +167,16 @@ class Daemon:
 
     async def run(self, once: bool) -> None:
         if once:
-            await self.tick()
+            await self.tick(scan=True)
             return
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop)
         # APScheduler owns the clock (one date job per wake-up, at the earliest persisted
-        # deadline or the poll interval); the passes themselves run here, outside the job,
-        # so a long pass can never collide with the job that schedules the next one.
+        # deadline); the passes run here, outside the job, so a long pass can never collide
+        # with the job that schedules the next one. The scan of every zone runs beside
+        # them in its own task: with many zones a scan takes seconds, and a hold deadline
+        # falling inside it would otherwise wait for its end.
         scheduler = AsyncIOScheduler(timezone=UTC)
         scheduler.start()
         wake = asyncio.Event()
@@ -167,12 +184,28 @@ class Daemon:
         async def ring() -> None:
             wake.set()
 
+        async def scans() -> None:
+            while not self.stopping.is_set():
+                await self.tick(scan=True)
+                wake.set()  # it may have started processes or moved deadlines
+                delay = (self.next_scan - datetime.now(UTC)).total_seconds()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), max(0.0, delay))
+
         logs.progress(f"daemon started: {len(self.rt.config.zones)} zone(s), poll interval "
                       f"{self.poll_interval:g}s")
+        scanning = asyncio.create_task(scans())
+        last_due = datetime.min.replace(tzinfo=UTC)
         try:
-            nxt = datetime.now(UTC)
             while not self.stopping.is_set():
-                wake.clear()
+                earliest = self.rt.store.earliest_deadline()
+                # also wake with each scan (above), which picks up processes that other
+                # controllers (a CLI 'rollover' without --wait) started meanwhile
+                nxt = max(datetime.now(UTC), earliest or self.next_scan)
+                if earliest is not None and earliest <= last_due:
+                    # the last due pass saw this deadline and could not move it (an error,
+                    # a zone no longer in the config): retry, but do not spin
+                    nxt = max(nxt, last_due + STUCK_RETRY)
                 scheduler.add_job(ring, "date", run_date=nxt, id="wake", replace_existing=True,
                                   misfire_grace_time=None)
                 stop = asyncio.ensure_future(self.stopping.wait())
@@ -180,10 +213,16 @@ class Daemon:
                 await asyncio.wait({stop, rung}, return_when=asyncio.FIRST_COMPLETED)
                 for task in (stop, rung):
                     task.cancel()
+                wake.clear()
                 if self.stopping.is_set():
                     break
-                nxt = await self.tick()
+                last_due = datetime.now(UTC)
+                await self.tick(scan=False)
         finally:
+            self.stopping.set()
+            # a scan in progress finishes the zone it is on (tick checks stopping between
+            # zones): nothing is left between an intent and its outcome
+            await asyncio.gather(scanning, return_exceptions=True)
             scheduler.shutdown(wait=False)
             logs.progress("daemon stopped")
 
