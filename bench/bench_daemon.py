@@ -110,13 +110,18 @@ def _child_daemon(argv: list[str]) -> int:
     real_tick = scheduler.Daemon.tick
 
     @functools.wraps(real_tick)
-    async def tick(self: Any) -> Any:
+    async def tick(self: Any, **kw: Any) -> Any:
+        if kw.get("scan") is False:
+            # a due-process pass: runs beside the scans, so it is only noted (its CPU
+            # shows in the scan it overlaps, if any)
+            out.write(json.dumps({"event": "due", "t": time.time()}) + "\n")
+            return await real_tick(self, **kw)
         before = dict(counts)
         rec: dict[str, Any] = {"event": "start", "t": time.time(), "cpu": time.process_time(),
                                "zones": len(self.rt.config.zones)}
         out.write(json.dumps(rec) + "\n")
         try:
-            return await real_tick(self)
+            return await real_tick(self, **kw)
         finally:
             delta = {k: v - before.get(k, 0) for k, v in counts.items()}
             out.write(json.dumps({"event": "end", "t": time.time(), "cpu": time.process_time(),
@@ -199,6 +204,8 @@ class DaemonRun:
         """Completed passes: start/end pairs merged."""
         out, start = [], None
         for rec in self.ticks():
+            if rec["event"] == "due":
+                continue
             if rec["event"] == "start":
                 start = rec
             elif start is not None:
@@ -210,6 +217,7 @@ class DaemonRun:
 
     def in_pass(self) -> bool:
         ticks = self.ticks()
+        ticks = [t for t in ticks if t["event"] != "due"]
         return bool(ticks) and ticks[-1]["event"] == "start"
 
     def check_alive(self) -> None:
