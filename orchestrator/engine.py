@@ -71,13 +71,22 @@ class Outcome:
     moved: list[str] = field(default_factory=list)
 
 
+PARENT_POLL_CAP = 60.0  # seconds between polls of a long parent wait
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _poll_delay(since: datetime, now: datetime) -> float:
-    """Poll fast right after a change (most are live within a second), then back off."""
-    return min(2.0, 0.1 + 0.1 * max(0.0, (now - since).total_seconds()))
+def _poll_delay(since: datetime, now: datetime, *, parent: bool = False) -> float:
+    """Poll fast right after a change (most are live within a second), then back off.
+
+    A wait for the parent alone backs off further, to a tenth of the time waited so far
+    (at most a minute): a registry takes minutes to hours, and every poll re-reads every
+    provider API and nameserver. The DS is then seen at most ~10 % (or a minute) late."""
+    elapsed = max(0.0, (now - since).total_seconds())
+    delay = min(2.0, 0.1 + 0.1 * elapsed)
+    return min(PARENT_POLL_CAP, max(delay, 0.1 * elapsed)) if parent else delay
 
 
 def _state(step: Step, phase: str, path: str) -> str:
@@ -520,8 +529,9 @@ class Engine:
     def _observed(self, zone: ZoneConfig, proc: ProcessInfo, step: Step,
                   data: dict[str, Any], view: ZoneView, missing: list[str]) -> Outcome:
         if missing:
-            return self._wait(proc, data, "; ".join(missing), zone, parent="parent" in
-                              step.observe and any(m.startswith("parent") for m in missing))
+            at_parent = ["parent" in step.observe and m.startswith("parent") for m in missing]
+            return self._wait(proc, data, "; ".join(missing), zone, parent=any(at_parent),
+                              parent_only=all(at_parent))
         now = _now()
         ttls = measure(view)
         until = deadline(now, list(step.hold), step.hold_combine, ttls, zone.policy)
@@ -577,11 +587,11 @@ class Engine:
         return Outcome(proc.id, new_state, False, moved=[new_state])
 
     def _wait(self, proc: ProcessInfo, data: dict[str, Any], what: str, zone: ZoneConfig,
-              parent: bool = False) -> Outcome:
+              parent: bool = False, parent_only: bool = False) -> Outcome:
         now = _now()
         since = datetime.fromisoformat(data.get("observe_since") or now.isoformat())
         limit = zone.policy.parent_timeout if parent else zone.policy.propagation_timeout
-        nxt = now + timedelta(seconds=_poll_delay(since, now))
+        nxt = now + timedelta(seconds=_poll_delay(since, now, parent=parent_only))
         if now - since > limit and not data.get("stalled"):
             # Loud, once: the history shows the stall; the process keeps waiting, never
             # advancing on state it could not observe.
