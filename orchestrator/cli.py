@@ -134,13 +134,28 @@ def _run(config: Config, body: Callable[[Runtime], Awaitable[T]]) -> T:
         store.seed_members(zone.name, zone.signers)
     rt = Runtime(config=config, store=store)
 
+    received: list[str] = []
+
     async def main() -> T:
-        # SIGTERM cancels like Ctrl-C does, so a running phase records "failed"/releases
-        # its lease instead of dying between an intent and its outcome. The daemon installs
-        # its own graceful handler on top of this one.
+        # SIGINT and SIGTERM cancel the run, so a running phase records "failed"/releases
+        # its lease instead of dying between an intent and its outcome. The cancellation is
+        # repeated every second until the run ends: a library on the way may turn it into
+        # a timeout and retry (a cancel arriving as an HTTP timeout fires), which once
+        # left an interrupted command running on. The daemon installs its own graceful
+        # handlers on top of these.
         task = asyncio.current_task()
-        if task is not None:
-            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+        loop = asyncio.get_running_loop()
+
+        def interrupt(name: str) -> None:
+            if task is None or task.done():
+                return
+            if not received:
+                received.append(name)
+            task.cancel()
+            loop.call_later(1.0, interrupt, name)
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, interrupt, sig.name)
         try:
             return await body(rt)
         finally:
@@ -149,8 +164,9 @@ def _run(config: Config, body: Callable[[Runtime], Awaitable[T]]) -> T:
     try:
         return asyncio.run(main())
     except asyncio.CancelledError:
-        raise MultisignerError("stopped by a signal; the zone's process records where it "
-                               "stopped, and the next run resumes or replans") from None
+        raise MultisignerError(f"interrupted by {received[0] if received else 'a signal'}; "
+                               "the zone's process records where it stopped, and the next "
+                               "run resumes or replans") from None
     finally:
         store.close()
 
