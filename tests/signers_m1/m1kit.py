@@ -453,10 +453,10 @@ def kill_outside_transaction(p: subprocess.Popen[bytes], lab: Model1Lab, zone: s
                              budget: float = 5.0) -> float:
     """SIGKILL the controller ``p`` at this point -- unless a knotc zone transaction it
     opened is still open: then let it run on a little and try again (the crash window
-    inside a transaction is test_m1signer_crash.py's xfail test). Race-free: the
-    controller is stopped (SIGSTOP) and its in-flight Knot tools end (they would run to
-    their end after a SIGKILL of the controller too) before the logs are read. Returns the
-    seconds the kill was deferred."""
+    inside a transaction has its own deterministic test in test_m1signer_crash.py).
+    Race-free: the controller is stopped (SIGSTOP) and its in-flight Knot tools end (they
+    would run to their end after a SIGKILL of the controller too) before the logs are
+    read. Returns the seconds the kill was deferred."""
     deferred = 0.0
     started = time.monotonic()
     while True:
