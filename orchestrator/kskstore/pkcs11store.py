@@ -32,6 +32,7 @@ import hashlib
 import hmac
 import os
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -47,6 +48,7 @@ from pkcs11.util.ec import encode_ec_public_key, encode_named_curve_parameters
 
 from orchestrator.kskstore.base import (
     ECDSA_PARAMS,
+    KeyStoreError,
     KskStore,
     StoredKey,
     StoreSigner,
@@ -81,6 +83,16 @@ _SHARED_LOCK = threading.RLock()
 # module path as loaded -> (python-pkcs11's lib object, os.environ when a store of this
 # process (re-)initialized it): what the module read its configuration from.
 _LOADED_ENV: dict[str, tuple[Any, dict[str, str]]] = {}
+
+# The labels of every private key on a token, read at most every LABEL_INDEX_SECONDS per
+# process: listing one zone's keys used to read the label of every key on the token, which
+# made a cycle over N zones sharing one token O(N^2) (1,000 zones: ~9 min of CPU). Labels
+# only -- object handles belong to a session. A key made by this process is seen at once
+# (generate drops the index); one made elsewhere within LABEL_INDEX_SECONDS.
+LABEL_INDEX_SECONDS = 5.0
+_LABELS: dict[tuple[str, bytes], tuple[float, tuple[tuple[str, bytes], ...]]] = {}
+# (module, token serial, label, CKA_ID, algorithm) -> the key as listed
+_STORED: dict[tuple[str, bytes, str, bytes, int], StoredKey] = {}
 
 
 def _digest(pin: str) -> bytes:
@@ -275,29 +287,54 @@ class Pkcs11KskStore(KskStore):
     def _ours(self, label: str) -> bool:
         return label.startswith(self.prefix + "-")
 
-    def _private_keys(self, session: Any) -> list[Any]:
+    def _index(self, session: Any, *, fresh: bool) -> tuple[tuple[str, bytes], ...]:
+        """(label, CKA_ID) of every private key on the token; see ``_LABELS``."""
+        key = self._shared_key
+        now = time.monotonic()
+        cached = _LABELS.get(key) if key is not None else None
+        if cached is not None and not fresh and now - cached[0] < LABEL_INDEX_SECONDS:
+            return cached[1]
         objects = session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY})
-        return [o for o in objects if self._ours(o[Attribute.LABEL] or "")]
+        index = tuple((o[Attribute.LABEL] or "", bytes(o[Attribute.ID] or b"")) for o in objects)
+        if key is not None:
+            _LABELS[key] = (now, index)
+            known = set(index)
+            for gone in [k for k in _STORED if k[:2] == key and (k[2], k[3]) not in known]:
+                del _STORED[gone]
+        return index
+
+    def _listed(self, session: Any) -> list[StoredKey]:
+        """This store's keys: the index filtered by our prefix; a key's public part is read
+        from the token once per process (a (label, CKA_ID) pair names one key: a new key
+        gets a new random CKA_ID even under a reused label)."""
+        out: list[StoredKey] = []
+        for label, oid in self._index(session, fresh=False):
+            if not self._ours(label):
+                continue
+            cache = (*self._shared_key, label, oid, int(self.algorithm)) \
+                if self._shared_key is not None else None
+            stored = _STORED.get(cache) if cache is not None else None
+            if stored is None:
+                try:
+                    stored = self._stored_by_id(session, label, oid)
+                except KeyStoreError:
+                    if (label, oid) not in self._index(session, fresh=True):
+                        continue  # deleted (elsewhere) since the index was read
+                    raise
+                if cache is not None:
+                    _STORED[cache] = stored
+            out.append(stored)
+        return out
 
     def _stored(self, session: Any, private: Any) -> StoredKey:
-        label = private[Attribute.LABEL]
-        if private.key_type != KeyType.EC:
-            raise self.error(
-                f"the key labelled {label!r} is a {KeyType(private.key_type).name} key, not "
-                f"{self.algorithm.name}; rename it or change key_label_prefix",
-                label,
-            )
-        curve = ECDomainParameters.load(private[Attribute.EC_PARAMS]).chosen.native
-        if curve != _CURVES[self.algorithm]:
-            raise self.error(
-                f"the key labelled {label!r} is on curve {curve}, but this store is "
-                f"configured for {self.algorithm.name} ({_CURVES[self.algorithm]})",
-                label,
-            )
+        return self._stored_by_id(session, private[Attribute.LABEL],
+                                  bytes(private[Attribute.ID] or b""))
+
+    def _stored_by_id(self, session: Any, label: str, oid: bytes) -> StoredKey:
+        """The key labelled ``label`` with CKA_ID ``oid``, read from its public object (one
+        token search; the private key's type and curve are the public key's)."""
         publics = list(
-            session.get_objects(
-                {Attribute.CLASS: ObjectClass.PUBLIC_KEY, Attribute.ID: private[Attribute.ID]}
-            )
+            session.get_objects({Attribute.CLASS: ObjectClass.PUBLIC_KEY, Attribute.ID: oid})
         )
         if len(publics) != 1:
             raise self.error(
@@ -305,7 +342,21 @@ class Pkcs11KskStore(KskStore):
                 f"{label!r}; the token must hold exactly one",
                 label,
             )
-        public = load_der_public_key(encode_ec_public_key(publics[0]))
+        found = publics[0]
+        if found.key_type != KeyType.EC:
+            raise self.error(
+                f"the key labelled {label!r} is a {KeyType(found.key_type).name} key, not "
+                f"{self.algorithm.name}; rename it or change key_label_prefix",
+                label,
+            )
+        curve = ECDomainParameters.load(found[Attribute.EC_PARAMS]).chosen.native
+        if curve != _CURVES[self.algorithm]:
+            raise self.error(
+                f"the key labelled {label!r} is on curve {curve}, but this store is "
+                f"configured for {self.algorithm.name} ({_CURVES[self.algorithm]})",
+                label,
+            )
+        public = load_der_public_key(encode_ec_public_key(found))
         created = None
         with contextlib.suppress(ValueError):
             stamp = label[len(self.prefix) + 1 :].split("-", 1)[0]
@@ -314,7 +365,7 @@ class Pkcs11KskStore(KskStore):
 
     def list_keys(self) -> list[StoredKey]:
         with self._calling("list keys") as session:
-            keys = [self._stored(session, o) for o in self._private_keys(session)]
+            keys = self._listed(session)
         labels = [k.key_id for k in keys]
         for label in sorted({x for x in labels if labels.count(x) > 1}):
             raise self.error(f"several private keys are labelled {label!r}; relabel them")
@@ -322,7 +373,7 @@ class Pkcs11KskStore(KskStore):
 
     def generate(self) -> StoredKey:
         with self._calling("generate a key") as session:
-            taken = {o[Attribute.LABEL] for o in self._private_keys(session)}
+            taken = {label for label, _ in self._index(session, fresh=True)}  # must be new
             now = datetime.now(UTC).replace(microsecond=0)
             label, n = f"{self.prefix}-{now.strftime(_TIME)}", 1
             while label in taken:
@@ -356,6 +407,8 @@ class Pkcs11KskStore(KskStore):
                     label,
                 )
             stored = self._stored(session, private)
+            if self._shared_key is not None:
+                _LABELS.pop(self._shared_key, None)
         return stored
 
     def signer(self, key_id: str) -> StoreSigner:

@@ -334,3 +334,42 @@ def test_make_store_and_bench(softhsm: SoftHsm) -> None:
     with make_store(config) as opened:
         ksk = opened.generate()
         assert signatures_per_second(opened, ksk.key_id, seconds=0.05) > 0
+
+
+def test_listing_reads_the_token_labels_once_per_index_period(
+    softhsm: SoftHsm, store: Pkcs11KskStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Listing one zone's keys must not read every key on a shared token each time (a
+    cycle over N zones was O(N^2)): the labels are indexed per process for
+    LABEL_INDEX_SECONDS. A key this process makes is listed at once; one another process
+    makes, once the index is older than that."""
+    import sys
+
+    from orchestrator.kskstore import pkcs11store
+
+    monkeypatch.setattr(pkcs11store, "LABEL_INDEX_SECONDS", 3600.0)  # a slow box: no expiry
+    mine = store.generate()
+    with Pkcs11KskStore(module=MODULE, token_label=softhsm.token, pin=PIN,
+                        key_label_prefix="x-" + store.prefix) as neighbour:
+        theirs = [neighbour.generate() for _ in range(5)]  # other zones' keys, same token
+        assert [k.key_id for k in store.list_keys()] == [mine.key_id]
+        assert [k.key_id for k in neighbour.list_keys()] == sorted(k.key_id for k in theirs)
+    index = next(iter(v for v in pkcs11store._LABELS.values()
+                      if mine.key_id in {label for label, _ in v[1]}))
+    for _ in range(20):
+        assert [k.key_id for k in store.list_keys()] == [mine.key_id]
+    assert next(iter(v for v in pkcs11store._LABELS.values()
+                     if mine.key_id in {label for label, _ in v[1]}))[0] == index[0]
+
+    made_elsewhere = subprocess.run(
+        [sys.executable, "-c",
+         "import sys\nfrom orchestrator.kskstore.pkcs11store import Pkcs11KskStore\n"
+         f"s = Pkcs11KskStore(module={MODULE!r}, token_label={softhsm.token!r}, pin={PIN!r},"
+         f" key_label_prefix={store.prefix!r})\nprint(s.generate().key_id)\ns.close()"],
+        capture_output=True, text=True, check=True,
+        env={**os.environ, "SOFTHSM2_CONF": str(softhsm.directory / "softhsm2.conf")},
+    ).stdout.strip()
+    assert made_elsewhere and made_elsewhere != mine.key_id
+    assert [k.key_id for k in store.list_keys()] == [mine.key_id]  # index still fresh
+    monkeypatch.setattr(pkcs11store, "LABEL_INDEX_SECONDS", 0.0)
+    assert [k.key_id for k in store.list_keys()] == sorted([mine.key_id, made_elsewhere])
