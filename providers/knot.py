@@ -176,9 +176,6 @@ class _ZoneStatus:
     transaction: bool  # a knotc zone transaction is open
 
 
-_LIST_REUSE_SECONDS = 2.0
-# keymgr commands that leave the key set and its timers as they are
-_KEYMGR_READS = frozenset({"list", "dnskey", "generate-ksr", "validate-skr", "import-skr"})
 _SEP, _REVOKE = 0x0001, 0x0080  # DNSKEY flags (RFC 4034 sec. 2.1.1, RFC 5011 sec. 7)
 
 # What this adapter changes in a zone transaction (see KnotProvider._reclaim_transaction).
@@ -205,7 +202,6 @@ class KnotProvider(Provider):
         # Knot allows one open zone transaction per zone: ours, one at a time.
         self._zone_locks: dict[str, asyncio.Lock] = {}
         self._public: dict[str, dict[str, Key]] = {}  # zone -> key id -> DNSKEY
-        self._lists: dict[str, tuple[float, tuple[KnotKey, ...]]] = {}  # zone -> (at, keys)
 
     # -- the one command seam ---------------------------------------------------------
 
@@ -221,19 +217,10 @@ class KnotProvider(Provider):
         """``_run_once``, retried when knotc could not even connect to knotd's control
         socket: under load it refuses connections ("OS lacked necessary resources") and
         nothing was executed, so trying again is safe."""
-        changes_keys = tool == "keymgr" and len(args) > 1 and args[1] not in _KEYMGR_READS
         for delay in (0.1, 0.3, 0.9, None):
             try:
-                if not changes_keys:
-                    return await self._run_once(tool, *args, zone=zone, stdin=stdin,
-                                                error_lines_fail=error_lines_fail,
-                                                options=options)
-                try:
-                    return await self._run_once(tool, *args, zone=zone, stdin=stdin,
-                                                error_lines_fail=error_lines_fail,
-                                                options=options)
-                finally:  # after the change (a list read meanwhile may predate it)
-                    self._lists.pop(args[0], None)
+                return await self._run_once(tool, *args, zone=zone, stdin=stdin,
+                                            error_lines_fail=error_lines_fail, options=options)
             except _ControlSocketBusy:
                 if delay is None:
                     raise
@@ -400,22 +387,11 @@ class KnotProvider(Provider):
             extra={"provider": self.name, "zone": zone},
         )
 
-    async def list_keys(self, zone: str, *, fresh: bool = False) -> list[KnotKey]:
-        """Knot's keys of ``zone`` with their timers (``keymgr -j ZONE list``). A list at
-        most ``_LIST_REUSE_SECONDS`` old is reused unless ``fresh``: a sync reads the keys
-        and moments later checks its SKR against them (``import_skr``). The adapter's own
-        key changes drop it; in offline-KSK mode with ``manual: on`` Knot changes no key
-        by itself."""
-        cached = self._lists.get(zone)
-        if not fresh and cached is not None and \
-                time.monotonic() - cached[0] < _LIST_REUSE_SECONDS:
-            return list(cached[1])
-        started = time.monotonic()
+    async def list_keys(self, zone: str) -> list[KnotKey]:
+        """Knot's keys of ``zone`` with their timers (``keymgr -j ZONE list``)."""
         text = await self._run("keymgr", zone, "list", zone=zone, options=["-j"])
         try:
-            keys = [KnotKey.from_json(item) for item in json.loads(text or "[]")]
-            self._lists[zone] = (started, tuple(keys))
-            return keys
+            return [KnotKey.from_json(item) for item in json.loads(text or "[]")]
         except (ValueError, KeyError, TypeError) as exc:
             raise ProviderError(
                 f"unexpected keymgr -j list output ({exc.__class__.__name__}: {exc})",
@@ -797,7 +773,7 @@ class KnotProvider(Provider):
     # -- keys -----------------------------------------------------------------------
 
     async def _key(self, zone: str, key_id: str) -> KnotKey | None:
-        for k in await self.list_keys(zone, fresh=True):
+        for k in await self.list_keys(zone):
             if k.id == key_id:
                 return k
         return None
