@@ -11,6 +11,7 @@ Pure helpers first (target and observations per step), then the I/O the engine c
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -166,9 +167,14 @@ class Model1Steps:
 
     async def converge(self, step: Step, rolled: Rolled,
                        view: ZoneView) -> tuple[list[str], Model1Target]:
+        return await self._deliver(lambda store: self.target(step, rolled, view, store), view)
+
+    async def _deliver(self, make: Callable[[KskStore], Model1Target],
+                       view: ZoneView) -> tuple[list[str], Model1Target]:
+        """Build the target with the owner's key store open, deliver it, close the store."""
         store = open_store(self.zone)
         try:
-            target = self.target(step, rolled, view, store)
+            target = make(store)
             _, done = await deliver(self.rt, self.zone, store, target, view)
         finally:
             store.close()
@@ -192,13 +198,8 @@ class Model1Steps:
 
     async def converge_for(self, step: Step, data: dict[str, Any],
                            view: ZoneView) -> tuple[list[str], Model1Target]:
-        store = open_store(self.zone)
-        try:
-            target = self.target_for(step, data, view, store)
-            _, done = await deliver(self.rt, self.zone, store, target, view)
-        finally:
-            store.close()
-        return done, target
+        return await self._deliver(lambda store: self.target_for(step, data, view, store),
+                                   view)
 
     def member_start_problems(self, view: ZoneView, provider: str, direction: str,
                               members: list[str]) -> list[str]:

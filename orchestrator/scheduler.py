@@ -77,15 +77,12 @@ class Daemon:
         self._gates = {True: asyncio.Semaphore(MAX_ZONES_AT_ONCE),
                        False: asyncio.Semaphore(MAX_ZONES_AT_ONCE)}
 
-    async def tick(self, *, scan: bool | None = None) -> datetime:
-        """One pass; returns when to wake next. A due pass (``scan=False``) advances the
-        processes whose next check is due; a scan (``scan=True``) also looks at every idle
-        zone (key ages, Model 1 re-signing). ``None``: a scan if the poll interval is up.
-        ``run`` keeps the two apart, so a process's deadline is never late by a scan of
-        every zone; ``run --once`` does one of each."""
+    async def tick(self, *, scan: bool) -> None:
+        """One pass. A due pass (``scan=False``) advances the processes whose next check
+        is due; a scan (``scan=True``) also looks at every idle zone (key ages, Model 1
+        re-signing) and sets ``next_scan``. ``run`` keeps the two apart, so a process's
+        deadline is never late by a scan of every zone; ``run --once`` does one scan."""
         start = datetime.now(UTC)
-        if scan is None:
-            scan = start >= self.next_scan
         if scan:
             zones = list(self.rt.config.zones)
         else:
@@ -107,14 +104,8 @@ class Daemon:
                         logs.LOGGER.error(f"{zone.name}: {exc}", extra={"zone": zone.name})
 
         await asyncio.gather(*(one(z) for z in zones))
-        now = datetime.now(UTC)
         if scan:
             self.next_scan = start + timedelta(seconds=self.poll_interval)
-        wake = self.next_scan
-        earliest = self.rt.store.earliest_deadline()
-        if earliest is not None:
-            wake = min(wake, earliest)
-        return max(now, wake)
 
     async def _zone(self, zone: ZoneConfig, *, scan: bool = True) -> None:
         store = self.rt.store

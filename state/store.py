@@ -34,7 +34,7 @@ from state.models import (
     ZoneSigner,
 )
 from state.observations import KeyRecord, RRsetRecord, upsert_observations
-from state.processes import ProcessMixin
+from state.processes import ProcessMixin, _set_member
 
 __all__ = ["KeyRecord", "RRsetRecord", "StateStore"]
 
@@ -226,19 +226,5 @@ class StateStore(ProcessMixin, LeaseMixin):
 
     def set_member(self, zone: str, provider: str, state: str | None) -> None:
         """Add or change a signer's membership state; ``None`` removes it."""
-        now = utc_or_now(None)
         with self._db.write() as session:
-            row = session.get(ZoneSigner, (zone, provider))
-            if state is None:
-                if row is not None:
-                    session.delete(row)
-                return
-            if row is None:
-                last = session.exec(select(ZoneSigner).where(ZoneSigner.zone == zone)
-                                    .order_by(col(ZoneSigner.position).desc())).first()
-                session.add(ZoneSigner(zone=zone, provider=provider, state=state,
-                                       position=(last.position + 1) if last else 0,
-                                       updated_at=now))
-            else:
-                row.state = state
-                row.updated_at = now
+            _set_member(session, zone, provider, state, utc_or_now(None))

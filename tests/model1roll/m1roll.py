@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
-import os
 import shutil
 import sqlite3
 import subprocess
@@ -55,6 +54,7 @@ from rollover.rollkit import (
     write_config,
 )
 from rollover.watcher import Breach, Watcher
+from survivors import survivors
 
 from orchestrator.lab.model1 import KnotServer, Model1Lab
 
@@ -79,18 +79,7 @@ DATA = (("", "SOA"), ("", "A"), ("", "NS"), ("", "MX"), ("", "TXT"), ("www.", "A
 
 def lab_processes(directory: Path) -> list[str]:
     """Command lines of running processes naming ``directory`` (every lab server does)."""
-    found = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmd = Path(entry.path, "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            state = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            continue
-        if str(directory) in cmd and state not in ("Z", "X"):
-            found.append(cmd.strip())
-    return found
+    return [line.split(": ", 1)[1].strip() for line in survivors(str(directory))]
 
 
 @contextlib.contextmanager
@@ -556,20 +545,6 @@ class Timeline(threading.Thread):
 
 
 # --------------------------------------------------------------------------- daemon
-
-
-@contextlib.contextmanager
-def daemon(config: Path, log: Path, *args: str) -> Iterator[subprocess.Popen[bytes]]:
-    """``multisigner run`` as a real process; always killed (and reaped) on exit."""
-    with log.open("ab") as out:
-        p = subprocess.Popen([str(MULTISIGNER), "--config", str(config), "run", *args],
-                             stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
-    try:
-        yield p
-    finally:
-        if p.poll() is None:
-            p.kill()
-        p.wait(timeout=10)
 
 
 def sleep_until(at: datetime) -> None:

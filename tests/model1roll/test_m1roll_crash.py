@@ -23,7 +23,7 @@ from pathlib import Path
 
 import dns.dnssec
 import pytest
-from rollover.rollkit import cli, pid_alive
+from rollover.rollkit import cli, daemon, pid_alive
 
 from model1roll.m1roll import (
     LAB,
@@ -34,7 +34,6 @@ from model1roll.m1roll import (
     check_chain,
     check_holds_lab,
     config_copy,
-    daemon,
     dnskey,
     ds_of,
     durations,

@@ -15,12 +15,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from rollover.rollkit import daemon
 
 from model1roll.m1roll import (
     LAB,
     LONG,
     config_copy,
-    daemon,
     model1_lab,
     ms,
     ok,

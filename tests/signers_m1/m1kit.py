@@ -14,13 +14,11 @@ before it is named would report nothing but errors.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -433,20 +431,6 @@ def open_transactions(lab: Model1Lab, zone: str) -> list[str]:
         if opened > closed:
             out.append(k.name)
     return out
-
-
-@contextlib.contextmanager
-def daemon(config: Path, log: Path, *args: str) -> Iterator[subprocess.Popen[bytes]]:
-    """``multisigner run`` as a real process; always killed (and reaped) on exit."""
-    with log.open("ab") as out:
-        p = subprocess.Popen([str(MULTISIGNER), "--config", str(config), "run", *args],
-                             stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
-    try:
-        yield p
-    finally:
-        if p.poll() is None:
-            p.kill()
-        p.wait(timeout=10)
 
 
 def kill_outside_transaction(p: subprocess.Popen[bytes], lab: Model1Lab, zone: str,

@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 from model1roll.m1roll import lab_processes
+from rollover.rollkit import daemon
 
 from orchestrator.lab.model1 import Model1Lab
 from signers_m1.m1kit import (
@@ -41,7 +42,6 @@ from signers_m1.m1kit import (
     check_members,
     children,
     config_copy,
-    daemon,
     entries_of,
     kill_outside_transaction,
     knot_keys,
