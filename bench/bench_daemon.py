@@ -83,7 +83,7 @@ def _child_daemon(argv: list[str]) -> int:
     import sqlalchemy
     from sqlalchemy import event
 
-    from orchestrator import scheduler
+    from orchestrator.engine import daemon as scheduler
 
     counts: Counter[str] = Counter()
     send = httpx.AsyncClient.send
@@ -350,7 +350,7 @@ def await_rollovers(run: DaemonRun, config: Path,
                     timeout: float, poll_interval: float) -> dict[str, Any]:
     """Wait until the daemon finished them, or stopped ticking (no pass for poll interval +
     15 s although one is due); analyse what finished."""
-    from orchestrator.config import load_config
+    from core.config import load_config
     from state.store import StateStore
 
     # Read the history straight from the state DB: a `history` CLI call would parse the
@@ -400,7 +400,7 @@ def await_rollovers(run: DaemonRun, config: Path,
 
 
 def wait_finished(config: Path, process_ids: list[str], timeout: float) -> None:
-    from orchestrator.config import load_config
+    from core.config import load_config
     from state.store import StateStore
 
     store = StateStore.open(load_config(config).state.url)
@@ -432,7 +432,7 @@ def _ts(text: str) -> float:
 
 
 def bench(args: argparse.Namespace) -> dict[str, Any]:
-    from orchestrator.lab import Lab
+    from lab import Lab
 
     names = [f"z{i:04d}.test." for i in range(args.zones)]
     if args.rollover and args.zones < 4:

@@ -7,7 +7,7 @@ Run::
         [--repeat 2] [--sign-seconds 3] [--no-stores] [--no-profile] [--profile-out FILE]
         [--json-out FILE] [--keep]
 
-**Part 1, KSK stores.** ``orchestrator.kskstore.bench.signatures_per_second`` (a 3-key
+**Part 1, KSK stores.** ``bench.kskstore_bench.signatures_per_second`` (a 3-key
 DNSKEY RRset: the KSK + two ZSKs; one signer reused; every signature verified, as in
 production) for ``--sign-seconds`` per store, each store in its own child process
 (PKCS#11 module state is per process): a file store (ECDSAP256SHA256) in a temp dir; a
@@ -192,18 +192,18 @@ def child_main(argv: list[str]) -> int:
 def store_main(argv: list[str]) -> int:
     """``_store KIND SECONDS``: signatures/s of one store kind, as one JSON line."""
     kind, seconds = argv[0], float(argv[1])
-    from orchestrator.kskstore.bench import signatures_per_second
+    from bench.kskstore_bench import signatures_per_second
 
     scratch = Path(tempfile.mkdtemp(prefix="msbench-m1-store-"))
     result: dict[str, Any] = {"store": kind}
     try:
         if kind == "file":
-            from orchestrator.kskstore.filestore import FileKskStore
+            from providers.kskstore.filestore import FileKskStore
 
             with FileKskStore(scratch / "keys") as store:
                 result.update(_measure(store, signatures_per_second, seconds))
         elif kind == "pkcs11":
-            from orchestrator.kskstore.pkcs11store import Pkcs11KskStore
+            from providers.kskstore.pkcs11store import Pkcs11KskStore
 
             conf = scratch / "softhsm2.conf"
             (scratch / "tokens").mkdir()
@@ -228,7 +228,7 @@ def store_main(argv: list[str]) -> int:
             import moto
             from moto import mock_aws
 
-            from orchestrator.kskstore.kmsstore import KmsKskStore
+            from providers.kskstore.kmsstore import KmsKskStore
 
             result["version"] = f"moto {moto.__version__}"
             with mock_aws(), KmsKskStore(region=KMS_REGION, message_type="RAW") as store:
@@ -242,8 +242,8 @@ def store_main(argv: list[str]) -> int:
 
 
 def _measure(store: Any, sps: Callable[..., float], seconds: float) -> dict[str, Any]:
-    from orchestrator.kskstore.base import sign_rrset_with
-    from orchestrator.kskstore.bench import ZONE, typical_dnskey_rrset
+    from bench.kskstore_bench import ZONE, typical_dnskey_rrset
+    from providers.kskstore.base import sign_rrset_with
 
     t0 = time.perf_counter()
     ksk = store.generate()
@@ -427,7 +427,7 @@ def run_cli(label: str, lab: Any, config: Path, args: Sequence[str], workdir: Pa
 
 def sync_history(config: Path, zones: Sequence[str]) -> dict[str, Any]:
     """Per-zone phase times of each zone's last sync process, from the state history."""
-    from orchestrator.config import load_config
+    from core.config import load_config
     from state.store import StateStore
 
     store = StateStore.open(load_config(config).state.url)
@@ -540,8 +540,8 @@ class Floor:
 
     def __init__(self, lab: Any, config: Path, mix: tuple[tuple[str, ...], tuple[str, ...]],
                  zone_limit: int, timeout: float) -> None:
-        from orchestrator.config import load_config
-        from orchestrator.kskstore import make_store
+        from core.config import load_config
+        from providers.kskstore import make_store
 
         self.lab = lab
         self.cfg = load_config(config)
@@ -570,14 +570,14 @@ class Floor:
         # reads the apex NS/CSYNC (``knotc zone-read ZONE @``).
         import inspect
 
-        from providers.knot import KnotProvider
+        from providers.knot.adapter import KnotProvider
 
         self.zone_read = "apex_records" in inspect.getsource(KnotProvider.read_zone)
         self._reset()
 
     def use(self, config: Path) -> None:
         """Sign with the policies of ``config`` (same zones) from now on."""
-        from orchestrator.config import load_config
+        from core.config import load_config
 
         self.zone_cfg = {z.name: z for z in load_config(config).zones}
 
@@ -675,9 +675,9 @@ class Floor:
         made) | ``dns`` (the floor's DNS rounds) | ``observation`` (one observation)."""
         import dns.name
 
-        from orchestrator.keys import Key
-        from orchestrator.model1 import Model1Target, build_blocks
-        from providers.knot_skr import format_skr, parse_ksr
+        from core.keys import Key
+        from orchestrator.decide.owner_signing import Model1Target, build_blocks
+        from providers.knot.skr import format_skr, parse_ksr
 
         qname = dns.name.from_text(zone)
         providers = list(self.knots)
@@ -708,7 +708,7 @@ class Floor:
             policy = self.zone_cfg[zone].policy
 
             def sign_one(rrset: Any, inception: Any, expiration: Any) -> Any:
-                from orchestrator.kskstore import sign_rrset_with
+                from providers.kskstore import sign_rrset_with
 
                 t0 = time.perf_counter()
                 try:
@@ -855,10 +855,10 @@ class Floor:
         """The 6N signatures alone (and the SKR text around them), sequential."""
         from datetime import UTC, datetime
 
-        from orchestrator.keys import Key
-        from orchestrator.kskstore import sign_rrset_with
-        from orchestrator.model1 import Model1Target, build_blocks
-        from providers.knot_skr import format_skr, parse_skr
+        from core.keys import Key
+        from orchestrator.decide.owner_signing import Model1Target, build_blocks
+        from providers.knot.skr import format_skr, parse_skr
+        from providers.kskstore import sign_rrset_with
 
         self._reset()
         targets = {}
@@ -1058,9 +1058,9 @@ def observation_mix(run: Run | None, zones: int, servers: int,
 def bench(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     import inspect
 
+    from core.config import KnotProviderConfig
+    from lab.model1 import Model1Lab
     from orchestrator import cli
-    from orchestrator.config import KnotProviderConfig
-    from orchestrator.lab.model1 import Model1Lab
 
     zone_limit = int(inspect.signature(cli._per_zone).parameters["limit"].default)
     knot_timeout = KnotProviderConfig.model_fields["timeout"].default.total_seconds()

@@ -77,7 +77,7 @@ def _child_cli(argv: list[str]) -> int:
     import dns.rdatatype
     import httpx
 
-    from orchestrator import engine as engine_mod
+    from orchestrator.engine import runner as engine_mod
 
     phase = ["cli"]
     counts: dict[str, Counter[str]] = defaultdict(Counter)
@@ -159,7 +159,7 @@ def cli(config: Path, *args: str, check: bool = True,
 
 
 def hold_seconds(ttls: dict[str, int], terms: list[str], combine: str) -> float:
-    """The TTL part of a hold, as orchestrator/timing.py computes it."""
+    """The TTL part of a hold, as orchestrator/decide/timing.py computes it."""
     names = {"TTLkey": "key", "TTLsig": "sig", "TTLds": "ds"}
     values = [ttls[names[t]] for t in terms]
     if not values:
@@ -317,7 +317,7 @@ def run_rollover(config: Path, kind: str, signer: str, *, counts_file: Path | No
 
 
 def bench(args: argparse.Namespace) -> dict[str, Any]:
-    from orchestrator.lab import Lab
+    from lab import Lab
 
     n = args.providers
     csk_provider = f"p{n - 1}"

@@ -134,12 +134,12 @@ sys.path.insert(0, str(BENCH))
 
 from _kinds import dns_kind, http_kind  # noqa: E402
 
+from core.config import load_config  # noqa: E402
+from core.keys import Key  # noqa: E402
+from lab import powerdns as lab_pdns  # noqa: E402
+from lab.lab import Lab  # noqa: E402
+from lab.zones import PARENT_ZONE  # noqa: E402
 from orchestrator import cli  # noqa: E402
-from orchestrator.config import load_config  # noqa: E402
-from orchestrator.keys import Key  # noqa: E402
-from orchestrator.lab import powerdns as lab_pdns  # noqa: E402
-from orchestrator.lab.lab import Lab  # noqa: E402
-from orchestrator.lab.zones import PARENT_ZONE  # noqa: E402
 from providers import nameservers  # noqa: E402
 from state.store import StateStore  # noqa: E402
 

@@ -17,11 +17,11 @@ from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
+from core.config import Config, ZoneConfig, find_config_path, load_config
+from core.errors import ConfigError, MultisignerError, UsageError
 from orchestrator import logs
-from orchestrator.config import Config, ZoneConfig, find_config_path, load_config
-from orchestrator.errors import ConfigError, MultisignerError, UsageError
-from orchestrator.evidence import ceil_seconds
-from orchestrator.runtime import Runtime
+from orchestrator.decide.evidence import ceil_seconds
+from orchestrator.engine.runtime import Runtime
 from state.store import StateStore
 
 T = TypeVar("T")
@@ -198,7 +198,7 @@ async def _per_zone(
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    from orchestrator.sync import sync_zone
+    from orchestrator.engine.sync import sync_zone
 
     config = _config(args)
     zones = _zones(config, args.zone, args.all)
@@ -306,7 +306,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_rollover(args: argparse.Namespace) -> int:
-    from orchestrator.engine import Engine
+    from orchestrator.engine.runner import Engine
 
     config = _config(args)
     zone = _zones(config, args.zone, False)[0]
@@ -331,7 +331,7 @@ async def _drive(engine: Any, zone: ZoneConfig, process_id: str, *, to_end: bool
     on until it is finished, printing what it waits for."""
     from datetime import UTC, datetime
 
-    from orchestrator.durations import format_duration
+    from core.durations import format_duration
 
     last = ""
     while True:
@@ -357,7 +357,7 @@ async def _drive(engine: Any, zone: ZoneConfig, process_id: str, *, to_end: bool
 
 
 def cmd_signer(args: argparse.Namespace) -> int:
-    from orchestrator.engine import Engine
+    from orchestrator.engine.runner import Engine
 
     config = _config(args)
     zone = _zones(config, args.zone, False)[0]
@@ -372,7 +372,7 @@ def cmd_signer(args: argparse.Namespace) -> int:
 
 
 def cmd_step(args: argparse.Namespace) -> int:
-    from orchestrator.engine import Engine
+    from orchestrator.engine.runner import Engine
 
     config = _config(args)
     zone = _zones(config, args.zone, False)[0]
@@ -410,8 +410,8 @@ def cmd_step(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from orchestrator.durations import parse_duration
-    from orchestrator.scheduler import Daemon
+    from core.durations import parse_duration
+    from orchestrator.engine.daemon import Daemon
 
     try:
         interval = parse_duration(args.poll_interval).total_seconds()
@@ -466,7 +466,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_lab(args: argparse.Namespace) -> int:
-    from orchestrator.lab.cli import lab_down, lab_info, lab_up
+    from lab.cli import lab_down, lab_info, lab_up
 
     directory = Path(args.dir).resolve()
     if args.action == "up":

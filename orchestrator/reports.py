@@ -11,13 +11,13 @@ import dns.name
 import dns.rcode
 import dns.rdatatype
 
-from orchestrator.config import ZoneConfig
-from orchestrator.errors import MultisignerError, ProviderError
-from orchestrator.invariant import Finding, check_zone
-from orchestrator.keys import Key, role_of
-from orchestrator.observation import ServerView, ZoneView
-from orchestrator.observer import observe
-from orchestrator.runtime import Runtime
+from core.config import ZoneConfig
+from core.errors import MultisignerError, ProviderError
+from core.keys import Key, role_of
+from core.observation import ServerView, ZoneView
+from orchestrator.decide.invariant import Finding, check_zone
+from orchestrator.engine.runtime import Runtime
+from orchestrator.observe.observer import observe
 from providers.base import Capability
 from providers.nameservers import query
 
@@ -160,7 +160,7 @@ def _expiry(servers: tuple[ServerView, ...]) -> str | None:
 
 async def content_findings(rt: Runtime, zone: ZoneConfig,
                            providers: list[str] | None = None) -> list[Finding]:
-    from orchestrator.content import differences, fetch
+    from orchestrator.observe.content import differences, fetch
 
     names = providers if providers is not None else rt.signers(zone)
     servers = {n: rt.config.provider(n).nameservers[0] for n in names}

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from orchestrator.config import KnotProviderConfig, ProviderConfig
+from core.config import KnotProviderConfig, ProviderConfig
 from providers.base import Capability, Provider
 
 
 def build_provider(config: ProviderConfig | KnotProviderConfig) -> Provider:
     """The adapter for a configured provider; the config's ``type`` selects it."""
     if isinstance(config, KnotProviderConfig):
-        from providers.knot import KnotProvider
+        from providers.knot.adapter import KnotProvider
 
         return KnotProvider(config)
     from providers.powerdns import PowerDNSProvider

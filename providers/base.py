@@ -15,8 +15,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import ClassVar
 
-from orchestrator.keys import Digest, Key, Role
-from orchestrator.observation import ApiKey, ApiZoneState
+from core.keys import Digest, Key, Role
+from core.observation import ApiKey, ApiZoneState
 
 
 class Capability(enum.Flag):

@@ -21,9 +21,9 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
-from orchestrator.config import hostport
-from orchestrator.errors import ObservationError
-from orchestrator.observation import ParentView, ServerView, SignedRRset
+from core.config import hostport
+from core.errors import ObservationError
+from core.observation import ParentView, ServerView, SignedRRset
 
 PAYLOAD = 1232  # DNS flag day 2020: avoids fragmentation; larger answers go to TCP
 

@@ -23,15 +23,15 @@ from tenacity import (
     wait_random,
 )
 
-from orchestrator.config import ProviderConfig
-from orchestrator.errors import (
+from core.config import ProviderConfig
+from core.errors import (
     ProviderAuthError,
     ProviderError,
     ProviderUnreachable,
     ZoneMissing,
 )
-from orchestrator.keys import Digest, Key, Role
-from orchestrator.observation import ApiKey, ApiZoneState
+from core.keys import Digest, Key, Role
+from core.observation import ApiKey, ApiZoneState
 from providers.base import Capability, Provider
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from orchestrator.errors import AuditError
+from core.errors import AuditError
 from state.canonical import canonical_json, dumps_dict, loads_dict, rfc3339, sha256_hex, utc
 from state.models import ZERO_HASH, HistoryEntry
 

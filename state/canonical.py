@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from orchestrator.errors import StateError
+from core.errors import StateError
 
 # Dictionary keys that name credentials. Evidence and process data are kept forever and
 # printed by `history`, so a secret that slipped into them would leak; refuse instead.

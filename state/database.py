@@ -34,7 +34,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session
 
-from orchestrator.errors import StateError
+from core.errors import StateError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 
-from orchestrator.errors import StateError
+from core.errors import StateError
 from state.canonical import now_utc, rfc3339, utc
 from state.database import Database
 from state.info import LeaseInfo

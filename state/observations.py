@@ -22,7 +22,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
-from orchestrator.errors import StateError
+from core.errors import StateError
 from state.canonical import sha256_hex, utc
 from state.models import KEY_ROLES, ObservedKey, ObservedRRset
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlmodel import Session, col, func, select
 
-from orchestrator.errors import StateError
+from core.errors import StateError
 from state.audit import append_entry
 from state.canonical import dumps_dict, rfc3339, utc, utc_or_now
 from state.database import Database

@@ -33,10 +33,10 @@ import dns.rcode
 import dns.rrset
 import pytest
 
-from orchestrator.lab import Lab, proc
-from orchestrator.lab.dnsq import answer, query
-from orchestrator.lab.powerdns import API_PATH, CryptoKey
-from orchestrator.lab.zones import ds_text
+from lab import Lab, proc
+from lab.dnsq import answer, query
+from lab.powerdns import API_PATH, CryptoKey
+from lab.zones import ds_text
 
 REPO = Path(__file__).resolve().parents[2]
 MULTISIGNER = Path(sys.executable).with_name("multisigner")

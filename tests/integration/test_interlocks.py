@@ -23,7 +23,7 @@ from itkit import (
     zone_entry,
 )
 
-from orchestrator.lab import Lab
+from lab import Lab
 
 pytestmark = [pytest.mark.lab, NEEDS_SERVERS]
 

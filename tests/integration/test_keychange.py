@@ -20,8 +20,8 @@ from itkit import (
     wait_settled,
 )
 
-from orchestrator.lab import Lab
-from orchestrator.lab.powerdns import CryptoKey
+from lab import Lab
+from lab.powerdns import CryptoKey
 
 pytestmark = [pytest.mark.lab, NEEDS_SERVERS]
 

@@ -28,7 +28,7 @@ from itkit import (
 )
 from rollover.rollkit import exit_within
 
-from orchestrator.lab import Lab
+from lab import Lab
 
 pytestmark = [pytest.mark.lab, NEEDS_SERVERS]
 

@@ -29,7 +29,7 @@ from itkit import (
     zone_entry,
 )
 
-from orchestrator.lab import Lab, dnsviz
+from lab import Lab, dnsviz
 
 pytestmark = [pytest.mark.lab, NEEDS_SERVERS]
 

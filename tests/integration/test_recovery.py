@@ -27,8 +27,8 @@ from itkit import (
     wait_settled,
 )
 
-from orchestrator.keys import Digest, Key
-from orchestrator.lab import Lab
+from core.keys import Digest, Key
+from lab import Lab
 from providers.powerdns import PowerDNSProvider
 
 pytestmark = [pytest.mark.lab, NEEDS_SERVERS]

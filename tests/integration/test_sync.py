@@ -26,7 +26,7 @@ from itkit import (
     wait_settled,
 )
 
-from orchestrator.lab import Lab, dnsviz
+from lab import Lab, dnsviz
 
 pytestmark = [pytest.mark.lab, NEEDS_SERVERS]
 

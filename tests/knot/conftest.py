@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from knotkit import OwnerKsk
 
-from orchestrator.lab.knot import KnotInstance
+from lab.knot import KnotInstance
 
 
 @pytest.fixture

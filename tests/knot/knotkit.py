@@ -21,11 +21,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from dns.rdtypes.ANY.DNSKEY import DNSKEY
 
-from orchestrator.keys import Key
-from orchestrator.lab import dnsq
-from orchestrator.lab.knot import KnotInstance
-from providers.knot import KnotProvider, KnotProviderConfig
-from providers.knot_skr import KsrBlock, SkrBlock, format_skr
+from core.keys import Key
+from lab import dnsq
+from lab.knot import KnotInstance
+from providers.knot.adapter import KnotProvider, KnotProviderConfig
+from providers.knot.skr import KsrBlock, SkrBlock, format_skr
 
 NEEDS_KNOT = pytest.mark.skipif(
     not all(shutil.which(tool) for tool in ("knotd", "knotc", "keymgr")),

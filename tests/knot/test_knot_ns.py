@@ -34,13 +34,13 @@ from knotkit import (
     validates,
 )
 
-from orchestrator.errors import ProviderError
-from orchestrator.keys import Key
-from orchestrator.lab import dnsq
-from orchestrator.lab.knot import KnotInstance
-from orchestrator.membership import CSYNC_RECORD
+from core.errors import ProviderError
+from core.keys import Key
+from lab import dnsq
+from lab.knot import KnotInstance
+from orchestrator.decide.membership import CSYNC_RECORD
 from providers.base import Capability
-from providers.knot import KnotProvider
+from providers.knot.adapter import KnotProvider
 
 pytestmark = [pytest.mark.lab, NEEDS_KNOT]
 

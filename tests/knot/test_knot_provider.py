@@ -30,14 +30,14 @@ from knotkit import (
     validates,
 )
 
-from orchestrator.errors import ProviderError, ProviderUnreachable, Refused, ZoneMissing
-from orchestrator.keys import Key
-from orchestrator.lab import dnsq
-from orchestrator.lab.errors import LabError
-from orchestrator.lab.knot import KnotInstance
+from core.errors import ProviderError, ProviderUnreachable, Refused, ZoneMissing
+from core.keys import Key
+from lab import dnsq
+from lab.errors import LabError
+from lab.knot import KnotInstance
 from providers.base import Capability
-from providers.knot import KnotProvider
-from providers.knot_skr import (
+from providers.knot.adapter import KnotProvider
+from providers.knot.skr import (
     SkrBlock,
     check_skr_has_zsks,
     check_skr_signature_windows,
@@ -282,7 +282,7 @@ def test_keymgr_failure_is_provider_error_with_stderr(tmp_path: Path) -> None:
 
 
 def provider_for_config(conf: Path, **overrides: object) -> KnotProvider:
-    from providers.knot import KnotProviderConfig
+    from providers.knot.adapter import KnotProviderConfig
 
     return KnotProvider(
         KnotProviderConfig.model_validate(

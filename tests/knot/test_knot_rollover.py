@@ -26,11 +26,11 @@ from knotkit import (
     validates,
 )
 
-from orchestrator.errors import ProviderError, Refused
-from orchestrator.keys import Key
-from orchestrator.lab.knot import KnotInstance
-from providers.knot import KnotProvider
-from providers.knot_skr import check_skr_has_zsks
+from core.errors import ProviderError, Refused
+from core.keys import Key
+from lab.knot import KnotInstance
+from providers.knot.adapter import KnotProvider
+from providers.knot.skr import check_skr_has_zsks
 
 pytestmark = [pytest.mark.lab, NEEDS_KNOT]
 

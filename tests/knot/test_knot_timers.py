@@ -9,7 +9,7 @@ import itertools
 
 import pytest
 
-from providers.knot import KnotKey, _timer_changes
+from providers.knot.adapter import KnotKey, _timer_changes
 
 NOW = 1_800_000_000
 PAST = NOW - 100

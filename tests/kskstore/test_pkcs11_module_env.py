@@ -21,8 +21,8 @@ import pkcs11
 import pytest
 from pydantic import ValidationError
 
-from orchestrator.kskstore import KeyStoreError, OwnerKskConfig, make_store
-from orchestrator.kskstore.pkcs11store import Pkcs11KskStore
+from providers.kskstore import KeyStoreError, OwnerKskConfig, make_store
+from providers.kskstore.pkcs11store import Pkcs11KskStore
 
 MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 PIN = "1234"
@@ -184,7 +184,7 @@ def test_module_env_applies_before_the_first_load(hsms: tuple[Hsm, Hsm]) -> None
     a, _ = hsms
     script = (
         "import json, os, sys\n"
-        "from orchestrator.kskstore import OwnerKskConfig, make_store\n"
+        "from providers.kskstore import OwnerKskConfig, make_store\n"
         "assert 'SOFTHSM2_CONF' not in os.environ\n"
         "config = OwnerKskConfig.model_validate(json.loads(sys.argv[1]))\n"
         "with make_store(config) as store:\n"

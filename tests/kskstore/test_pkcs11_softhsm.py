@@ -29,15 +29,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from dns.rdtypes.ANY.DNSKEY import DNSKEY
 from pkcs11 import Attribute, ObjectClass
 
-from orchestrator.kskstore import (
+from bench.kskstore_bench import signatures_per_second
+from providers.kskstore import (
     KeyStoreError,
     OwnerKskConfig,
     make_store,
     sign_rrset,
     sign_rrset_with,
 )
-from orchestrator.kskstore.bench import signatures_per_second
-from orchestrator.kskstore.pkcs11store import Pkcs11KskStore
+from providers.kskstore.pkcs11store import Pkcs11KskStore
 
 MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 ZONE = dns.name.from_text("example.test.")
@@ -345,7 +345,7 @@ def test_listing_reads_the_token_labels_once_per_index_period(
     makes, once the index is older than that."""
     import sys
 
-    from orchestrator.kskstore import pkcs11store
+    from providers.kskstore import pkcs11store
 
     monkeypatch.setattr(pkcs11store, "LABEL_INDEX_SECONDS", 3600.0)  # a slow box: no expiry
     mine = store.generate()
@@ -363,7 +363,7 @@ def test_listing_reads_the_token_labels_once_per_index_period(
 
     made_elsewhere = subprocess.run(
         [sys.executable, "-c",
-         "import sys\nfrom orchestrator.kskstore.pkcs11store import Pkcs11KskStore\n"
+         "import sys\nfrom providers.kskstore.pkcs11store import Pkcs11KskStore\n"
          f"s = Pkcs11KskStore(module={MODULE!r}, token_label={softhsm.token!r}, pin={PIN!r},"
          f" key_label_prefix={store.prefix!r})\nprint(s.generate().key_id)\ns.close()"],
         capture_output=True, text=True, check=True,

@@ -16,9 +16,9 @@ import dns.flags
 import dns.name
 import pytest
 
-from orchestrator.lab import Lab, LabError
-from orchestrator.lab.dnsq import answer, query
-from orchestrator.lab.zones import ds_text, parse_dnskey
+from lab import Lab, LabError
+from lab.dnsq import answer, query
+from lab.zones import ds_text, parse_dnskey
 
 pytestmark = [
     pytest.mark.lab,

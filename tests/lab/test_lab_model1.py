@@ -32,16 +32,16 @@ import dns.rrset
 import pkcs11
 import pytest
 
-from orchestrator.config import KnotProviderConfig, load_config
-from orchestrator.keys import Key
-from orchestrator.kskstore import KskStore, StoredKey, make_store, sign_rrset
-from orchestrator.lab import Lab, LabError
-from orchestrator.lab.cli import format_info, lab_down, lab_info, lab_up
-from orchestrator.lab.dnsq import answer, query
-from orchestrator.lab.model1 import Model1Lab
-from orchestrator.lab.zones import ds_text
-from providers.knot import KnotProvider
-from providers.knot_skr import SkrBlock, format_skr
+from core.config import KnotProviderConfig, load_config
+from core.keys import Key
+from lab import Lab, LabError
+from lab.cli import format_info, lab_down, lab_info, lab_up
+from lab.dnsq import answer, query
+from lab.model1 import Model1Lab
+from lab.zones import ds_text
+from providers.knot.adapter import KnotProvider
+from providers.knot.skr import SkrBlock, format_skr
+from providers.kskstore import KskStore, StoredKey, make_store, sign_rrset
 
 MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 ZONE = "example.test."

@@ -21,13 +21,13 @@ import dns.name
 import dns.rcode
 import pytest
 
-from orchestrator.config import KnotProviderConfig, load_config
-from orchestrator.keys import Key
-from orchestrator.lab import LabError
-from orchestrator.lab.dnsq import answer, query
-from orchestrator.lab.model1 import KnotServer, Model1Lab
-from orchestrator.lab.zones import ds_text
-from providers.knot import KnotProvider
+from core.config import KnotProviderConfig, load_config
+from core.keys import Key
+from lab import LabError
+from lab.dnsq import answer, query
+from lab.model1 import KnotServer, Model1Lab
+from lab.zones import ds_text
+from providers.knot.adapter import KnotProvider
 
 ZONE = "example.test."
 ORIGIN = dns.name.from_text(ZONE)

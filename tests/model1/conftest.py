@@ -6,7 +6,7 @@ daemon -- no mocks.
 Each module starts its own lab (module-scoped, several zones, always stopped) so modules
 run in parallel with ``-n 2 --dist loadfile``. The CLI runs as a real process wherever it
 may open the PKCS#11 store (``sync``, ``run``): loading SoftHSM2 fixes its configuration
-for the whole process (orchestrator/kskstore/pkcs11store.py), and a test must not leave
+for the whole process (providers/kskstore/pkcs11store.py), and a test must not leave
 that behind for the next one on its worker.
 """
 

@@ -46,8 +46,8 @@ from rollover.rollkit import (
     write_config,
 )
 
-from orchestrator.lab.model1 import KnotServer, Model1Lab
-from orchestrator.lab.zones import ds_text
+from lab.model1 import KnotServer, Model1Lab
+from lab.zones import ds_text
 
 __all__ = [
     "BugReproduced",

@@ -28,6 +28,7 @@ from rollover.probe import Failure, ResolverProbe
 from rollover.rollkit import select, stop_scanner
 from rollover.watcher import Breach, Watcher
 
+from lab.model1 import Model1Lab
 from model1.m1kit import (
     FAST,
     Result,
@@ -47,7 +48,6 @@ from model1.m1kit import (
     sync_processes,
     verify,
 )
-from orchestrator.lab.model1 import Model1Lab
 
 pytestmark = [pytest.mark.lab, needs_tools("softhsm2-util")]
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from lab.model1 import Model1Lab
 from model1.m1kit import (
     check_sync_from_scratch,
     expect_served,
@@ -19,7 +20,6 @@ from model1.m1kit import (
     sync,
     sync_processes,
 )
-from orchestrator.lab.model1 import Model1Lab
 
 pytestmark = [pytest.mark.lab, needs_tools("ldns-verify-zone", "dnssec-verify")]
 

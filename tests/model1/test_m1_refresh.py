@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import pytest
 from rollover.probe import Failure, ResolverProbe
 
+from lab.model1 import Model1Lab
 from model1.m1kit import (
     FAST,
     SigWatch,
@@ -32,14 +33,13 @@ from model1.m1kit import (
     sync_processes,
     verify,
 )
-from orchestrator.lab.model1 import Model1Lab
 
 pytestmark = [pytest.mark.lab, needs_tools("ldns-verify-zone", "dnssec-verify")]
 
 ZONE = "r1.test."
 SCRATCH = "sync.test."
 VALIDITY, REFRESH = 20, 10  # FAST
-# orchestrator.model1.block_times: the refresh block starts a quarter of the refresh window
+# owner_signing.block_times: the refresh block starts a quarter of the refresh window
 # before the first block's signatures enter it; its signatures run out VALIDITY later, and
 # a served signature is due for re-signing (RRSIG_EXPIRING) REFRESH before that.
 SWITCH = int(VALIDITY - REFRESH - REFRESH / 4)

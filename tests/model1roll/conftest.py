@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 from survivors import survivors
 
-SERVERS = ("knotd", "pdns_server", "unbound", "multisigner", "orchestrator.lab", "keymgr",
+SERVERS = ("knotd", "pdns_server", "unbound", "multisigner", "lab", "keymgr",
            "knotc")
 
 

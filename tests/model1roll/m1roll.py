@@ -56,7 +56,7 @@ from rollover.rollkit import (
 from rollover.watcher import Breach, Watcher
 from survivors import survivors
 
-from orchestrator.lab.model1 import KnotServer, Model1Lab
+from lab.model1 import KnotServer, Model1Lab
 
 __all__ = ["MULTISIGNER", "REPO", "Result", "abort_states", "check_holds", "main_states", "ok",
            "wait_until", "when"]
@@ -68,7 +68,7 @@ LAB = [
                        reason=f"needs {', '.join(TOOLS)}"),
 ]
 IN = dns.rdataclass.IN
-# The zone data every lab zone holds (orchestrator/lab/zones.py): the RRsets a provider
+# The zone data every lab zone holds (lab/zones.py): the RRsets a provider
 # signs with its ZSK, asked for one by one.
 DATA = (("", "SOA"), ("", "A"), ("", "NS"), ("", "MX"), ("", "TXT"), ("www.", "A"),
         ("mail.", "A"))
@@ -374,8 +374,8 @@ def knot_keys(k: KnotServer, zone: str) -> list[KnotKey]:
 _LIST_STORE = """
 import json, sys
 from pathlib import Path
-from orchestrator.config import load_config
-from orchestrator.kskstore import make_store
+from core.config import load_config
+from providers.kskstore import make_store
 zone = load_config(Path(sys.argv[1])).zone(sys.argv[2])
 with make_store(zone.owner_ksk) as store:
     print(json.dumps([{"key_id": k.key_id, "dnskey": k.dnskey.text} for k in store.list_keys()]))

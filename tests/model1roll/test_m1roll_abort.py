@@ -13,6 +13,7 @@ from pathlib import Path
 import dns.dnssec
 import pytest
 
+from lab.model1 import Model1Lab
 from model1roll.m1roll import (
     LAB,
     LONG,
@@ -42,7 +43,6 @@ from model1roll.m1roll import (
     to_states,
     verify_ok,
 )
-from orchestrator.lab.model1 import Model1Lab
 
 pytestmark = LAB
 

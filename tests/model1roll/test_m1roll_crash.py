@@ -25,6 +25,7 @@ import dns.dnssec
 import pytest
 from rollover.rollkit import cli, daemon, pid_alive
 
+from lab.model1 import Model1Lab
 from model1roll.m1roll import (
     LAB,
     MULTISIGNER,
@@ -51,7 +52,6 @@ from model1roll.m1roll import (
     wait_until,
     when,
 )
-from orchestrator.lab.model1 import Model1Lab
 
 pytestmark = LAB
 
@@ -196,10 +196,10 @@ def test_daemon_killed_at_random_points_finishes_the_ksk_rollover(lab: Model1Lab
 _DEAD_ATTEMPT = """
 import asyncio, json, sys
 from pathlib import Path
-from orchestrator.config import load_config
-from orchestrator.engine import Engine
-from orchestrator.kskstore import make_store
-from orchestrator.runtime import Runtime
+from core.config import load_config
+from orchestrator.engine.runner import Engine
+from providers.kskstore import make_store
+from orchestrator.engine.runtime import Runtime
 from state.store import StateStore
 
 config = load_config(Path(sys.argv[1]))

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from rollover.rollkit import daemon
 
+from lab.model1 import Model1Lab
 from model1roll.m1roll import (
     LAB,
     LONG,
@@ -29,7 +30,6 @@ from model1roll.m1roll import (
     wait_until,
     when,
 )
-from orchestrator.lab.model1 import Model1Lab
 
 pytestmark = LAB
 
@@ -93,10 +93,10 @@ def test_daemon_killed_in_a_resign_resigns_after_restart(lab: Model1Lab) -> None
 
 def test_daemon_does_not_spin_on_a_killed_sync(lab: Model1Lab) -> None:
     """The same stale sync as above, killed one state later: exactly what
-    orchestrator/model1_sync.py:_run_sync has written when its controller dies while it
+    orchestrator/engine/owner_sync.py:_run_sync has written when its controller dies while it
     waits for the nameservers (start_process, 'delivering', 'propagating' with a
     next check). Written here through the state API, as the controller writes it."""
-    from orchestrator.config import load_config
+    from core.config import load_config
     from state.store import StateStore
 
     config = config_copy(lab, "spin.toml", zones=[SPIN, OTHER], policy=LONG)

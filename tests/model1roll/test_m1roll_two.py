@@ -12,6 +12,7 @@ import dns.rcode
 import pytest
 from rollover.rollkit import bug_unless
 
+from lab.model1 import Model1Lab
 from model1roll.m1roll import (
     LAB,
     LONG,
@@ -30,7 +31,6 @@ from model1roll.m1roll import (
     stored_keys,
     sync_all,
 )
-from orchestrator.lab.model1 import Model1Lab
 
 pytestmark = LAB
 

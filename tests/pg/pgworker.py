@@ -16,7 +16,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from orchestrator.errors import StateError
+from core.errors import StateError
 from state import RRsetRecord, StateStore
 
 T0 = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)

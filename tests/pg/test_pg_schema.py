@@ -12,7 +12,7 @@ from pgserver import SERVER_TIMEZONE, PgServer, free_port
 from psycopg.errors import UniqueViolation
 from sqlalchemy import create_engine, inspect
 
-from orchestrator.errors import StateError
+from core.errors import StateError
 from state import StateStore
 from state.database import MIGRATIONS_DIR
 from state.models import TABLE_NAMES, TABLES

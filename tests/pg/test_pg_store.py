@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from pgserver import PgServer
 
-from orchestrator.errors import AuditError, StateError
+from core.errors import AuditError, StateError
 from state import StateStore
 from state.database import _PG_LOCK_KEY
 

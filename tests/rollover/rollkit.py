@@ -33,9 +33,9 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 
+from lab import Lab
+from lab.zones import ds_text
 from orchestrator.cli import main
-from orchestrator.lab import Lab
-from orchestrator.lab.zones import ds_text
 from rollover.probe import Failure, ResolverProbe
 from rollover.watcher import Breach, Watcher
 
@@ -561,7 +561,7 @@ def reclaim_dead_leases(config: Path) -> list[str]:
 def stop_scanner(lab: Lab) -> None:
     """Stop the lab's CDS scanner (every instance started so far): the parent's DS then
     no longer follows the children's CDS."""
-    from orchestrator.lab import proc
+    from lab import proc
 
     for p in lab.procs:
         if p.name == "scanner":

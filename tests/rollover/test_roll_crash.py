@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.config import load_config
-from orchestrator.engine import Engine
-from orchestrator.lab import Lab
-from orchestrator.runtime import Runtime
+from core.config import load_config
+from lab import Lab
+from orchestrator.engine.runner import Engine
+from orchestrator.engine.runtime import Runtime
 from rollover.fakes import BlackholeApi
 from rollover.rollkit import (
     FAST,

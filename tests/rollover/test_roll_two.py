@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.lab import Lab
+from lab import Lab
 from rollover.rollkit import (
     FAST,
     LAB,

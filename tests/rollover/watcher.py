@@ -1,6 +1,6 @@
 """An independent RFC 8901 invariant watcher for the rollover tests.
 
-It deliberately shares no code with the product (orchestrator/invariant.py is what is
+It deliberately shares no code with the product (orchestrator/decide/invariant.py is what is
 being tested): a background thread that, every ``interval`` seconds, asks every nameserver
 of every provider directly (RD off, DO on, TCP fallback) for the zone's DNSKEY and SOA,
 and every parent server for the zone's DS. It remembers every DNSKEY RRset and every DS

@@ -26,11 +26,11 @@ from rollover import rollkit
 from rollover.rollkit import Result, ask, cli, endpoints, key_text, ok, when
 from rollover.watcher import Endpoint, Watcher
 
-from orchestrator.config import load_config
-from orchestrator.engine import Engine
-from orchestrator.lab import Lab
-from orchestrator.lab.zones import ds_text
-from orchestrator.runtime import Runtime, holder_id
+from core.config import load_config
+from lab import Lab
+from lab.zones import ds_text
+from orchestrator.engine.runner import Engine
+from orchestrator.engine.runtime import Runtime, holder_id
 from state.store import StateStore
 
 PHASES = rollkit.PHASES

@@ -30,7 +30,7 @@ from rollover.rollkit import (
     write_config,
 )
 
-from orchestrator.lab import Lab
+from lab import Lab
 from signers.signerkit import (
     Observed,
     add_states,

@@ -24,8 +24,8 @@ from rollover.rollkit import (
     write_config,
 )
 
-from orchestrator.lab import Lab
-from orchestrator.lab.powerdns import set_rrset
+from lab import Lab
+from lab.powerdns import set_rrset
 from signers.signerkit import (
     Observed,
     add_states,

@@ -21,7 +21,7 @@ from rollover.rollkit import (
     write_config,
 )
 
-from orchestrator.lab import Lab
+from lab import Lab
 from signers.signerkit import api_snapshot, delete_zone, refused, signers
 from state.store import StateStore
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 from survivors import survivors
 
-SERVERS = ("knotd", "pdns_server", "unbound", "multisigner", "orchestrator.lab", "keymgr",
+SERVERS = ("knotd", "pdns_server", "unbound", "multisigner", "lab", "keymgr",
            "knotc")
 
 

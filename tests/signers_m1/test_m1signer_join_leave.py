@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import dns.dnssec
 import pytest
 
-from orchestrator.lab.model1 import Model1Lab
+from lab.model1 import Model1Lab
 from signers_m1.m1kit import (
     LAB,
     LONG,

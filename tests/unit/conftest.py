@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from signing import SimProvider, make_provider
 
-from orchestrator.config import PolicyConfig
+from core.config import PolicyConfig
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """Build real, dnspython-signed zone data for simulated Model 2 providers.
 
 Every simulated provider has its own KSK and ZSK (ECDSAP256SHA256 unless told otherwise).
-The helpers produce the plain observation objects of ``orchestrator.observation``
+The helpers produce the plain observation objects of ``core.observation``
 (``ServerView``, ``ParentView``, ``CachedRRset``, ``ApiZoneState``) so the pure decision
 code can be tested against signatures that dnspython really validates.
 """
@@ -21,8 +21,8 @@ import dns.rrset
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from dns.rdtypes.ANY.DNSKEY import DNSKEY
 
-from orchestrator.keys import Digest, Key
-from orchestrator.observation import (
+from core.keys import Digest, Key
+from core.observation import (
     ApiKey,
     ApiZoneState,
     CachedRRset,

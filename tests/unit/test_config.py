@@ -1,4 +1,4 @@
-"""orchestrator.config: loading, ${VAR} expansion, and errors that name file + key path."""
+"""core.config: loading, ${VAR} expansion, and errors that name file + key path."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.config import Config, find_config_path, hostport, load_config
-from orchestrator.errors import ConfigError, MultisignerError
+from core.config import Config, find_config_path, hostport, load_config
+from core.errors import ConfigError, MultisignerError
 
 SECRET = "s3cr3t-api-key-value"
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.config import KnotProviderConfig, load_config
-from orchestrator.errors import ConfigError
+from core.config import KnotProviderConfig, load_config
+from core.errors import ConfigError
 
 BASE = """
 [[providers]]

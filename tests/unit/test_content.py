@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from orchestrator.content import Content, _normalise, differences
+from orchestrator.observe.content import Content, _normalise, differences
 
 
 def test_identical_contents_have_no_differences() -> None:

@@ -1,4 +1,4 @@
-"""orchestrator.durations: the duration strings of the config (interface.md)."""
+"""core.durations: the duration strings of the config (interface.md)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.durations import format_duration, parse_duration
+from core.durations import format_duration, parse_duration
 
 
 @pytest.mark.parametrize(

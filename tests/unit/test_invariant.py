@@ -1,4 +1,4 @@
-"""orchestrator.invariant.check_zone against real, dnspython-signed data (design.md sec. 1).
+"""orchestrator.decide.invariant.check_zone against real, dnspython-signed data (design.md sec. 1).
 
 Three simulated Model 2 signers p0, p1, p2 (fixture ``providers3``), each with its own
 KSK + ZSK; each signs its DNSKEY RRset with its own KSK and its SOA with its own ZSK.
@@ -29,9 +29,9 @@ from signing import (
     synced_servers,
 )
 
-from orchestrator.invariant import Finding, breaches, check_zone
-from orchestrator.keys import Digest
-from orchestrator.observation import ParentView, ServerView, ZoneView
+from core.keys import Digest
+from core.observation import ParentView, ServerView, ZoneView
+from orchestrator.decide.invariant import Finding, breaches, check_zone
 
 
 def view_of(

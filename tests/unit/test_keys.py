@@ -1,4 +1,4 @@
-"""orchestrator.keys: one canonical text per DNSKEY/DS, and key <-> digest matching."""
+"""core.keys: one canonical text per DNSKEY/DS, and key <-> digest matching."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import dns.rdata
 import pytest
 from signing import ED25519, ZONE, ZONE_TEXT, SigningKey, make_key
 
-from orchestrator.keys import Digest, Key, role_of
+from core.keys import Digest, Key, role_of
 
 
 @pytest.fixture(scope="module")

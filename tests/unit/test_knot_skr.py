@@ -1,4 +1,4 @@
-"""providers.knot_skr: Knot's KSR/SKR text formats, parsed and written without I/O.
+"""providers.knot.skr: Knot's KSR/SKR text formats, parsed and written without I/O.
 
 The samples are verbatim output of Knot DNS 3.2.6 (``keymgr generate-ksr``, ``keymgr
 sign-ksr`` with a Knot-held KSK, ``keymgr show-offline``); the round trips use real
@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from orchestrator.keys import Key
-from providers.knot_skr import (
+from core.keys import Key
+from providers.knot.skr import (
     KsrBlock,
     SkrBlock,
     SkrFormatError,

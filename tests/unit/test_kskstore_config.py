@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from orchestrator.kskstore import OwnerKskConfig
+from providers.kskstore import OwnerKskConfig
 
 
 def load(text: str) -> OwnerKskConfig:

@@ -21,9 +21,10 @@ from dns.dnssecalgs.base import GenericPrivateKey
 from dns.dnssectypes import Algorithm
 from dns.exception import ValidationFailure
 
-from orchestrator.errors import MultisignerError
-from orchestrator.keys import Key
-from orchestrator.kskstore import (
+from bench.kskstore_bench import signatures_per_second, typical_dnskey_rrset
+from core.errors import MultisignerError
+from core.keys import Key
+from providers.kskstore import (
     KeyStoreError,
     OwnerKskConfig,
     StoreSigner,
@@ -31,8 +32,7 @@ from orchestrator.kskstore import (
     sign_rrset,
     sign_rrset_with,
 )
-from orchestrator.kskstore.bench import signatures_per_second, typical_dnskey_rrset
-from orchestrator.kskstore.filestore import FileKskStore
+from providers.kskstore.filestore import FileKskStore
 
 ZONE = dns.name.from_text("example.test.")
 NOW = datetime.now(UTC).replace(microsecond=0)

@@ -27,15 +27,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 from moto import mock_aws
 
-from orchestrator.kskstore import (
+from bench.kskstore_bench import signatures_per_second, typical_dnskey_rrset
+from providers.kskstore import (
     KeyStoreError,
     OwnerKskConfig,
     make_store,
     sign_rrset,
     sign_rrset_with,
 )
-from orchestrator.kskstore.bench import signatures_per_second, typical_dnskey_rrset
-from orchestrator.kskstore.kmsstore import TAG, KmsKskStore
+from providers.kskstore.kmsstore import TAG, KmsKskStore
 
 REGION = "eu-west-1"
 ZONE = dns.name.from_text("example.test.")

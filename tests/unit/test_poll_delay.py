@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from orchestrator.engine import PARENT_POLL_CAP, _poll_delay
+from orchestrator.engine.runner import PARENT_POLL_CAP, _poll_delay
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -14,7 +14,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
-from orchestrator.errors import StateError
+from core.errors import StateError
 from state import KeyRecord, RRsetRecord, StateStore
 from state.canonical import sha256_hex
 from state.models import TABLE_NAMES, TABLES

@@ -1,4 +1,4 @@
-"""orchestrator.sync_plan: Model 2 steady state, interlocks and progress (design.md sec. 4, 7)."""
+"""decide.sync_plan: Model 2 steady state, interlocks and progress."""
 
 from __future__ import annotations
 
@@ -25,10 +25,10 @@ from signing import (
     synced_servers,
 )
 
-from orchestrator.config import PolicyConfig
-from orchestrator.keys import Digest, Key
-from orchestrator.observation import ApiKey, ApiZoneState, ParentView, ServerView, ZoneView
-from orchestrator.sync_plan import (
+from core.config import PolicyConfig
+from core.keys import Digest, Key
+from core.observation import ApiKey, ApiZoneState, ParentView, ServerView, ZoneView
+from orchestrator.decide.sync_plan import (
     Action,
     PlanInput,
     Progress,

@@ -1,0 +1,331 @@
+"""The TOML configuration (interface.md), validated with pydantic.
+
+Errors name the file, the key path (``zones[0].signers[2]``) and the problem, and are
+raised before anything is touched. ``${VAR}`` in any string value is replaced from the
+environment; a missing variable is an error. Secrets are held as ``SecretStr`` so that
+they never show up in a repr, a log line or an error message.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import dns.name
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from core.durations import parse_duration
+from core.errors import ConfigError
+from core.owner_ksk import OwnerKskConfig
+
+DEFAULT_CONFIG = "multisigner.toml"
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _duration(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("a duration must be a string like '5m' or a number of seconds")
+    try:
+        if isinstance(value, str):
+            result = parse_duration(value)
+        elif isinstance(value, int | float):
+            result = timedelta(seconds=value)
+        else:
+            return value
+    except OverflowError:
+        raise ValueError(f"duration {value!r} is too large") from None
+    if result < timedelta(0):
+        raise ValueError(f"duration {value!r} is negative")
+    return result
+
+
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
+
+
+def _hostport(value: str, default_port: int = 53) -> tuple[str, int]:
+    """Split ``host`` / ``host:port`` / ``[v6]:port``."""
+    if value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        return host, int(rest[1:]) if rest.startswith(":") else default_port
+    if value.count(":") == 1:
+        host, port = value.split(":")
+        return host, int(port)
+    return value, default_port
+
+
+def _check_hostport(value: str) -> str:
+    try:
+        _, port = _hostport(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not 'host' or 'host:port'") from None
+    if not 0 < port < 65536:
+        raise ValueError(f"port {port} out of range in {value!r}")
+    return value
+
+
+HostPort = Annotated[
+    str, BeforeValidator(lambda v: _check_hostport(v) if isinstance(v, str) else v)
+]
+
+
+def _fqdn(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        name = dns.name.from_text(value)
+    except Exception as exc:
+        raise ValueError(f"{value!r} is not a valid domain name ({exc})") from None
+    return name.to_text()
+
+
+Fqdn = Annotated[str, BeforeValidator(_fqdn)]
+
+
+def _signing_algorithms() -> tuple[Any, ...]:
+    from dns.dnssectypes import Algorithm
+
+    return (Algorithm.RSASHA256, Algorithm.RSASHA512, Algorithm.ECDSAP256SHA256,
+            Algorithm.ECDSAP384SHA384, Algorithm.ED25519, Algorithm.ED448)
+
+
+_SIGNING_ALGORITHMS = _signing_algorithms()
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StateConfig(_Strict):
+    url: str = "sqlite:///multisigner.db"
+
+
+class ProviderConfig(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    type: Literal["powerdns"]
+    api_url: str
+    api_key: SecretStr
+    server_id: str = "localhost"
+    nameservers: list[HostPort] = Field(min_length=1)
+    ns_names: list[Fqdn] = Field(default_factory=list)
+    timeout: Duration = timedelta(seconds=10)
+
+    @field_validator("api_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"{value!r} must start with http:// or https://")
+        return value.rstrip("/")
+
+
+class KnotProviderConfig(_Strict):
+    """``[[providers]] type = "knot"``: Knot DNS driven through keymgr/knotc (Model 1,
+    offline KSK)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    type: Literal["knot"] = "knot"
+    knot_config: Path  # passed as -c to keymgr and knotc
+    command_prefix: list[str] = Field(default_factory=list)  # e.g. ["ssh", "dns1"]
+    nameservers: list[HostPort] = Field(min_length=1)
+    ns_names: list[Fqdn] = Field(default_factory=list)
+    timeout: Duration = timedelta(seconds=10)  # per keymgr/knotc command
+    # How the SKR reaches keymgr: "file" = a temp file (mode 0644: an SKR holds public keys
+    # and signatures only) in ``skr_directory`` (default: the system temp dir), which must
+    # be readable by the user keymgr runs as; "stdin" = piped to ``/dev/stdin`` (works
+    # through an ``ssh`` prefix, where a local file would not exist).
+    skr_transfer: Literal["file", "stdin"] = "file"
+    skr_directory: Path | None = None
+
+
+AnyProvider = Annotated[ProviderConfig | KnotProviderConfig, Field(discriminator="type")]
+
+
+class ParentConfig(_Strict):
+    type: Literal["cds-scan"] = "cds-scan"
+    nameservers: list[HostPort] = Field(default_factory=list)
+
+
+class PolicyConfig(_Strict):
+    algorithm: str = "ECDSAP256SHA256"
+    import_ksks: bool = True
+    zsk_lifetime: Duration = timedelta(days=90)
+    ksk_lifetime: Duration = timedelta(days=365)
+    signature_validity: Duration = timedelta(days=14)
+    signature_refresh: Duration = timedelta(days=7)
+    propagation_delay: Duration = timedelta(minutes=5)
+    safety_margin: Duration = timedelta(hours=1)
+    # How long sync waits for every nameserver to serve a change, and for the parent DS.
+    propagation_timeout: Duration = timedelta(minutes=10)
+    parent_timeout: Duration = timedelta(hours=1)
+
+    @field_validator("algorithm")
+    @classmethod
+    def _algorithm(cls, value: str) -> str:
+        from dns.dnssectypes import Algorithm
+
+        try:
+            number = Algorithm.from_text(value.upper())
+        except Exception:
+            number = None
+        if number is None or number not in _SIGNING_ALGORITHMS:
+            raise ValueError(
+                f"{value!r} is not a DNSSEC signing algorithm; use one of "
+                + ", ".join(a.name for a in _SIGNING_ALGORITHMS)
+            )
+        return str(number.name)
+
+
+class ZoneConfig(_Strict):
+    name: Fqdn
+    model: Literal[1, 2]
+    signers: list[str] = Field(min_length=1)
+    parent: ParentConfig = ParentConfig()
+    policy: PolicyConfig = PolicyConfig()
+    owner_ksk: OwnerKskConfig | None = None
+
+    @model_validator(mode="after")
+    def _owner_ksk(self) -> ZoneConfig:
+        if self.model == 1 and self.owner_ksk is None:
+            raise ValueError("owner_ksk: a model 1 zone needs [zones.owner_ksk] (where the "
+                             "zone owner's KSK lives)")
+        if self.model == 2 and self.owner_ksk is not None:
+            raise ValueError("owner_ksk: only model 1 zones have an owner KSK; in model 2 "
+                             "every signer holds its own")
+        if self.owner_ksk is not None and self.owner_ksk.algorithm != self.policy.algorithm:
+            raise ValueError(f"owner_ksk.algorithm {self.owner_ksk.algorithm} differs from "
+                             f"policy.algorithm {self.policy.algorithm}; RFC 8901 sec. 4 needs "
+                             "one algorithm")
+        return self
+
+    @field_validator("signers")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        dupes = sorted({s for s in value if value.count(s) > 1})
+        if dupes:
+            raise ValueError(f"signer listed twice: {', '.join(dupes)}")
+        return value
+
+
+class Config(_Strict):
+    state: StateConfig = StateConfig()
+    providers: list[AnyProvider] = Field(default_factory=list)
+    zones: list[ZoneConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _references(self) -> Config:
+        names = [p.name for p in self.providers]
+        for name in sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"providers: name {name!r} is used by more than one provider")
+        zones = [z.name for z in self.zones]
+        for name in sorted({n for n in zones if zones.count(n) > 1}):
+            raise ValueError(f"zones: {name} is configured more than once")
+        for zi, zone in enumerate(self.zones):
+            for si, signer in enumerate(zone.signers):
+                if signer not in names:
+                    raise ValueError(
+                        f"zones[{zi}].signers[{si}]: no provider named {signer!r} "
+                        f"(configured: {', '.join(names) or 'none'})"
+                    )
+        return self
+
+    def provider(self, name: str) -> ProviderConfig | KnotProviderConfig:
+        for provider in self.providers:
+            if provider.name == name:
+                return provider
+        raise KeyError(name)
+
+    def zone(self, name: str) -> ZoneConfig:
+        wanted = _fqdn(name)
+        for zone in self.zones:
+            if zone.name == wanted:
+                return zone
+        raise KeyError(wanted)
+
+
+def _expand(value: Any, path: str, missing: list[str]) -> Any:
+    if isinstance(value, str):
+
+        def repl(match: re.Match[str]) -> str:
+            var = match.group(1)
+            if var not in os.environ:
+                missing.append(f"{path}: environment variable {var} is not set")
+                return ""
+            return os.environ[var]
+
+        return _VAR.sub(repl, value)
+    if isinstance(value, list):
+        return [_expand(v, f"{path}[{i}]", missing) for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        return {k: _expand(v, f"{path}.{k}" if path else k, missing) for k, v in value.items()}
+    return value
+
+
+_UNION_TAGS = {"powerdns", "knot"}  # pydantic puts the discriminator's value in the path
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in _UNION_TAGS or str(part).startswith("function-"):
+            continue
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def find_config_path(explicit: str | None) -> Path:
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("MULTISIGNER_CONFIG")
+    return Path(env) if env else Path(DEFAULT_CONFIG)
+
+
+def load_config(path: Path) -> Config:
+    """Read, expand and validate a config file; raise ConfigError naming file and key path."""
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: no such config file; pass --config PATH or set MULTISIGNER_CONFIG "
+            f"(a lab config is written by 'multisigner lab up')"
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    missing: list[str] = []
+    expanded = _expand(raw, "", missing)
+    if missing:
+        raise ConfigError(f"{path}: " + "; ".join(missing))
+    try:
+        return Config.model_validate(expanded)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_input=False, include_url=False):
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key (check the spelling against interface.md)"
+            where = _loc(err["loc"])
+            problems.append(msg if where == "(top level)" and ": " in msg else f"{where}: {msg}")
+        raise ConfigError(f"{path}: invalid configuration:\n  " + "\n  ".join(problems)) from None
+
+
+def hostport(value: str) -> tuple[str, int]:
+    """Public form of the host/port splitter for nameserver strings."""
+    return _hostport(value)

@@ -1,0 +1,64 @@
+"""Everything a command needs at run time: config, provider adapters, state store, actor.
+
+Built once per CLI invocation; adapters are shared by every zone so connection pools
+are too (``--all`` over hundreds of zones reuses a handful of connections per provider).
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+from dataclasses import dataclass, field
+
+from core.config import Config, ZoneConfig
+from providers import Provider, build_provider
+from state.store import StateStore
+
+
+def default_actor() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return f"cli:{user}"
+
+
+def holder_id() -> str:
+    """Who holds a zone lease: unique per process, readable in an error message."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class Runtime:
+    config: Config
+    store: StateStore
+    actor: str = field(default_factory=default_actor)
+    _providers: dict[str, Provider] = field(default_factory=dict)
+
+    def signers(self, zone: ZoneConfig) -> list[str]:
+        """The zone's signers now: the membership in the state DB (changed only by signer
+        add/remove), seeded from the config's ``signers`` the first time."""
+        members = self.store.members(zone.name)
+        if not members:
+            self.store.seed_members(zone.name, zone.signers)
+            return list(zone.signers)
+        if any(state == "joining" for _, state in members) and (
+                self.store.active_process(zone.name) is None):
+            # A join whose process is gone (finished elsewhere, or state from an older
+            # version): the provider never became a signer.
+            members = [(n, s) for n, s in members if s != "joining"]
+        return [name for name, _ in members]
+
+    def member_state(self, zone: ZoneConfig, provider: str) -> str | None:
+        return dict(self.store.members(zone.name)).get(provider)
+
+    def provider(self, name: str) -> Provider:
+        if name not in self._providers:
+            self._providers[name] = build_provider(self.config.provider(name))
+        return self._providers[name]
+
+    async def aclose(self) -> None:
+        for provider in self._providers.values():
+            await provider.aclose()
+        self._providers.clear()
