@@ -172,6 +172,13 @@ class PolicyConfig(_Strict):
     propagation_timeout: Duration = timedelta(minutes=10)
     parent_timeout: Duration = timedelta(hours=1)
 
+    @property
+    def algorithm_number(self) -> int:
+        """The algorithm as its IANA number (validated at load, parsed once here)."""
+        from core.algorithms import parse_algorithm
+
+        return int(parse_algorithm(self.algorithm))
+
     @field_validator("algorithm")
     @classmethod
     def _algorithm(cls, value: str) -> str:

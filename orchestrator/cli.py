@@ -21,7 +21,7 @@ from core.config import Config, ZoneConfig, find_config_path, load_config
 from core.errors import ConfigError, MultisignerError, UsageError
 from orchestrator import logs
 from orchestrator.decide.evidence import ceil_seconds
-from orchestrator.engine.runtime import Runtime
+from orchestrator.runtime import Runtime
 from state.store import StateStore
 
 T = TypeVar("T")

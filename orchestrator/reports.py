@@ -16,8 +16,8 @@ from core.errors import MultisignerError, ProviderError
 from core.keys import Key, role_of
 from core.observation import ServerView, ZoneView
 from orchestrator.decide.invariant import Finding, check_zone
-from orchestrator.engine.runtime import Runtime
 from orchestrator.observe.observer import observe
+from orchestrator.runtime import Runtime
 from providers.base import Capability
 from providers.nameservers import query
 

@@ -63,6 +63,8 @@ class Step(BaseModel):
     id: str
     title: str
     keys: dict[Literal["new", "old"], KeyTarget] = Field(default_factory=dict)
+    # "keys": converge only the DNSKEY RRsets (the CDS/CDNSKEY stay as served)
+    converge: Literal["keys", "all"] = "all"
     cds: Literal["old", "new"] | None = None
     # signer add/remove: whether the joining/leaving signer's keys are exchanged with the
     # others, whether the CDS names its KSK, whether the NS RRsets list it, CSYNC published

@@ -7,9 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from core.keys import Key, parent_follows
-from core.observation import ApiZoneState, ZoneView
-from orchestrator.decide.sync_plan import SyncPlan, served_progress
+from core.keys import Key
+from core.observation import ApiZoneState
 from runbooks import Step
 
 Direction = Literal["add", "remove"]
@@ -64,53 +63,8 @@ def ns_target(step: Step, member: Member, members: list[str],
     return frozenset(n.lower() for m in names for n in ns_names.get(m, []))
 
 
-def unmet(step: Step, member: Member, plan: SyncPlan, view: ZoneView,
-          ns: frozenset[str] | None) -> list[str]:
-    out: list[str] = []
-    for name in step.observe:
-        if name == "served":
-            progress = served_progress(plan, view, cds=True)
-            if not progress.done:
-                out.append("target DNSKEY/CDS/CDNSKEY at " + ", ".join(progress.lagging))
-        elif name == "ns-served" and ns is not None:
-            lag = [s.label for s in view.servers if not s.ok or s.ns_names != ns]
-            if lag:
-                out.append("NS RRset at " + ", ".join(lag))
-        elif name == "parent-ns" and ns is not None:
-            lag = [p.server for p in view.parent if p.error is not None or p.ns != ns]
-            if lag:
-                out.append(f"parent NS = {', '.join(sorted(ns))} at {', '.join(lag)}")
-        elif name == "csync-served":
-            lag = [s.label for s in view.servers if s.csync is None]
-            if lag:
-                out.append("CSYNC at " + ", ".join(lag))
-        elif name == "csync-gone":
-            lag = [s.label for s in view.servers if s.csync is not None]
-            if lag:
-                out.append("CSYNC removed at " + ", ".join(lag))
-        elif name == "parent":
-            lag = [p.server for p in view.parent if p.error is not None
-                   or not parent_follows(p.ds_set, plan.cdnskey_target, plan.zone)]
-            if lag:
-                tags = ", ".join(str(k.key_tag) for k in sorted(plan.cdnskey_target))
-                out.append(f"parent DS = {tags} at {', '.join(lag)}")
-    return out
 
 
-def precondition_problems(step: Step, member: Member, members: list[str],
-                          view: ZoneView) -> list[str]:
-    out: list[str] = []
-    zone = view.zone.to_text()
-    for name in step.precondition:
-        if name == "remaining-ds":
-            staying = frozenset().union(*(view.api[m].signing_ksks for m in members
-                                          if m != member.provider and m in view.api))
-            for parent in view.parent:
-                if parent.error is None and not any(d.matches(k, zone) for d in parent.ds_set
-                                                    for k in staying):
-                    out.append(f"the parent's DS at {parent.server} names no KSK of a signer "
-                               f"that stays; run 'multisigner sync {zone}' first")
-    return out
 
 
 def start_problems(direction: Direction, provider: str, members: list[str]) -> list[str]:

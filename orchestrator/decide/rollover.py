@@ -12,12 +12,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from core.keys import Key, Role, parent_follows
-from core.observation import ApiKey, ApiZoneState, ZoneView
-from orchestrator.decide.evidence import ceil_seconds
+from core.observation import ApiKey, ApiZoneState
 from orchestrator.decide.invariant import Finding
 from orchestrator.decide.sync_plan import (
     PlanInput,
-    SyncPlan,
     interlocks,
     plan_sync,
     served_progress,
@@ -25,6 +23,7 @@ from orchestrator.decide.sync_plan import (
 from runbooks import Step
 
 Which = Literal["old", "new"]
+OWNER = "owner"  # the signer name of an owner-KSK rollover (the KSK lives in the owner's store)
 
 
 @dataclass(frozen=True)
@@ -121,74 +120,16 @@ def overrides(step: Step, rolled: Rolled) -> tuple[frozenset[Key], frozenset[Key
     return frozenset(exclude), frozenset(remove)
 
 
-def _expected_signers(step: Step, rolled: Rolled) -> frozenset[int]:
-    return frozenset(k.key_tag for w, t in step.keys.items()
-                     if t == "active" and (k := rolled.key(w)) is not None)
 
 
-def _rolled_tags(rolled: Rolled) -> frozenset[int]:
-    return frozenset(k.key_tag for k in (rolled.old, rolled.new) if k is not None)
 
 
-def unmet(step: Step, rolled: Rolled, plan: SyncPlan, view: ZoneView) -> list[str]:
-    """What the step still waits for; empty when every observation holds."""
-    out: list[str] = []
-    expected = _expected_signers(step, rolled)
-    mine = view.of(rolled.signer)
-    for name in step.observe:
-        if name == "served":
-            progress = served_progress(plan, view, cds=True)
-            if not progress.done:
-                out.append("target DNSKEY/CDS/CDNSKEY at " + ", ".join(progress.lagging))
-        elif name == "data-signers":
-            lag = [s.label for s in mine if s.soa is None
-                   or s.soa.signer_tags & _rolled_tags(rolled) != expected]
-            if lag:
-                out.append(f"signatures by {_tags(expected)} only at " + ", ".join(lag))
-        elif name == "dnskey-signers":
-            lag = [s.label for s in mine if s.dnskey is None
-                   or s.dnskey.signer_tags & _rolled_tags(rolled) != expected]
-            if lag:
-                out.append(f"DNSKEY RRset signed by {_tags(expected)} at " + ", ".join(lag))
-        elif name == "parent":
-            lag = [p.server for p in view.parent if p.error is not None
-                   or not parent_follows(p.ds_set, plan.cdnskey_target, plan.zone)]
-            if lag:
-                out.append(f"parent DS = {_tags(frozenset(k.key_tag for k in plan.cdnskey_target))}"
-                           f" at {', '.join(lag)}")
-    return out
 
 
-def precondition_problems(step: Step, rolled: Rolled, view: ZoneView) -> list[str]:
-    out: list[str] = []
-    zone = view.zone.to_text()
-    for name in step.precondition:
-        if name == "old-unused":
-            users = [s.label for s in view.servers
-                     if s.soa is not None and rolled.old.key_tag in s.soa.signer_tags]
-            if users:
-                out.append(f"the predecessor {rolled.old.key_tag} still signs data at "
-                           + ", ".join(users))
-        elif name in ("ds-covers-new", "ds-covers-old"):
-            key = rolled.new if name == "ds-covers-new" else rolled.old
-            sets = [(p.ds_set, f"parent {p.server}") for p in view.parent if p.error is None]
-            sets += [(frozenset(_digests(c.rrset)), f"cached from {c.server} until "
-                      f"{ceil_seconds(c.expires)}") for c in view.cached_ds]
-            for ds_set, origin in sets:
-                if key is None or not any(d.matches(key, zone) for d in ds_set):
-                    out.append(f"DS RRset {origin} does not name key "
-                               f"{key.key_tag if key else '?'}")
-    return out
 
 
-def _digests(rrset: Any) -> list[Any]:
-    from core.keys import Digest
-
-    return [Digest.from_rdata(rd) for rd in rrset]
 
 
-def _tags(tags: frozenset[int]) -> str:
-    return ", ".join(str(t) for t in sorted(tags)) or "none"
 
 
 def pick_old(state: ApiZoneState, key_role: Role) -> tuple[ApiKey | None, str | None]:

@@ -15,7 +15,6 @@ from typing import Any, Literal
 
 import dns.dnssec
 import dns.name
-from dns.dnssectypes import Algorithm
 from dns.exception import DeniedByPolicy, ValidationFailure
 
 from core.config import PolicyConfig
@@ -105,7 +104,7 @@ class PlanInput:
 def interlocks(data: PlanInput) -> list[Refusal]:
     """Everything that must hold before the first change (design.md sec. 7)."""
     out: list[Refusal] = []
-    wanted = Algorithm.from_text(data.policy.algorithm)
+    wanted = data.policy.algorithm_number
     algos: dict[str, frozenset[int]] = {}
     for name in data.signers:
         state = data.api[name]

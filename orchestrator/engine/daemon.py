@@ -23,8 +23,9 @@ from core.keys import Role
 from core.observation import ApiZoneState
 from orchestrator import logs
 from orchestrator.engine.runner import Engine
-from orchestrator.engine.runtime import Runtime, holder_id
+from orchestrator.engine.sync import sync_zone
 from orchestrator.observe.observer import read_apis, record
+from orchestrator.runtime import Runtime, holder_id
 from state.info import KeyInfo
 
 MAX_ZONES_AT_ONCE = 32
@@ -113,8 +114,8 @@ class Daemon:
         proc = store.active_process(zone.name)
         if proc is not None and proc.kind == "sync":
             # A foreground sync owns the zone while it holds the lease; a sync whose
-            # controller died leaves a running record and a free lease: supersede it, or
-            # the zone would never be looked after again.
+            # controller died leaves a running record and a free lease: supersede it (sync
+            # replans from observation), or the zone would never be looked after again.
             if not store.acquire_lease(zone.name, holder_id(), 60, now):
                 return
             store.transition(proc.id, "superseded", actor=self.rt.actor,
@@ -128,20 +129,18 @@ class Daemon:
                 if outcome.waiting_for:
                     logs.progress(f"{zone.name}: {proc.kind} {proc.id[:8]} {outcome.state}: "
                                   f"waiting for {outcome.waiting_for}", zone.name)
-            if scan and zone.model == 1:
-                await self.engine.refresh_model1(zone, proc.id)
+            if scan:
+                await self.engine.refresh(zone, proc.id)
             return
         if not scan:
             return
-        if zone.model == 1:
-            # Model 1: keep the owner's signatures fresh and the combined set current;
-            # a no-op ("in sync") unless something is due.
-            from orchestrator.engine.owner_sync import sync_model1
-
-            await sync_model1(self.rt, zone, dry_run=False,
-                              report=lambda line: logs.progress(line, zone.name),
-                              out=lambda line: logs.progress(line, zone.name),
-                              reason="scheduler: re-sign / keep the combined set current")
+        if self.engine.converger(zone).resigns:
+            # An owner-signed set must be re-signed before it expires and follow the
+            # providers' ZSKs: a sync is a no-op ("in sync") unless something is due.
+            await sync_zone(self.rt, zone, dry_run=False,
+                            report=lambda line: logs.progress(line, zone.name),
+                            out=lambda line: logs.progress(line, zone.name),
+                            reason="scheduler: re-sign / keep the combined set current")
             return
         states, errors = await read_apis(self.rt, zone, keys_only=True)
         if errors:

@@ -19,7 +19,7 @@ from core.config import ZoneConfig
 from core.errors import ObservationError, ProviderError
 from core.keys import Key, role_of
 from core.observation import ApiZoneState, CachedRRset, ParentView, ServerView, ZoneView
-from orchestrator.engine.runtime import Runtime
+from orchestrator.runtime import Runtime
 from providers.nameservers import find_parent_servers, observe_parent, observe_server
 from state.store import KeyRecord, RRsetRecord
 

@@ -1,7 +1,7 @@
 """A sync as a running process, seen from outside: ``status`` shows it, a second
 controller is kept out by the zone lease, a parent that does not follow makes it give up
 cleanly, Ctrl-C interrupts it cleanly. The lab runs *without* the CDS scanner, so the
-parent never follows by itself and a sync waits in "waiting-parent"."""
+parent never follows by itself and a sync waits in "parent:observe"."""
 
 from __future__ import annotations
 
@@ -89,12 +89,12 @@ def publish_ds_by_hand(lab: Lab, zone: str) -> None:
 def test_running_sync_is_visible_locked_and_gives_up(lab: Lab, cfg: Path, ms: Run) -> None:
     child = start_sync(cfg, WAIT)
     try:
-        wait_state(ms, cfg, WAIT, "waiting-parent", child)
+        wait_state(ms, cfg, WAIT, "parent:observe", child)
         res = ms(cfg, "status", WAIT, "--json")
         assert res.rc == 0, res
         process = res.json()["zones"][0]["process"]
         assert process is not None, res.out
-        assert process["kind"] == "sync" and process["state"] == "waiting-parent"
+        assert process["kind"] == "sync" and process["state"] == "parent:observe"
         assert process["signer"] is None
         assert process["id"] == history(ms, cfg, WAIT)[0]["process_id"]
         assert "parent" in process["waiting_for"]
@@ -115,7 +115,7 @@ def test_running_sync_is_visible_locked_and_gives_up(lab: Lab, cfg: Path, ms: Ru
     assert "the parent has not followed the CDS" in err
     rows = history(ms, cfg, WAIT)
     assert rows[-1]["to_state"] == "failed"
-    assert rows[-1]["reason"].startswith("failed in waiting-parent: gave up waiting")
+    assert rows[-1]["reason"].startswith("failed in parent:observe: gave up waiting")
     assert ms(cfg, "status", WAIT, "--json").json()["zones"][0]["process"] is None
     # the registry follows late; a plain re-run finds the steady state
     publish_ds_by_hand(lab, WAIT)
@@ -130,14 +130,14 @@ def test_running_sync_is_visible_locked_and_gives_up(lab: Lab, cfg: Path, ms: Ru
 def test_running_sync_says_until_when(lab: Lab, cfg: Path, ms: Run) -> None:
     child = start_sync(cfg, UNTIL)
     try:
-        wait_state(ms, cfg, UNTIL, "waiting-parent", child)
+        wait_state(ms, cfg, UNTIL, "parent:observe", child)
         process = ms(cfg, "status", UNTIL, "--json").json()["zones"][0]["process"]
         plain = ms(cfg, "status", UNTIL).out
     finally:
         if child.poll() is None:
             child.send_signal(signal.SIGINT)
         child.communicate(timeout=15)
-    assert process is not None and process["state"] == "waiting-parent"
+    assert process is not None and process["state"] == "parent:observe"
     assert "process: sync" in plain and "waiting for" in plain
     assert process["next_check_at"] is not None, process
     assert datetime.fromisoformat(process["next_check_at"])
@@ -147,7 +147,7 @@ def test_running_sync_says_until_when(lab: Lab, cfg: Path, ms: Run) -> None:
 def test_ctrl_c_interrupts_cleanly(lab: Lab, cfg: Path, ms: Run) -> None:
     child = start_sync(cfg, INTR)
     try:
-        wait_state(ms, cfg, INTR, "waiting-parent", child)
+        wait_state(ms, cfg, INTR, "parent:observe", child)
         child.send_signal(signal.SIGINT)
         out, err = exit_within(child, 15)
     finally:
@@ -159,7 +159,7 @@ def test_ctrl_c_interrupts_cleanly(lab: Lab, cfg: Path, ms: Run) -> None:
     assert "Traceback" not in err
     rows = history(ms, cfg, INTR)
     assert rows[-1]["to_state"] == "failed"
-    assert rows[-1]["reason"] == "failed in waiting-parent: interrupted"
+    assert rows[-1]["reason"] == "failed in parent:observe: interrupted"
     # the lease was given back: another run may go on at once
     publish_ds_by_hand(lab, INTR)
     res = ms(cfg, "sync", INTR)

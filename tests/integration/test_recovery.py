@@ -24,6 +24,7 @@ from itkit import (
     state_db,
     stop_provider,
     sync_ok,
+    sync_states,
     wait_settled,
 )
 
@@ -74,11 +75,10 @@ def test_provider_dies_mid_sync_then_rerun_completes(
     assert f"error: {MIDSYNC}: 1 of 3 changes failed; the others were applied" in res.err
     assert f"provider 'p1', zone {MIDSYNC}, PATCH /zones/{MIDSYNC}: cannot connect" in res.err
     rows = history(ms, cfg, MIDSYNC)
-    assert [r["to_state"] for r in rows] == [
-        "planned", "importing-keys", "keys-propagating", "publishing-cds", "failed"]
+    assert [r["to_state"] for r in rows] == [*sync_states()[:6], "failed"]
     failed = rows[-1]
-    assert failed["from_state"] == "publishing-cds"
-    assert failed["reason"].startswith("failed in publishing-cds: ")
+    assert failed["from_state"] == "publish-cds:converge"
+    assert failed["reason"].startswith("failed in publish-cds:converge: ")
     assert "'p1'" in failed["reason"]
     assert len({r["process_id"] for r in rows}) == 1
     # what the failure left: keys everywhere, CDS at p0 and p2 only, parent unchanged
@@ -100,8 +100,7 @@ def test_provider_dies_mid_sync_then_rerun_completes(
         s.keys for _, s in served(lab, MIDSYNC))
     rows = history(ms, cfg, MIDSYNC)
     assert rows[-1]["to_state"] == "done"
-    assert [r["to_state"] for r in rows[5:]] == [
-        "planned", "publishing-cds", "cds-propagating", "waiting-parent", "done"]
+    assert [r["to_state"] for r in rows[7:]] == sync_states()
     wait_settled(res, lab)
     res = ms(cfg, "verify", MIDSYNC)
     assert res.rc == 0, res
@@ -202,12 +201,12 @@ def test_audit_detects_edited_history(lab: Lab, ms: Run) -> None:
     assert res.out.strip() == f"history chain OK: {total} entries verified"
 
     rows = history(ms, cfg, AUDIT)
-    (target,) = [r["seq"] for r in rows if r["to_state"] == "importing-keys"]  # has actions
+    (target,) = [r["seq"] for r in rows if r["to_state"] == "import-keys:observe"]  # changes
     db = state_db(cfg)
     ((original,),) = sql(db, "SELECT evidence FROM history WHERE seq = ?", (target,))
     evidence = json.loads(original)
-    assert evidence["actions"], evidence
-    evidence["actions"] = evidence["actions"][:1]
+    assert evidence["changes"], evidence
+    evidence["changes"] = evidence["changes"][:1]
     sql(db, "UPDATE history SET evidence = ? WHERE seq = ?", (json.dumps(evidence), target))
     try:
         res = ms(cfg, "audit", "verify")

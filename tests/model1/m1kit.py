@@ -32,7 +32,6 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 import pytest
-from lab.test_lab_model1 import lab_processes, resolves_with_ad
 from rollover.rollkit import (
     MULTISIGNER,
     REPO,
@@ -45,11 +44,13 @@ from rollover.rollkit import (
     wait_until,
     write_config,
 )
+from survivors import survivors
 
 from lab.model1 import KnotServer, Model1Lab
 from lab.zones import ds_text
 
 __all__ = [
+    "SYNC_STATES",
     "BugReproduced",
     "Result",
     "bug_unless",
@@ -88,7 +89,20 @@ def model1_lab(factory: pytest.TempPathFactory, name: str, **kwargs: Any) -> Ite
     finally:
         lab.stop()
         assert lab.alive() == [], f"lab processes survived stop(): {lab.alive()}"
-        assert lab_processes(directory) == [], lab_processes(directory)
+        assert survivors(str(directory)) == [], survivors(str(directory))
+
+
+# A Model 1 sync's states: its runbook's steps, each through the engine's four phases.
+SYNC_STATES = [f"{s}:{p}" for s in ("deliver", "parent")
+               for p in ("act", "converge", "observe", "hold")] + ["done"]
+
+
+def resolves_with_ad(lab: Model1Lab, qname: str) -> bool:
+    """Unbound (validating, through the lab's signed parent) answers with the AD bit."""
+    address, port = lab.resolver
+    q = dns.message.make_query(qname, "A", want_dnssec=True)
+    resp = dns.query.udp(q, address, port=port, timeout=3)
+    return resp.rcode() == dns.rcode.NOERROR and bool(resp.flags & dns.flags.AD)
 
 
 def config_copy(lab: Model1Lab, name: str, zones: list[str], policy: dict[str, str] | None = None,
@@ -609,8 +623,11 @@ def check_sync_from_scratch(lab: Model1Lab, zone: str, workdir: Path) -> list[st
     for a in served.values():  # the TTL Knot's KSR asks for, though nothing was served yet
         assert a.rrsets["DNSKEY"].ttl == ksr_ttl(lab.provider(a.provider), zone) == lab.ttl
     (proc,) = sync_processes(config, zone)
-    assert proc["states"] == ["planned", "delivering", "propagating", "waiting-parent", "done"]
-    assert f"SKR (2 blocks, {1 + len(lab.providers)} keys" in proc["entries"][2]["reason"]
+    assert proc["states"] == SYNC_STATES
+    delivered = proc["entries"][2]  # converge -> observe: what the converge did
+    assert delivered["to_state"] == "deliver:observe", delivered
+    assert any(f"SKR (2 blocks, {1 + len(lab.providers)} keys" in change
+               for change in delivered["evidence"]["changes"]), delivered
 
     rc, report = verify(config, zone)
     assert rc == 0 and report["ok"] and report["breaches"] == [], report

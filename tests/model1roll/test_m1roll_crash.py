@@ -199,7 +199,7 @@ from pathlib import Path
 from core.config import load_config
 from orchestrator.engine.runner import Engine
 from providers.kskstore import make_store
-from orchestrator.engine.runtime import Runtime
+from orchestrator.runtime import Runtime
 from state.store import StateStore
 
 config = load_config(Path(sys.argv[1]))

@@ -22,7 +22,7 @@ import pytest
 from core.config import load_config
 from lab import Lab
 from orchestrator.engine.runner import Engine
-from orchestrator.engine.runtime import Runtime
+from orchestrator.runtime import Runtime
 from rollover.fakes import BlackholeApi
 from rollover.rollkit import (
     FAST,

@@ -30,7 +30,7 @@ from core.config import load_config
 from lab import Lab
 from lab.zones import ds_text
 from orchestrator.engine.runner import Engine
-from orchestrator.engine.runtime import Runtime, holder_id
+from orchestrator.runtime import Runtime, holder_id
 from state.store import StateStore
 
 PHASES = rollkit.PHASES

@@ -9,11 +9,16 @@ from __future__ import annotations
 import getpass
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from core.config import Config, ZoneConfig
 from providers import Provider, build_provider
 from state.store import StateStore
+
+Reporter = Callable[[str], None]  # where progress lines go (stderr, or the daemon's log)
+# How long one holder keeps a zone without renewing; every long wait renews it.
+LEASE_SECONDS = 120
 
 
 def default_actor() -> str:
