@@ -10,34 +10,31 @@ concurrently → wait until served everywhere → wait for the parent DS.
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
-from typing import Any
 
 import dns.rdatatype
 import dns.rrset
 
 from core.config import ZoneConfig
-from core.errors import MultisignerError, Refused
+from core.errors import Refused
 from core.keys import Key, parent_follows
 from core.observation import ZoneView
-from orchestrator.decide.evidence import ceil_seconds, view_evidence
+from orchestrator.decide.evidence import view_evidence
 from orchestrator.decide.owner_signing import (
     Model1Target,
-    build_blocks,
     owner_keys_in_use,
     resign_due,
     served_progress,
     zone_problems,
 )
 from orchestrator.decide.sync_plan import Progress
+from orchestrator.engine.keyset_delivery import deliver as deliver  # noqa: PLC0414 (owner_steps imports it from here)
 from orchestrator.engine.runtime import Runtime, holder_id
 from orchestrator.engine.sync_process import LEASE_SECONDS, SyncProcess
 from orchestrator.engine.waiting import Reporter
 from orchestrator.observe.observer import observe, observe_servers, record
 from providers.base import Capability
-from providers.knot.skr import check_skr_has_zsks, format_skr
-from providers.kskstore import KskStore, StoredKey, make_store, sign_rrset_with
+from providers.kskstore import KskStore, StoredKey, make_store
 
 
 def open_store(zone: ZoneConfig) -> KskStore:
@@ -58,50 +55,6 @@ def choose_owner_keys(view: ZoneView, stored: list[StoredKey]) -> frozenset[Key]
 def zsks_of(view: ZoneView, signers: list[str]) -> dict[str, frozenset[Key]]:
     return {name: frozenset(k.key for k in view.api[name].own_keys
                             if k.published and not k.key.sep) for name in signers}
-
-
-async def deliver(rt: Runtime, zone: ZoneConfig, store: KskStore, target: Model1Target,
-                  view: ZoneView) -> tuple[datetime, list[str]]:
-    """Sign the target and import it at every provider; returns the new signatures'
-    expiration and what was done. All providers get the same SKR; if one import fails the
-    others still hold a superset-safe set and the next attempt re-imports everywhere."""
-    by_key = {s.dnskey: s.key_id for s in store.list_keys()}
-    missing = sorted(k.key_tag for k in target.signing if k not in by_key)
-    if missing:
-        raise Refused(f"{zone.name}: the owner KSK(s) {missing} are not in the key store "
-                      f"{store.name}; nothing was delivered")
-    signers = [store.signer(by_key[k]) for k in sorted(target.signing)]
-
-    def sign(rrset: dns.rrset.RRset, inception: datetime, expiration: datetime) -> Any:
-        return sign_rrset_with(rrset, signers, zone.name, inception, expiration)
-
-    # The providers' requested TTL (Knot signs nothing else into the set), else what is
-    # served now, else an hour.
-    asked = await asyncio.gather(*(rt.provider(n).requested_dnskey_ttl(zone.name)
-                                   for n in target.zsks))
-    ttl = (max((t for t in asked if t), default=0)
-           or max((s.dnskey.ttl for s in view.servers if s.dnskey), default=0) or 3600)
-    now = datetime.now(UTC)
-    blocks = build_blocks(target, sign, now, zone.policy, ttl)
-    problems = check_skr_has_zsks(blocks, frozenset().union(*target.zsks.values()))
-    if problems:
-        raise Refused(f"{zone.name}: refusing to deliver an SKR that lacks a provider's ZSK; "
-                      "nothing was delivered", problems)
-    text = format_skr(zone.name, blocks)
-    results = await asyncio.gather(
-        *(rt.provider(name).import_skr(zone.name, text) for name in target.zsks),
-        return_exceptions=True)
-    failures = [r for r in results if isinstance(r, BaseException)]
-    for failure in failures:
-        if not isinstance(failure, MultisignerError):
-            raise failure
-    if failures:
-        raise Refused(f"{zone.name}: {len(failures)} of {len(results)} SKR imports failed; "
-                      "the others hold the new set (a superset of what was served). Fix the "
-                      "cause and re-run", [str(f) for f in failures])
-    expiration = datetime.fromtimestamp(blocks[0].timestamp, UTC) + zone.policy.signature_validity
-    return expiration, [f"SKR ({len(blocks)} blocks, {len(target.dnskeys)} keys, signatures "
-                        f"until {ceil_seconds(expiration)}) imported at {', '.join(target.zsks)}"]
 
 
 async def sync_model1(rt: Runtime, zone: ZoneConfig, *, dry_run: bool, report: Reporter,
