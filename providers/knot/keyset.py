@@ -8,7 +8,7 @@ Facts this relies on (Knot 3.2.6, verified):
 * ``keymgr ZONE import-skr FILE`` is not atomic: blocks before a bad one are imported (and
   replace everything from their time on) before it fails. Hence validate first, always.
 * Knot does not check that its own ZSKs are in the SKR's DNSKEY RRset (an SKR without
-  them imports fine and the zone goes bogus): :meth:`KnotKeySets.import_skr` refuses an
+  them imports fine and the zone goes bogus): :meth:`KnotKeySets.import_blocks` refuses an
   SKR lacking a ZSK that Knot signs with during a block.
 * ``generate-ksr`` fails outright ("missing active KSK or ZSK") when a key of a second
   algorithm has no active ZSK of its own.
