@@ -53,7 +53,7 @@ exactly as ``KnotProvider._run`` runs it (``asyncio.create_subprocess_exec``, ow
   SOA DNSKEY CDS CDNSKEY NSEC3PARAM NS, at the parent DS NS; DO, no RD, payload 1232);
 * per provider ``keymgr ZONE generate-ksr +0 +0`` (the requested TTL *and* the ZSKs);
 * the owner's 6 signatures (2 SKR blocks x DNSKEY, CDNSKEY, CDS: the product's
-  ``model1.build_blocks`` + ``knot_skr.format_skr`` with ``sign_rrset_with``, the store's
+  ``owner_signing.build_keyset`` + ``knot.keyset.skr_text`` with ``sign_rrset_with``, the store's
   signer opened before the timer);
 * per provider ``keymgr validate-skr``, ``keymgr import-skr``, ``knotc zone-keys-load -b``;
 * one served round (DNSKEY, CDS per nameserver; re-polled, and counted, only if a server
@@ -676,8 +676,9 @@ class Floor:
         import dns.name
 
         from core.keys import Key
-        from orchestrator.decide.owner_signing import Model1Target, build_blocks
-        from providers.knot.skr import format_skr, parse_ksr
+        from orchestrator.decide.owner_signing import Model1Target, build_keyset
+        from providers.knot.keyset import skr_text
+        from providers.knot.skr import parse_ksr
 
         qname = dns.name.from_text(zone)
         providers = list(self.knots)
@@ -719,10 +720,11 @@ class Floor:
 
             from datetime import UTC, datetime
 
-            blocks = build_blocks(target, sign_one, datetime.now(UTC), policy, ttl or 3600)
-            text = format_skr(zone, blocks)
+            keyset = build_keyset(target, sign_one, datetime.now(UTC), policy, ttl or 3600)
+            text = skr_text(keyset)
             self.skrs[zone] = text
-            expected = blocks[0].timestamp + int(policy.signature_validity.total_seconds())
+            validity = int(policy.signature_validity.total_seconds())
+            expected = keyset.blocks[0].valid_from + validity
         else:
             text = self.skrs[zone]
 
@@ -856,8 +858,9 @@ class Floor:
         from datetime import UTC, datetime
 
         from core.keys import Key
-        from orchestrator.decide.owner_signing import Model1Target, build_blocks
-        from providers.knot.skr import format_skr, parse_skr
+        from orchestrator.decide.owner_signing import Model1Target, build_keyset
+        from providers.knot.keyset import skr_text
+        from providers.knot.skr import parse_skr
         from providers.kskstore import sign_rrset_with
 
         self._reset()
@@ -882,9 +885,8 @@ class Floor:
                     self.sign_s += time.perf_counter() - t1
                     self.signatures += 1
 
-            blocks = build_blocks(targets[zone], sign_one, datetime.now(UTC),
-                                  self.zone_cfg[zone].policy, 2)
-            format_skr(zone, blocks)
+            skr_text(build_keyset(targets[zone], sign_one, datetime.now(UTC),
+                                  self.zone_cfg[zone].policy, 2))
         wall = time.perf_counter() - t0
         meter = Meter.snapshot(self.lab).since(before)
         log(f"sign only: {self.signatures} signatures in {self.sign_s:.3f} s "

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 from core.keys import Digest, Key, Role
+from core.keyset import SignedKeySet
 from core.observation import ApiKey, ApiZoneState
 
 
@@ -75,8 +76,11 @@ class Provider(ABC):
         policy's dnskey-ttl, from the key signing request); None if it has no preference."""
         return None
 
-    async def import_skr(self, zone: str, skr_text: str) -> None:
-        """Model 1: serve the owner-signed DNSKEY/CDS/CDNSKEY RRsets of this SKR."""
+    async def serve_signed_keyset(self, zone: str, keyset: SignedKeySet) -> None:
+        """Model 1 (``SIGN_EXTERNAL_DNSKEY_SET``): serve exactly these owner-signed
+        DNSKEY/CDS/CDNSKEY RRsets, each block from its time on, signing everything else with
+        the provider's own ZSKs. Refuse (changing nothing) a set lacking a ZSK the provider
+        signs with during a block."""
         raise NotImplementedError(f"{self.type_name} cannot serve an owner-signed DNSKEY RRset")
 
     async def create_key(

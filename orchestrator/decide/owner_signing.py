@@ -1,12 +1,12 @@
-"""Model 1 decisions, pure: the combined DNSKEY RRset the owner signs, the SKR blocks that
-carry it to every provider, and whether what the providers serve is current.
+"""Model 1 decisions, pure: the combined DNSKEY RRset the owner signs, the signed key set
+that carries it to every provider, and whether what the providers serve is current.
 
 RRSIG timing follows ``keymgr sign-ksr``: inception 1.5 h before each block (controller or
 resolver clocks that run behind still accept the signature), expiration
 ``signature_validity`` after it, and a second, refresh block starting ``signature_validity
 - signature_refresh`` later, so that even if the controller is down when it should
 re-sign, the providers switch to fresh signatures by themselves and no served RRSIG lapses
-before the next import (design.md sec. 4; lab-notes "Model 1").
+before the next delivery.
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from dns.dnssectypes import Algorithm
 
 from core.config import PolicyConfig
 from core.keys import Key
+from core.keyset import SignedKeyBlock, SignedKeySet, SignedRRset
 from core.observation import ServerView, ZoneView
 from orchestrator.decide.evidence import ceil_seconds
 from orchestrator.decide.sync_plan import Progress
-from providers.knot.skr import SkrBlock
 
 BACKDATE = timedelta(hours=1, minutes=30)
 Signer = Callable[[dns.rrset.RRset, datetime, datetime], dns.rrset.RRset]
@@ -65,9 +65,9 @@ def block_times(now: datetime, policy: PolicyConfig) -> list[int]:
     return times
 
 
-def build_blocks(target: Model1Target, sign: Signer, now: datetime, policy: PolicyConfig,
-                 dnskey_ttl: int) -> list[SkrBlock]:
-    """The SKR: one block now and one refresh block (see module docstring)."""
+def build_keyset(target: Model1Target, sign: Signer, now: datetime, policy: PolicyConfig,
+                 dnskey_ttl: int) -> SignedKeySet:
+    """The signed key set: one block now and one refresh block (see module docstring)."""
     zone = dns.name.from_text(target.zone)
     dnskey = _rrset(zone, dns.rdatatype.DNSKEY, dnskey_ttl, (k.text for k in target.dnskeys))
     cdnskey = _rrset(zone, dns.rdatatype.CDNSKEY, 0, (k.text for k in target.cds))
@@ -75,15 +75,13 @@ def build_blocks(target: Model1Target, sign: Signer, now: datetime, policy: Poli
     blocks = []
     for ts in block_times(now, policy):
         start = datetime.fromtimestamp(ts, now.tzinfo)
-        inception, expiration = start - BACKDATE, start + policy.signature_validity
-        blocks.append(SkrBlock(
-            timestamp=ts, dnskey=dnskey, dnskey_sigs=sign(dnskey, inception, expiration),
-            cdnskey=cdnskey if target.cds else None,
-            cdnskey_sigs=sign(cdnskey, inception, expiration) if target.cds else None,
-            cds=cds if target.cds else None,
-            cds_sigs=sign(cds, inception, expiration) if target.cds else None,
+        window = (start - BACKDATE, start + policy.signature_validity)
+        blocks.append(SignedKeyBlock(
+            valid_from=ts, dnskey=SignedRRset(dnskey, sign(dnskey, *window)),
+            cds=SignedRRset(cds, sign(cds, *window)) if target.cds else None,
+            cdnskey=SignedRRset(cdnskey, sign(cdnskey, *window)) if target.cds else None,
         ))
-    return blocks
+    return SignedKeySet(target.zone, tuple(blocks))
 
 
 def _rrset(zone: dns.name.Name, rdtype: dns.rdatatype.RdataType, ttl: int,

@@ -30,7 +30,7 @@ from orchestrator.decide.process_data import ProcessData
 from orchestrator.decide.rollover import OWNER, Rolled, pick_old
 from orchestrator.engine.converge import Applied, KeyHolder, SyncPreview
 from orchestrator.engine.key_holders import OwnerStoreKeys, ProviderKeys, open_store
-from orchestrator.engine.owner_sync import deliver
+from orchestrator.engine.keyset_delivery import deliver
 from orchestrator.runtime import Reporter, Runtime
 from providers.base import Capability
 from providers.kskstore import KskStore, StoredKey

@@ -1,7 +1,7 @@
 """Knot DNS offline-KSK exchange files: the KeySigningRequest (KSR) Knot writes and the
 SignedKeyResponse (SKR) the zone owner returns. Pure text <-> data; no I/O, no clock.
 
-Formats (Knot 3.2.6, verified; lab-notes.md "As a Model 1 signer"):
+Formats (Knot 3.2.6, verified):
 
 KSR (``keymgr ZONE generate-ksr FROM TO``)::
 
@@ -19,14 +19,14 @@ Knot accepts one-line records as dnspython prints them, which is what :func:`for
 writes; :func:`parse_skr` also reads Knot's own multi-line ``sign-ksr`` output.
 
 Knot does *not* check that its own ZSKs are in the SKR's DNSKEY RRset (an SKR without
-them imports fine and the zone goes bogus): :func:`check_skr_has_zsks` is that check.
+them imports fine and the zone goes bogus): ``providers.knot.keyset`` checks that before
+every import.
 """
 
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Iterable, Sequence, Set
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import dns.exception
@@ -38,6 +38,10 @@ import dns.zonefile
 from dns.rdtypes.ANY.DNSKEY import DNSKEY
 
 from core.keys import Key
+from core.keyset import iso  # the form Knot prints next to the unix time
+
+__all__ = ["KsrBlock", "SkrBlock", "SkrFormatError", "check_skr_signature_windows",
+           "format_skr", "iso", "parse_ksr", "parse_offline", "parse_skr"]
 
 KSR_MAGIC = ";; KeySigningRequest 1.0"
 SKR_MAGIC = ";; SignedKeyResponse 1.0"
@@ -73,11 +77,6 @@ class SkrBlock:
     @property
     def keys(self) -> frozenset[Key]:
         return frozenset(Key.from_rdata(rd) for rd in self.dnskey if isinstance(rd, DNSKEY))
-
-
-def iso(timestamp: int) -> str:
-    """``2026-11-25T13:15:26Z`` (the form Knot prints next to the unix time)."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
 
 
 # --------------------------------------------------------------------------- splitting
@@ -316,26 +315,6 @@ def _record_lines(rrset: dns.rrset.RRset) -> list[str]:
 
 
 # --------------------------------------------------------------------------- checks
-
-
-def check_skr_has_zsks(blocks: Iterable[SkrBlock], required: Set[Key]) -> list[str]:
-    """Problems (empty list = fine): every block's DNSKEY RRset must hold every key of
-    ``required`` (each provider's current ZSKs). Knot itself imports an SKR lacking its
-    own ZSK and then serves a zone no resolver can validate."""
-    problems: list[str] = []
-    count = 0
-    for block in blocks:
-        count += 1
-        missing = sorted(set(required) - block.keys)
-        if missing:
-            problems.append(
-                f"SKR block {block.timestamp} ({iso(block.timestamp)}): the DNSKEY RRset "
-                f"lacks {', '.join(k.short() for k in missing)}; a provider signing with it "
-                "would serve data no resolver can validate"
-            )
-    if not count:
-        problems.append("the SKR has no blocks")
-    return problems
 
 
 def check_skr_signature_windows(

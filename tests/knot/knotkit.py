@@ -22,9 +22,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from dns.rdtypes.ANY.DNSKEY import DNSKEY
 
 from core.keys import Key
+from core.keyset import SignedKeySet
 from lab import dnsq
 from lab.knot import KnotInstance
 from providers.knot.adapter import KnotProvider, KnotProviderConfig
+from providers.knot.keyset import from_skr_blocks
 from providers.knot.skr import KsrBlock, SkrBlock, format_skr
 
 NEEDS_KNOT = pytest.mark.skipif(
@@ -154,13 +156,18 @@ def combined_skr(
 
 
 def now_block(ksks: Sequence[OwnerKsk], zsks: Iterable[Key], **kwargs: object) -> list[SkrBlock]:
-    """A one-block SKR stamped a second ago (lab-notes: each step re-imports the whole
-    current picture; an import replaces the offline records from that time on)."""
+    """A one-block SKR stamped a second ago (each step re-imports the whole current
+    picture; an import replaces the offline records from that time on)."""
     return [skr_block(int(time.time()) - 1, ksks, zsks, **kwargs)]  # type: ignore[arg-type]
 
 
 def skr_text(blocks: Sequence[SkrBlock]) -> str:
     return format_skr(ZONE, blocks, generated_at=int(time.time()))
+
+
+def keyset(blocks: Sequence[SkrBlock]) -> SignedKeySet:
+    """The blocks as the provider-neutral signed key set the controller delivers."""
+    return from_skr_blocks(ZONE_TEXT, blocks)
 
 
 def provider(knot: KnotInstance, **overrides: object) -> KnotProvider:

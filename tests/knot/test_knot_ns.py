@@ -28,9 +28,9 @@ from knotkit import (
     ZONE_TEXT,
     OwnerKsk,
     combined_skr,
+    keyset,
     provider,
     served,
-    skr_text,
     validates,
 )
 
@@ -61,13 +61,13 @@ def own_zsk(p: KnotProvider) -> Key:
 def import_skr(
     knots: tuple[KnotInstance, ...], owner: OwnerKsk, validity: int = VALIDITY
 ) -> list[Key]:
-    """A fresh combined SKR (owner KSK + every Knot's ZSKs; RRSIGs valid ``validity``
-    seconds from each block) imported into every Knot; their ZSKs, in order."""
+    """A fresh combined signed key set (owner KSK + every Knot's ZSKs; RRSIGs valid
+    ``validity`` seconds from each block) served by every Knot; their ZSKs, in order."""
     providers = [provider(k) for k in knots]
     ksrs = [run(p.key_signing_request(ZONE_TEXT)) for p in providers]
-    text = skr_text(combined_skr(ksrs, [owner], validity=validity))
+    signed = keyset(combined_skr(ksrs, [owner], validity=validity))
     for p in providers:
-        run(p.import_skr(ZONE_TEXT, text))
+        run(p.serve_signed_keyset(ZONE_TEXT, signed))
     return [own_zsk(p) for p in providers]
 
 

@@ -24,6 +24,7 @@ from knotkit import (
     ZONE_TEXT,
     OwnerKsk,
     combined_skr,
+    keyset,
     provider,
     served,
     skr_text,
@@ -32,6 +33,7 @@ from knotkit import (
 
 from core.errors import ProviderError, ProviderUnreachable, Refused, ZoneMissing
 from core.keys import Key
+from core.keyset import lacking_keys
 from lab import dnsq
 from lab.errors import LabError
 from lab.knot import KnotInstance
@@ -39,7 +41,6 @@ from providers.base import Capability
 from providers.knot.adapter import KnotProvider
 from providers.knot.skr import (
     SkrBlock,
-    check_skr_has_zsks,
     check_skr_signature_windows,
     parse_skr,
 )
@@ -67,11 +68,10 @@ def import_both(
     ksrs = [run(p.key_signing_request(ZONE_TEXT)) for p in providers]
     blocks = combined_skr(ksrs, [owner])
     zsks = [own_zsk(p) for p in providers]
-    assert check_skr_has_zsks(blocks, set(zsks)) == []
+    assert lacking_keys(keyset(blocks).blocks, set(zsks)) == []
     assert check_skr_signature_windows(blocks) == []
-    text = skr_text(blocks)
     for p in providers:
-        run(p.import_skr(ZONE_TEXT, text))
+        run(p.serve_signed_keyset(ZONE_TEXT, keyset(blocks)))
     return blocks, zsks
 
 
@@ -200,7 +200,7 @@ def test_combined_skr_is_served_by_both(
 
     # re-import on a loaded zone (zone-keys-load path), by stdin this time
     started = time.monotonic()
-    run(provider(k1, skr_transfer="stdin").import_skr(ZONE_TEXT, skr_text(blocks)))
+    run(provider(k1, skr_transfer="stdin").serve_signed_keyset(ZONE_TEXT, keyset(blocks)))
     reimport = time.monotonic() - started
     assert served(k1, "DNSKEY").keys == combined
     print(
@@ -217,13 +217,13 @@ def test_skr_without_a_providers_zsk_is_refused(
     zsk0, zsk1 = own_zsk(p0), own_zsk(p1)
     ksr0 = run(p0.key_signing_request(ZONE_TEXT))
     blocks = combined_skr([ksr0], [owner])  # forgot k1's KSR
-    problems = check_skr_has_zsks(blocks, {zsk0, zsk1})
+    problems = lacking_keys(keyset(blocks).blocks, {zsk0, zsk1})
     assert len(problems) == len(blocks)
     assert all(str(zsk1.key_tag) in p and zsk1.short() in p for p in problems)
-    assert check_skr_has_zsks(blocks, {zsk0}) == []
+    assert lacking_keys(keyset(blocks).blocks, {zsk0}) == []
     # Knot itself would import it (and go bogus); the adapter refuses, changing nothing.
     with pytest.raises(Refused) as err:
-        run(p1.import_skr(ZONE_TEXT, skr_text(blocks)))
+        run(p1.serve_signed_keyset(ZONE_TEXT, keyset(blocks)))
     assert str(zsk1.key_tag) in str(err.value)
     assert run(p1.offline_records(ZONE_TEXT, "-1d")) == []
     assert not run(p1.zone_loaded(ZONE_TEXT))
@@ -247,7 +247,7 @@ def test_corrupt_skr_is_rejected_and_nothing_imported(
     bad_sigs.add(bad_rdata)
     bad = [*good[:-1], dataclasses.replace(good[-1], dnskey_sigs=bad_sigs)]
     with pytest.raises(ProviderError) as err:
-        run(p0.import_skr(ZONE_TEXT, skr_text(bad)))
+        run(p0.serve_signed_keyset(ZONE_TEXT, keyset(bad)))
     assert "validate-skr" in str(err.value) and "no valid signature" in str(err.value)
     assert run(p0.offline_records(ZONE_TEXT, "-1d")) == []
 

@@ -1,6 +1,6 @@
-"""A Model 1 ZSK rollover at Knot k0, driven step by step through KnotProvider
-(lab-notes "Rollovers driven step by step"): pre-publish the new ZSK in the owner-signed
-combined DNSKEY RRset at every provider, switch signing, withdraw the old ZSK.
+"""A Model 1 ZSK rollover at Knot k0, driven step by step through KnotProvider:
+pre-publish the new ZSK in the owner-signed combined DNSKEY RRset at every provider,
+switch signing, withdraw the old ZSK.
 
 After every step the RFC 8901 invariant is checked on what the servers serve: each
 provider's signatures validate under every DNSKEY RRset a resolver may still hold (those
@@ -19,18 +19,18 @@ from knotkit import (
     NEEDS_KNOT,
     ZONE_TEXT,
     OwnerKsk,
+    keyset,
     now_block,
     provider,
     served,
-    skr_text,
     validates,
 )
 
 from core.errors import ProviderError, Refused
 from core.keys import Key
+from core.keyset import lacking_keys
 from lab.knot import KnotInstance
 from providers.knot.adapter import KnotProvider
-from providers.knot.skr import check_skr_has_zsks
 
 pytestmark = [pytest.mark.lab, NEEDS_KNOT]
 
@@ -45,10 +45,9 @@ def push(providers: list[KnotProvider], owner: OwnerKsk, zsks: set[Key]) -> None
     """What the controller does at every step: one owner-signed block with the whole
     current picture, checked, then imported at every provider."""
     blocks = now_block([owner], zsks)
-    assert check_skr_has_zsks(blocks, zsks) == []
-    text = skr_text(blocks)
+    assert lacking_keys(keyset(blocks).blocks, zsks) == []
     for p in providers:
-        run(p.import_skr(ZONE_TEXT, text))
+        run(p.serve_signed_keyset(ZONE_TEXT, keyset(blocks)))
 
 
 def check_invariant(
@@ -113,7 +112,7 @@ def test_zsk_rollover_step_by_step(
     assert served(k0, "SOA").rrset[0].serial == serial  # type: ignore[attr-defined]
     # an SKR without the now-signing ZSK is refused before Knot sees it
     with pytest.raises(Refused, match=str(new.key.key_tag)):
-        run(p0.import_skr(ZONE_TEXT, skr_text(now_block([owner], {old.key, zsk1.key}))))
+        run(p0.serve_signed_keyset(ZONE_TEXT, keyset(now_block([owner], {old.key, zsk1.key}))))
     cached = check_invariant(knots, cached)
 
     # (wait Dsgn + Dprp + TTLsig: no cache holds a signature by the old ZSK)

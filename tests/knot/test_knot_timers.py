@@ -9,7 +9,7 @@ import itertools
 
 import pytest
 
-from providers.knot.adapter import KnotKey, _timer_changes
+from providers.knot.timers import KnotKey, timer_changes
 
 NOW = 1_800_000_000
 PAST = NOW - 100
@@ -67,11 +67,11 @@ def test_every_transition_reaches_the_state_and_stays(
     start: KnotKey, active: bool, published: bool
 ) -> None:
     assert ordered(start)
-    after = apply(start, _timer_changes(start, NOW, active=active, published=published))
+    after = apply(start, timer_changes(start, NOW, active=active, published=published))
     assert ordered(after), after.timers  # keymgr's semantic check would pass
     assert after.active_at(NOW) is active and after.published_at(NOW) is published
     # nothing pending that would change the state later
     later = NOW + 10**9
     assert after.active_at(later) is active and after.published_at(later) is published
     # idempotent
-    assert _timer_changes(after, NOW, active=active, published=published) == {}
+    assert timer_changes(after, NOW, active=active, published=published) == {}

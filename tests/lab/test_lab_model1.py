@@ -34,13 +34,13 @@ import pytest
 
 from core.config import KnotProviderConfig, load_config
 from core.keys import Key
+from core.keyset import SignedKeyBlock, SignedKeySet, SignedRRset
 from lab import Lab, LabError
 from lab.cli import format_info, lab_down, lab_info, lab_up
 from lab.dnsq import answer, query
 from lab.model1 import Model1Lab
 from lab.zones import ds_text
 from providers.knot.adapter import KnotProvider
-from providers.knot.skr import SkrBlock, format_skr
 from providers.kskstore import KskStore, StoredKey, make_store, sign_rrset
 
 MODULE = "/usr/lib/softhsm/libsofthsm2.so"
@@ -119,8 +119,8 @@ async def knot_zsks(providers: list[KnotProvider]) -> list[Key]:
     return zsks
 
 
-def owner_skr(store: KskStore, ksk: StoredKey, zsks: list[Key], ttl: int) -> str:
-    """One SKR block stamped a second ago: DNSKEY = owner KSK + ``zsks`` (TTL ``ttl``),
+def owner_skr(store: KskStore, ksk: StoredKey, zsks: list[Key], ttl: int) -> SignedKeySet:
+    """One signed key block stamped a second ago: DNSKEY = owner KSK + ``zsks`` (TTL ``ttl``),
     CDNSKEY/CDS for the owner KSK (TTL 0, as Knot writes them), all signed by the owner KSK
     on the token with inception 1.5 h back."""
     now = datetime.now(UTC).replace(microsecond=0)
@@ -134,12 +134,13 @@ def owner_skr(store: KskStore, ksk: StoredKey, zsks: list[Key], ttl: int) -> str
     cds = dns.rrset.RRset(ORIGIN, dns.rdataclass.IN, dns.rdatatype.CDS)
     cds.add(dns.dnssec.make_cds(ORIGIN, ksk.dnskey.rdata, "SHA256"), 0)
 
-    def signed(rrset: dns.rrset.RRset) -> dns.rrset.RRset:
-        return sign_rrset(rrset, store, ksk.key_id, ORIGIN, inception, expiration)
+    def signed(rrset: dns.rrset.RRset) -> SignedRRset:
+        return SignedRRset(rrset, sign_rrset(rrset, store, ksk.key_id, ORIGIN, inception,
+                                             expiration))
 
     stamp = int(now.timestamp()) - 1
-    block = SkrBlock(stamp, dnskey, signed(dnskey), cdnskey, signed(cdnskey), cds, signed(cds))
-    return format_skr(ORIGIN, [block], generated_at=stamp)
+    block = SignedKeyBlock(stamp, signed(dnskey), cds=signed(cds), cdnskey=signed(cdnskey))
+    return SignedKeySet(ZONE, (block,))
 
 
 def served(
@@ -217,7 +218,7 @@ def test_pkcs11_lab_end_to_end(tmp_path: Path, pkcs11_env: None) -> None:
                 try:
                     zsks = await knot_zsks(providers)
                     skr = owner_skr(store, ksk, zsks, lab.ttl)
-                    await asyncio.gather(*(p.import_skr(ZONE, skr) for p in providers))
+                    await asyncio.gather(*(p.serve_signed_keyset(ZONE, skr) for p in providers))
                     assert all(await asyncio.gather(*(p.zone_loaded(ZONE) for p in providers)))
                     return zsks
                 finally:

@@ -1,4 +1,8 @@
-"""Delivering the owner-signed combined key set to every provider.
+"""Model 1 delivery: sign the target DNSKEY/CDS/CDNSKEY RRsets with the owner's KSK and
+hand the signed key set to every provider.
+
+The set is provider-neutral (:class:`core.keyset.SignedKeySet`); each adapter's
+``serve_signed_keyset`` turns it into what its server takes (Knot: an SKR import).
 """
 
 from __future__ import annotations
@@ -7,27 +11,23 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
-import dns.rdatatype
 import dns.rrset
 
 from core.config import ZoneConfig
 from core.errors import MultisignerError, Refused
+from core.keyset import lacking_keys
 from core.observation import ZoneView
 from orchestrator.decide.evidence import ceil_seconds
-from orchestrator.decide.owner_signing import (
-    Model1Target,
-    build_blocks,
-)
+from orchestrator.decide.owner_signing import Model1Target, build_keyset
 from orchestrator.runtime import Runtime
-from providers.knot.skr import check_skr_has_zsks, format_skr
 from providers.kskstore import KskStore, sign_rrset_with
 
 
 async def deliver(rt: Runtime, zone: ZoneConfig, store: KskStore, target: Model1Target,
                   view: ZoneView) -> tuple[datetime, list[str]]:
-    """Sign the target and import it at every provider; returns the new signatures'
-    expiration and what was done. All providers get the same SKR; if one import fails the
-    others still hold a superset-safe set and the next attempt re-imports everywhere."""
+    """Sign the target and hand it to every provider; returns the new signatures'
+    expiration and what was done. All providers get the same set; if one delivery fails
+    the others still hold a superset-safe set and the next attempt delivers everywhere."""
     by_key = {s.dnskey: s.key_id for s in store.list_keys()}
     missing = sorted(k.key_tag for k in target.signing if k not in by_key)
     if missing:
@@ -44,15 +44,13 @@ async def deliver(rt: Runtime, zone: ZoneConfig, store: KskStore, target: Model1
                                    for n in target.zsks))
     ttl = (max((t for t in asked if t), default=0)
            or max((s.dnskey.ttl for s in view.servers if s.dnskey), default=0) or 3600)
-    now = datetime.now(UTC)
-    blocks = build_blocks(target, sign, now, zone.policy, ttl)
-    problems = check_skr_has_zsks(blocks, frozenset().union(*target.zsks.values()))
+    keyset = build_keyset(target, sign, datetime.now(UTC), zone.policy, ttl)
+    problems = lacking_keys(keyset.blocks, frozenset().union(*target.zsks.values()))
     if problems:
         raise Refused(f"{zone.name}: refusing to deliver an SKR that lacks a provider's ZSK; "
                       "nothing was delivered", problems)
-    text = format_skr(zone.name, blocks)
     results = await asyncio.gather(
-        *(rt.provider(name).import_skr(zone.name, text) for name in target.zsks),
+        *(rt.provider(name).serve_signed_keyset(zone.name, keyset) for name in target.zsks),
         return_exceptions=True)
     failures = [r for r in results if isinstance(r, BaseException)]
     for failure in failures:
@@ -62,6 +60,8 @@ async def deliver(rt: Runtime, zone: ZoneConfig, store: KskStore, target: Model1
         raise Refused(f"{zone.name}: {len(failures)} of {len(results)} SKR imports failed; "
                       "the others hold the new set (a superset of what was served). Fix the "
                       "cause and re-run", [str(f) for f in failures])
-    expiration = datetime.fromtimestamp(blocks[0].timestamp, UTC) + zone.policy.signature_validity
-    return expiration, [f"SKR ({len(blocks)} blocks, {len(target.dnskeys)} keys, signatures "
-                        f"until {ceil_seconds(expiration)}) imported at {', '.join(target.zsks)}"]
+    first = keyset.blocks[0].valid_from
+    expiration = datetime.fromtimestamp(first, UTC) + zone.policy.signature_validity
+    return expiration, [f"SKR ({len(keyset.blocks)} blocks, {len(target.dnskeys)} keys, "
+                        f"signatures until {ceil_seconds(expiration)}) imported at "
+                        f"{', '.join(target.zsks)}"]
