@@ -136,6 +136,9 @@ def _show_verify(report: ChainReport, key: HistoryKey | None,
              "entries it saw are present and unchanged")
     if note is not None:
         print(f"note: {note}", file=sys.stderr, flush=True)
+        if report.authenticated:
+            print(f"note: {report.authenticated} entries carry a MAC that was not checked "
+                  "(no [history] key in this config)", file=sys.stderr, flush=True)
 
 
 def _checkpoint(store: StateStore, args: argparse.Namespace) -> int:

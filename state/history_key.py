@@ -65,25 +65,24 @@ class HistoryKey:
 
 
 def _read_key_file(path: Path, where: str) -> bytes:
-    """The key file's content without surrounding whitespace; refuse a file others can read
-    (anyone who can read it can forge history)."""
+    """The key file's content without surrounding whitespace; refuse a file others can
+    access (anyone who can read it can forge history). Checked on the open descriptor, so
+    the file checked is the file read."""
     try:
-        st = path.stat()
+        with path.open("rb") as handle:
+            st = os.fstat(handle.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise ConfigError(f"{where}: {path} is not a regular file")
+            if st.st_mode & 0o077:
+                raise ConfigError(
+                    f"{where}: {path} is accessible by group or others (mode "
+                    f"{stat.S_IMODE(st.st_mode):04o}); whoever can read it can forge the "
+                    f"history: chmod 600 {path}"
+                )
+            return handle.read().strip()
     except FileNotFoundError:
         raise ConfigError(f"{where}: {path} does not exist; create it ({_HINT} > {path}; "
                           f"chmod 600 {path})") from None
-    except OSError as exc:
-        raise ConfigError(f"{where}: cannot read {path}: {exc.strerror}") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise ConfigError(f"{where}: {path} is not a regular file")
-    if st.st_mode & 0o077:
-        raise ConfigError(
-            f"{where}: {path} is accessible by group or others (mode "
-            f"{stat.S_IMODE(st.st_mode):04o}); whoever can read it can forge the history: "
-            f"chmod 600 {path}"
-        )
-    try:
-        return path.read_bytes().strip()
     except OSError as exc:
         raise ConfigError(f"{where}: cannot read {path}: {exc.strerror}") from None
 

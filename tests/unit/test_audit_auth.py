@@ -168,6 +168,34 @@ def test_new_entries_carry_a_mac_of_their_hash(keyed: StateStore) -> None:
     assert report.head_hash == entries[-1].hash
 
 
+def test_process_transitions_are_authenticated(url: str) -> None:
+    with StateStore.open(url, history_key=KEY) as store:
+        process = store.start_process(ZONE, "sync", signer=None, actor="scheduler",
+                                      reason="drift", state="plan", now=T0)
+        store.transition(process.id, "act", actor="scheduler", reason="go", now=T0)
+        entries = store.history(ZONE)
+        assert len(entries) == 2
+        assert [e.mac for e in entries] == [KEY.entry_mac(e.hash) for e in entries]
+
+
+def test_commands_write_with_the_configured_key(tmp_path: Path) -> None:
+    """The CLI's runtime store (every command that moves a process) carries the key."""
+    from orchestrator.cli import _run
+    from orchestrator.engine.runtime import Runtime
+
+    path = write_config(tmp_path, f'[history]\nkey_file = "{key_file(tmp_path)}"\n')
+    config = load_config(path)
+    key = history_key(config)
+    assert key is not None
+
+    async def body(rt: Runtime) -> list[HistoryInfo]:
+        note(rt.store, 1)
+        return rt.store.history()
+
+    (entry,) = _run(config, body)
+    assert entry.mac == key.entry_mac(entry.hash)
+
+
 # -- checkpoints -----------------------------------------------------------------------
 
 
@@ -357,6 +385,11 @@ def test_verify_without_a_key_keeps_its_output_and_warns(
     (tmp_path / "cp.json").write_text("{}")
     rc, _, err = run(capsys, config, "verify", "--checkpoint", str(tmp_path / "cp.json"))
     assert rc == 2 and "format is None" in err
+    with StateStore(f"sqlite:///{tmp_path / 'state.db'}", history_key=KEY) as store:
+        store.seal_history(actor="cli:alice", reason="checked")
+    rc, out, err = run(capsys, config, "verify")
+    assert (rc, out) == (0, "history chain OK: 6 entries verified\n")
+    assert "6 entries carry a MAC that was not checked" in err
 
 
 def test_cli_checkpoint_then_attack_then_verify(tmp_path: Path,
