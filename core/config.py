@@ -227,8 +227,25 @@ class ZoneConfig(_Strict):
         return value
 
 
+class HistoryConfig(_Strict):
+    """``[history]``: the secret that authenticates the history (exactly one of ``key``,
+    usually ``"${MS_HISTORY_KEY}"``, and ``key_file``, a file only its owner may read).
+    The file is read, and the key's length checked, by ``state.history_key``."""
+
+    key: SecretStr | None = None
+    key_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> HistoryConfig:
+        if (self.key is None) == (self.key_file is None):
+            raise ValueError("set exactly one of key (e.g. \"${MS_HISTORY_KEY}\") "
+                             "and key_file (a file of mode 0600)")
+        return self
+
+
 class Config(_Strict):
     state: StateConfig = StateConfig()
+    history: HistoryConfig | None = None
     providers: list[AnyProvider] = Field(default_factory=list)
     zones: list[ZoneConfig] = Field(default_factory=list)
 

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from core.config import Config, ZoneConfig, find_config_path, load_config
 from core.errors import ConfigError, MultisignerError, UsageError
 from orchestrator import logs
+from orchestrator.audit_commands import add_audit_parser, open_store, run_audit
 from orchestrator.decide.evidence import ceil_seconds
 from orchestrator.runtime import Runtime
 from state.store import StateStore
@@ -84,9 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("zone")
     s.add_argument("--json", action="store_true")
 
-    s = sub.add_parser("audit", help="verify the tamper-evident history")
-    s.add_argument("action", choices=["verify"])
-    s.add_argument("--json", action="store_true")
+    add_audit_parser(sub)
 
     s = sub.add_parser("lab", help="a local lab: PowerDNS parent + providers + Unbound")
     s.add_argument("action", choices=["up", "down", "info"])
@@ -126,7 +125,7 @@ def _zones(config: Config, zone: str | None, all_zones: bool) -> list[ZoneConfig
 
 
 def _run(config: Config, body: Callable[[Runtime], Awaitable[T]]) -> T:
-    store = StateStore.open(config.state.url)
+    store = open_store(config)  # with the [history] key, if configured
     for provider in config.providers:
         store.ensure_provider(provider.name, provider.type)
     for zone in config.zones:
@@ -449,20 +448,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    config = _config(args)
-    store = StateStore.open(config.state.url)
-    try:
-        report = store.verify_chain()
-    finally:
-        store.close()
-    if args.json:
-        _out(json.dumps({"ok": report.ok, "checked": report.checked,
-                         "first_bad_seq": report.first_bad_seq, "problem": report.problem}))
-    elif report.ok:
-        _out(f"history chain OK: {report.checked} entries verified")
-    else:
-        _out(f"history chain BROKEN at entry {report.first_bad_seq}: {report.problem}")
-    return 0 if report.ok else 1
+    return run_audit(args, _config(args), find_config_path(args.config))
 
 
 def cmd_lab(args: argparse.Namespace) -> int:

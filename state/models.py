@@ -184,6 +184,9 @@ class HistoryEntry(SQLModel, table=True):
     evidence: str = Field(sa_type=Text)  # canonical JSON object
     prev_hash: str
     hash: str
+    # HMAC-SHA256 of ``hash`` under the ``[history]`` key (state/history_key.py); NULL for
+    # entries written without a key. The key itself is never stored.
+    mac: str | None = None
 
 
 class Lease(SQLModel, table=True):

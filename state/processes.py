@@ -20,6 +20,7 @@ from core.errors import StateError
 from state.audit import append_entry
 from state.canonical import dumps_dict, rfc3339, utc, utc_or_now
 from state.database import Database
+from state.history_key import HistoryKey
 from state.info import ProcessInfo
 from state.models import FINISHED_STATUSES, PROCESS_STATUSES, Process, ZoneSigner
 
@@ -28,6 +29,7 @@ class ProcessMixin:
     """The process half of StateStore."""
 
     _db: Database
+    _history_key: HistoryKey | None
 
     def start_process(
         self,
@@ -84,6 +86,7 @@ class ProcessMixin:
                 reason=reason,
                 evidence=evidence,
                 at=at,
+                key=self._history_key,
             )
             return ProcessInfo.from_row(process)
 
@@ -153,6 +156,7 @@ class ProcessMixin:
                 reason=reason,
                 evidence=evidence,
                 at=at,
+                key=self._history_key,
             )
             return ProcessInfo.from_row(process)
 

@@ -14,15 +14,19 @@ checked for credential-looking keys.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 
 from sqlmodel import col, select
 
+from core.errors import ConfigError
 from state.audit import ChainReport, HistoryInfo, append_entry, verify
 from state.canonical import utc, utc_or_now
+from state.checkpoint import Checkpoint, compare, make_checkpoint
 from state.database import Database
+from state.history_key import HistoryKey
 from state.info import KeyInfo, RRsetInfo
 from state.leases import LeaseMixin
 from state.models import (
@@ -35,6 +39,7 @@ from state.models import (
 )
 from state.observations import KeyRecord, RRsetRecord, upsert_observations
 from state.processes import ProcessMixin, _set_member
+from state.seal import SealResult, seal
 
 __all__ = ["KeyRecord", "RRsetRecord", "StateStore"]
 
@@ -42,14 +47,18 @@ __all__ = ["KeyRecord", "RRsetRecord", "StateStore"]
 class StateStore(ProcessMixin, LeaseMixin):
     """The state database: observations, processes, history, leases."""
 
-    def __init__(self, url: str, *, busy_timeout: float = 30.0) -> None:
-        """Connect lazily to *url*; raises StateError for a bad URL or unwritable path."""
+    def __init__(self, url: str, *, busy_timeout: float = 30.0,
+                 history_key: HistoryKey | None = None) -> None:
+        """Connect lazily to *url*; raises StateError for a bad URL or unwritable path.
+        With *history_key*, every history entry written is authenticated with it."""
         self._db = Database(url, busy_timeout=busy_timeout)
+        self._history_key = history_key
 
     @classmethod
-    def open(cls, url: str, *, busy_timeout: float = 30.0) -> Self:
+    def open(cls, url: str, *, busy_timeout: float = 30.0,
+             history_key: HistoryKey | None = None) -> Self:
         """Create the store and bring its schema to the newest revision."""
-        store = cls(url, busy_timeout=busy_timeout)
+        store = cls(url, busy_timeout=busy_timeout, history_key=history_key)
         try:
             store.migrate()
         except BaseException:
@@ -190,6 +199,7 @@ class StateStore(ProcessMixin, LeaseMixin):
                 reason=reason,
                 evidence=evidence,
                 at=utc_or_now(at),
+                key=self._history_key,
             )
 
     def history(self, zone: str | None = None) -> list[HistoryInfo]:
@@ -200,9 +210,43 @@ class StateStore(ProcessMixin, LeaseMixin):
         with self._db.read() as session:
             return [HistoryInfo.from_row(row) for row in session.exec(statement)]
 
-    def verify_chain(self) -> ChainReport:
+    @property
+    def history_key(self) -> HistoryKey | None:
+        return self._history_key
+
+    def verify_chain(self, checkpoint: Checkpoint | None = None) -> ChainReport:
+        """Verify the chain (and the MACs, with a key); with an already authenticated
+        *checkpoint*, also that the history still holds everything it saw, unchanged."""
         with self._db.read() as session:
-            return verify(session)
+            report = verify(session, self._history_key)
+            if checkpoint is None or not report.ok:
+                return report
+            bad = compare(session, checkpoint, report.checked)
+        if bad is None:
+            return report
+        return replace(report, ok=False, first_bad_seq=bad[0], problem=bad[1])
+
+    def checkpoint(self, now: datetime | None = None) -> Checkpoint:
+        """An authenticated checkpoint of the history head; refused (AuditError) unless
+        the chain and its MACs verify."""
+        key = self._require_key("audit checkpoint")
+        with self._db.read() as session:
+            report = verify(session, key)
+        report.raise_if_bad()
+        return make_checkpoint(report.checked, report.head_hash, utc_or_now(now), key)
+
+    def seal_history(self, *, actor: str, reason: str,
+                     now: datetime | None = None) -> SealResult | None:
+        """Authenticate the entries written before the key was configured (state/seal.py)."""
+        key = self._require_key("audit seal")
+        with self._db.write() as session:
+            return seal(session, key, actor=actor, reason=reason, at=utc_or_now(now))
+
+    def _require_key(self, what: str) -> HistoryKey:
+        if self._history_key is None:
+            raise ConfigError(f"{what} needs a [history] key: set history.key or "
+                              "history.key_file in the config")
+        return self._history_key
 
     # -- zone membership --------------------------------------------------------------
 

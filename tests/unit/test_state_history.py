@@ -225,7 +225,7 @@ def test_verify_chain_catches_reordered_rows(db_file: Path) -> None:
         CREATE TEMP TABLE moved AS SELECT * FROM history WHERE seq IN (2, 4);
         DELETE FROM history WHERE seq IN (2, 4);
         INSERT INTO history SELECT CASE seq WHEN 2 THEN 4 ELSE 2 END, zone, process_id, kind,
-            from_state, to_state, at, actor, reason, evidence, prev_hash, hash FROM moved;
+            from_state, to_state, at, actor, reason, evidence, prev_hash, hash, mac FROM moved;
     """
     with _tampered(db_file, sql) as store:
         report = store.verify_chain()
