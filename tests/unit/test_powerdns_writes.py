@@ -1,4 +1,5 @@
-"""PowerDNS key creation is never repeated blindly.
+"""PowerDNS key creation is never repeated blindly; a key deletion repeated after its
+answer was lost is not mistaken for a missing zone.
 
 respx fakes PowerDNS's documented API shape (``GET``/``POST
 /api/v1/servers/localhost/zones/{zone}/cryptokeys``, cryptokey objects with ``id``,
@@ -18,7 +19,7 @@ import respx
 from pydantic import SecretStr
 
 from core.config import ProviderConfig
-from core.errors import ProviderError, ProviderUnreachable
+from core.errors import ProviderError, ProviderUnreachable, ZoneMissing
 from core.observation import ApiKey
 from providers.powerdns import PowerDNSProvider
 
@@ -38,6 +39,7 @@ class FakePdns:
         self.keys: list[dict[str, Any]] = [self.item(1, "257 3 13 " + "A" * 86 + "==", True)]
         self.posts = 0
         self.on_post: list[Callable[[httpx.Request], httpx.Response]] = []
+        self.router: respx.MockRouter | None = None  # set by the fixture
 
     @staticmethod
     def item(key_id: int, dnskey: str, active: bool) -> dict[str, Any]:
@@ -83,6 +85,7 @@ def fake() -> Iterator[FakePdns]:
     with respx.mock(assert_all_called=False) as mock:
         mock.get(KEYS).mock(side_effect=pdns.get)
         mock.post(KEYS).mock(side_effect=pdns.post)
+        pdns.router = mock
         yield pdns
 
 
@@ -182,3 +185,50 @@ def test_repeated_500s_give_up_clearly(fake: FakePdns) -> None:
     with pytest.raises(ProviderUnreachable, match="failed 3 times"):
         create(attempts=3)
     assert fake.posts == 3 and len(fake.keys) == 1
+
+
+def delete(key_id: str) -> None:
+    config = ProviderConfig(name="p0", type="powerdns", api_url="http://127.0.0.1:8081",
+                            api_key=SecretStr("k"), nameservers=["127.0.0.1:5300"])
+
+    async def run() -> None:
+        provider = PowerDNSProvider(config)
+        try:
+            await provider.delete_key(ZONE, key_id)
+        finally:
+            await provider.aclose()
+
+    asyncio.run(run())
+
+
+def test_a_delete_repeated_after_its_answer_was_lost_succeeds(fake: FakePdns) -> None:
+    fake.create()
+    deletes: list[int] = []
+
+    def lost_then_404(request: httpx.Request) -> httpx.Response:
+        deletes.append(1)
+        if len(deletes) == 1:  # PowerDNS deletes the key, the answer never arrives
+            fake.keys = [k for k in fake.keys if k["id"] != 2]
+            raise httpx.ReadTimeout("read timed out", request=request)
+        return httpx.Response(404, text="Not Found")  # what PowerDNS says for a gone key
+
+    assert fake.router is not None
+    fake.router.delete(f"{KEYS}/2").mock(side_effect=lost_then_404)
+    delete("2")
+    assert len(deletes) == 2 and [k["id"] for k in fake.keys] == [1]
+
+
+def test_a_delete_in_a_missing_zone_still_says_so() -> None:
+    with respx.mock() as mock:
+        mock.delete(f"{KEYS}/2").mock(return_value=httpx.Response(404, text="Not Found"))
+        mock.get(KEYS).mock(return_value=httpx.Response(404, text="Not Found"))
+        with pytest.raises(ZoneMissing, match="does not exist at this provider"):
+            delete("2")
+
+
+def test_a_404_for_a_key_still_listed_is_not_hidden(fake: FakePdns) -> None:
+    fake.create()
+    assert fake.router is not None
+    fake.router.delete(f"{KEYS}/2").mock(return_value=httpx.Response(404, text="Not Found"))
+    with pytest.raises(ZoneMissing):
+        delete("2")
