@@ -34,36 +34,8 @@ from core.errors import (
 from core.keys import Digest, Key, Role
 from core.observation import ApiKey, ApiZoneState
 from providers.base import Capability, Provider
+from providers.powerdns_http import Ambiguous, Transient, error_text, pdns_error, retryable, unsent
 from providers.powerdns_keys import KeyRequest, reconcile
-
-
-class _Transient(Exception):
-    """A failure worth retrying: connection trouble or a 5xx answer."""
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
-
-
-class _Ambiguous(_Transient):
-    """The request may have reached PowerDNS and taken effect (a timeout or a broken
-    connection after it was sent, a 5xx). Harmless to repeat for GET, PUT, PATCH REPLACE
-    and DELETE; not for POST /cryptokeys, which would make a second key."""
-
-    def __init__(self, detail: str, *, finished: bool = False) -> None:
-        super().__init__(detail)
-        # PowerDNS itself answered (HTTP 500 with its JSON error): it is done with the
-        # request, so whatever it created is visible now; a proxy's 502/503/504 or a
-        # timeout promise no such thing.
-        self.finished = finished
-
-
-def _retryable(exc: BaseException) -> bool:
-    return isinstance(exc, _Transient)
-
-
-def _unsent(exc: BaseException) -> bool:
-    return isinstance(exc, _Transient) and not isinstance(exc, _Ambiguous)
 
 
 def _tls(config: ProviderConfig) -> ssl.SSLContext:
@@ -110,20 +82,20 @@ class PowerDNSProvider(Provider):
         idempotent: bool = True,
     ) -> Any:
         """One API call, retried on transient failures. Not ``idempotent``: retried only
-        when the request cannot have been sent; an ``_Ambiguous`` failure is raised as is
+        when the request cannot have been sent; an ``Ambiguous`` failure is raised as is
         for the caller to reconcile."""
         endpoint = f"{method} {path}"
         try:
             async for attempt in AsyncRetrying(
-                retry=retry_if_exception(_retryable if idempotent else _unsent),
+                retry=retry_if_exception(retryable if idempotent else unsent),
                 stop=stop_after_attempt(self._attempts),
                 wait=wait_exponential(multiplier=0.2, max=5.0) + wait_random(0, 0.2),
                 reraise=True,
             ):
                 with attempt:
                     return await self._once(method, path, zone=zone, json=json)
-        except _Transient as exc:
-            if isinstance(exc, _Ambiguous) and not idempotent:
+        except Transient as exc:
+            if isinstance(exc, Ambiguous) and not idempotent:
                 raise
             raise ProviderUnreachable(
                 f"{exc.detail} (gave up after {self._attempts} attempts); check that the API "
@@ -146,17 +118,17 @@ class PowerDNSProvider(Provider):
                 async with self._writes:
                     response = await self._client.request(method, self._base + path, json=json)
         except (httpx.ConnectTimeout, httpx.PoolTimeout):
-            raise _Transient("connecting timed out") from None
+            raise Transient("connecting timed out") from None
         except httpx.TimeoutException:
-            raise _Ambiguous("request timed out") from None
+            raise Ambiguous("request timed out") from None
         except httpx.ConnectError as exc:
-            raise _Transient(f"cannot connect: {exc.__class__.__name__}: {exc}") from None
+            raise Transient(f"cannot connect: {exc.__class__.__name__}: {exc}") from None
         except httpx.TransportError as exc:
-            raise _Ambiguous(f"connection failed: {exc.__class__.__name__}: {exc}") from None
+            raise Ambiguous(f"connection failed: {exc.__class__.__name__}: {exc}") from None
         status = response.status_code
         if status >= 500:
-            raise _Ambiguous(f"HTTP {status}: {_error_text(response)}",
-                             finished=status == 500 and _pdns_error(response))
+            raise Ambiguous(f"HTTP {status}: {error_text(response)}",
+                             finished=status == 500 and pdns_error(response))
         if status in (401, 403):
             raise ProviderAuthError(
                 f"API key rejected (HTTP {status}); check api_key in the config",
@@ -174,7 +146,7 @@ class PowerDNSProvider(Provider):
             )
         if status >= 400:
             raise ProviderError(
-                f"HTTP {status}: {_error_text(response)}",
+                f"HTTP {status}: {error_text(response)}",
                 provider=self.name,
                 zone=zone,
                 endpoint=endpoint,
@@ -342,7 +314,7 @@ class PowerDNSProvider(Provider):
             try:
                 item = await self._request("POST", path, zone=zone, json=want.body(),
                                            idempotent=False)
-            except _Ambiguous as exc:
+            except Ambiguous as exc:
                 after = await self._request("GET", path, zone=zone)
                 found = reconcile(want, before, after, exc.detail, exc.finished,
                                   provider=self.name, zone=zone)
@@ -383,22 +355,3 @@ class PowerDNSProvider(Provider):
 
     async def aclose(self) -> None:
         await self._client.aclose()
-
-
-def _pdns_error(response: httpx.Response) -> bool:
-    """Whether an error answer is PowerDNS' own (a JSON object with "error")."""
-    try:
-        body = response.json()
-    except ValueError:
-        return False
-    return isinstance(body, dict) and "error" in body
-
-
-def _error_text(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:200] or response.reason_phrase
-    if isinstance(body, dict) and "error" in body:
-        return str(body["error"])
-    return str(body)[:200]
