@@ -21,10 +21,10 @@ pytestmark = LAB
 
 ZONE = "soa.test."
 
-# Every field but the negative-caching TTL differs from the lab's own SOA
-# (ns1.p0.test. hostmaster.soa.test. <serial> 3600 600 86400 <ttl>). The minimum stays the
-# lab TTL: PowerDNS serves the DNSKEY RRset with the SOA minimum as its TTL.
+# Every field but the negative-caching TTL differs between the three. The minimum stays
+# the lab TTL: PowerDNS serves the DNSKEY RRset with the SOA minimum as its TTL.
 OWN_SOA = {
+    "p0": "ns1.p0.test. hostmaster.soa.test. 1 3600 600 86400 {ttl}",
     "p1": "ns1.p1.test. dns-admin.p1.example. 2026120101 7200 1800 1209600 {ttl}",
     "p2": "ns1.p2.test. noc.p2.example. 5 10800 3600 604800 {ttl}",
 }
