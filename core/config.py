@@ -1,4 +1,4 @@
-"""The TOML configuration (interface.md), validated with pydantic.
+"""The TOML configuration (docs/configuration.md), validated with pydantic.
 
 Errors name the file, the key path (``zones[0].signers[2]``) and the problem, and are
 raised before anything is touched. ``${VAR}`` in any string value is replaced from the
@@ -8,12 +8,14 @@ they never show up in a repr, a log line or an error message.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import dns.name
 from pydantic import (
@@ -53,6 +55,15 @@ def _duration(value: Any) -> Any:
 
 
 Duration = Annotated[timedelta, BeforeValidator(_duration)]
+
+
+def _show(value: timedelta) -> str:
+    """A duration as the config would write it (``7d``, ``90s``)."""
+    seconds = int(value.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def _hostport(value: str, default_port: int = 53) -> tuple[str, int]:
@@ -109,7 +120,29 @@ class _Strict(BaseModel):
 
 
 class StateConfig(_Strict):
-    url: str = "sqlite:///multisigner.db"
+    # repr=False: a PostgreSQL URL carries the database password.
+    url: str = Field(default="sqlite:///multisigner.db", repr=False)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        from core.errors import StateError
+        from state.database import parse_url
+
+        try:
+            parse_url(value)
+        except StateError as exc:  # the message never shows the password
+            raise ValueError(str(exc)) from None
+        return value
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class ProviderConfig(_Strict):
@@ -121,13 +154,53 @@ class ProviderConfig(_Strict):
     nameservers: list[HostPort] = Field(min_length=1)
     ns_names: list[Fqdn] = Field(default_factory=list)
     timeout: Duration = timedelta(seconds=10)
+    # http:// to anything but loopback sends the API key in clear: refused unless set.
+    allow_plain_http: bool = False
+    ca_file: Path | None = None  # CA bundle to trust for an https:// api_url (default: system)
+    # HTTP(S)_PROXY / NO_PROXY / SSL_CERT_FILE from the environment apply only when set: a
+    # stray proxy variable must not silently route the API key through another host.
+    proxy_from_env: bool = False
 
     @field_validator("api_url")
     @classmethod
     def _url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
             raise ValueError(f"{value!r} must start with http:// or https://")
+        try:
+            parts = urlsplit(value)
+            _ = parts.port  # raises on a port that is no number or out of range
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a valid URL ({exc})") from None
+        if not parts.hostname:
+            raise ValueError(f"{value!r} names no host")
         return value.rstrip("/")
+
+    @field_validator("api_key")
+    @classmethod
+    def _key(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError("empty; set the provider's API key (sent as X-API-Key), e.g. "
+                             "api_key = \"${P0_API_KEY}\"")
+        return value
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"{value}: no such file (a PEM bundle of the CAs to trust for "
+                             "api_url)")
+        return value
+
+    @model_validator(mode="after")
+    def _plain_http(self) -> ProviderConfig:
+        host = urlsplit(self.api_url).hostname or ""
+        if (self.api_url.startswith("http://") and not _is_loopback(host)
+                and not self.allow_plain_http):
+            raise ValueError(
+                f"api_url: {self.api_url} sends the API key unencrypted to {host}; use "
+                "https:// (ca_file names the CA if it is private), or set allow_plain_http "
+                "= true on this provider if the network path is trusted")
+        return self
 
 
 class KnotProviderConfig(_Strict):
@@ -179,6 +252,24 @@ class PolicyConfig(_Strict):
 
         return int(parse_algorithm(self.algorithm))
 
+    @field_validator("zsk_lifetime", "ksk_lifetime", "signature_validity",
+                     "propagation_timeout", "parent_timeout")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be longer than 0s")
+        return value
+
+    @model_validator(mode="after")
+    def _refresh(self) -> PolicyConfig:
+        # A signature re-signed only once it has expired leaves the zone bogus in between.
+        if self.signature_refresh >= self.signature_validity:
+            raise ValueError(
+                f"signature_refresh: {_show(self.signature_refresh)} is not shorter than "
+                f"signature_validity {_show(self.signature_validity)}; signatures must be "
+                "refreshed before they expire")
+        return self
+
     @field_validator("algorithm")
     @classmethod
     def _algorithm(cls, value: str) -> str:
@@ -203,6 +294,14 @@ class ZoneConfig(_Strict):
     parent: ParentConfig = ParentConfig()
     policy: PolicyConfig = PolicyConfig()
     owner_ksk: OwnerKskConfig | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _not_root(cls, value: str) -> str:
+        if value == ".":
+            raise ValueError("the root zone '.' cannot be managed: it has no parent to "
+                             "publish its DS, and multisigner manages delegated zones only")
+        return value
 
     @model_validator(mode="after")
     def _owner_ksk(self) -> ZoneConfig:
@@ -344,7 +443,7 @@ def load_config(path: Path) -> Config:
         for err in exc.errors(include_input=False, include_url=False):
             msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
-                msg = "unknown key (check the spelling against interface.md)"
+                msg = "unknown key (check the spelling against docs/configuration.md)"
             where = _loc(err["loc"])
             problems.append(msg if where == "(top level)" and ": " in msg else f"{where}: {msg}")
         raise ConfigError(f"{path}: invalid configuration:\n  " + "\n  ".join(problems)) from None

@@ -178,7 +178,7 @@ def _write_atomically(path: Path, text: str) -> None:
 
 
 def _seal(store: StateStore, args: argparse.Namespace) -> int:
-    from orchestrator.engine.runtime import default_actor
+    from orchestrator.runtime import default_actor
 
     result = store.seal_history(actor=default_actor(), reason=args.reason or
                                 DEFAULT_SEAL_REASON)

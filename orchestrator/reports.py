@@ -24,12 +24,13 @@ from providers.nameservers import query
 
 async def verify_zone(rt: Runtime, zone: ZoneConfig, *, content: bool = False) -> dict[str, Any]:
     """The invariant from the nameservers (plus what may still be cached), no API calls.
-    With ``content``, also that every signer serves the same data (CONTENT_DIFFERS)."""
+    With ``content``, also that every signer serves the same data (CONTENT_DIFFERS; a
+    differing negative-caching TTL is a NEGATIVE_TTL_DIFFERS warning)."""
     view, _ = await observe(rt, zone, api=False)
     findings = check_zone(view, datetime.now(UTC), expect_identical=zone.policy.import_ksks,
                           refresh=zone.policy.signature_refresh if zone.model == 1 else None)
     if content:
-        findings += await content_findings(rt, zone)
+        findings += await content_findings(rt, zone, warnings=True)
     return {
         "name": zone.name,
         "ok": not any(f.severity == "breach" for f in findings),
@@ -158,12 +159,17 @@ def _expiry(servers: tuple[ServerView, ...]) -> str | None:
     return datetime.fromtimestamp(min(times), UTC).isoformat()
 
 
-async def content_findings(rt: Runtime, zone: ZoneConfig,
-                           providers: list[str] | None = None) -> list[Finding]:
-    from orchestrator.observe.content import differences, fetch
+async def content_findings(rt: Runtime, zone: ZoneConfig, providers: list[str] | None = None,
+                           *, warnings: bool = False) -> list[Finding]:
+    """CONTENT_DIFFERS breaches between the providers' zone contents (default: the zone's
+    signers); with ``warnings``, also what differs without changing answers (a different
+    negative-caching TTL). Without it the list is exactly what must block a signer change."""
+    from orchestrator.decide.content import compare
+    from orchestrator.observe.content import fetch
 
     names = providers if providers is not None else rt.signers(zone)
     servers = {n: rt.config.provider(n).nameservers[0] for n in names}
     contents, method = await fetch(servers, zone.name)
-    return [Finding("breach", "CONTENT_DIFFERS", f"{d} (compared by {method})")
-            for d in differences(contents)]
+    return [Finding(d.severity, d.code, f"{d.message} (compared by {method})")
+            for d in compare(contents, zone.name)
+            if warnings or d.severity == "breach"]

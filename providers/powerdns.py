@@ -10,6 +10,7 @@ signs everything).
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
@@ -33,18 +34,15 @@ from core.errors import (
 from core.keys import Digest, Key, Role
 from core.observation import ApiKey, ApiZoneState
 from providers.base import Capability, Provider
+from providers.powerdns_http import Ambiguous, Transient, error_text, pdns_error, retryable, unsent
+from providers.powerdns_keys import KeyRequest, reconcile
 
 
-class _Transient(Exception):
-    """A failure worth retrying: connection trouble or a 5xx answer."""
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
-
-
-def _retryable(exc: BaseException) -> bool:
-    return isinstance(exc, _Transient)
+def _tls(config: ProviderConfig) -> ssl.SSLContext:
+    """Trust ``ca_file`` if set, else the system's CA store (not httpx's bundled one)."""
+    if config.ca_file is not None:
+        return ssl.create_default_context(cafile=str(config.ca_file))
+    return ssl.create_default_context()
 
 
 class PowerDNSProvider(Provider):
@@ -70,25 +68,35 @@ class PowerDNSProvider(Provider):
             timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
             limits=httpx.Limits(max_connections=16, max_keepalive_connections=16),
             transport=transport,
+            verify=_tls(config),
+            # Proxy (and SSL_CERT_FILE, .netrc) settings from the environment only if the
+            # provider says so: the API key must not go through a proxy nobody configured.
+            trust_env=config.proxy_from_env,
         )
         self._writes = asyncio.Semaphore(2)
 
     # -- the one HTTP seam ------------------------------------------------------------
 
     async def _request(
-        self, method: str, path: str, *, zone: str | None = None, json: Any = None
+        self, method: str, path: str, *, zone: str | None = None, json: Any = None,
+        idempotent: bool = True,
     ) -> Any:
+        """One API call, retried on transient failures. Not ``idempotent``: retried only
+        when the request cannot have been sent; an ``Ambiguous`` failure is raised as is
+        for the caller to reconcile."""
         endpoint = f"{method} {path}"
         try:
             async for attempt in AsyncRetrying(
-                retry=retry_if_exception(_retryable),
+                retry=retry_if_exception(retryable if idempotent else unsent),
                 stop=stop_after_attempt(self._attempts),
                 wait=wait_exponential(multiplier=0.2, max=5.0) + wait_random(0, 0.2),
                 reraise=True,
             ):
                 with attempt:
                     return await self._once(method, path, zone=zone, json=json)
-        except _Transient as exc:
+        except Transient as exc:
+            if isinstance(exc, Ambiguous) and not idempotent:
+                raise
             raise ProviderUnreachable(
                 f"{exc.detail} (gave up after {self._attempts} attempts); check that the API "
                 f"is up at {self._base} and reachable from here",
@@ -109,13 +117,18 @@ class PowerDNSProvider(Provider):
                 # time cost nothing in throughput and spare the retry back-off.
                 async with self._writes:
                     response = await self._client.request(method, self._base + path, json=json)
+        except (httpx.ConnectTimeout, httpx.PoolTimeout):
+            raise Transient("connecting timed out") from None
         except httpx.TimeoutException:
-            raise _Transient("request timed out") from None
+            raise Ambiguous("request timed out") from None
+        except httpx.ConnectError as exc:
+            raise Transient(f"cannot connect: {exc.__class__.__name__}: {exc}") from None
         except httpx.TransportError as exc:
-            raise _Transient(f"cannot connect: {exc.__class__.__name__}: {exc}") from None
+            raise Ambiguous(f"connection failed: {exc.__class__.__name__}: {exc}") from None
         status = response.status_code
         if status >= 500:
-            raise _Transient(f"HTTP {status}: {_error_text(response)}")
+            raise Ambiguous(f"HTTP {status}: {error_text(response)}",
+                             finished=status == 500 and pdns_error(response))
         if status in (401, 403):
             raise ProviderAuthError(
                 f"API key rejected (HTTP {status}); check api_key in the config",
@@ -133,7 +146,7 @@ class PowerDNSProvider(Provider):
             )
         if status >= 400:
             raise ProviderError(
-                f"HTTP {status}: {_error_text(response)}",
+                f"HTTP {status}: {error_text(response)}",
                 provider=self.name,
                 zone=zone,
                 endpoint=endpoint,
@@ -292,13 +305,30 @@ class PowerDNSProvider(Provider):
     async def create_key(
         self, zone: str, role: Role, algorithm: str, *, active: bool, published: bool
     ) -> ApiKey:
-        body = {"keytype": role, "active": active, "published": published, "algorithm": algorithm}
-        item = await self._request(
-            "POST", f"{self._zone_path(zone)}/cryptokeys", zone=zone, json=body
-        )
-        key = Key.parse(item["dnskey"])
-        return ApiKey(key=key, role=role, active=active, published=published,
-                      key_id=str(item["id"]))
+        """POST a new key, never blindly repeated: after an ambiguous failure the zone's
+        keys are listed again and the one that appeared is adopted (see ``powerdns_keys``)."""
+        path = f"{self._zone_path(zone)}/cryptokeys"
+        want = KeyRequest(role, algorithm, active=active, published=published)
+        before = {str(k["id"]) for k in await self._request("GET", path, zone=zone)}
+        for attempt in range(self._attempts):
+            try:
+                item = await self._request("POST", path, zone=zone, json=want.body(),
+                                           idempotent=False)
+            except Ambiguous as exc:
+                after = await self._request("GET", path, zone=zone)
+                found = reconcile(want, before, after, exc.detail, exc.finished,
+                                  provider=self.name, zone=zone)
+                if found is not None:
+                    return found
+                if attempt + 1 < self._attempts:  # nothing was created: safe to ask again
+                    await asyncio.sleep(min(0.2 * 2**attempt, 5.0))
+                continue
+            return ApiKey(key=Key.parse(item["dnskey"]), role=role, active=active,
+                          published=published, key_id=str(item["id"]))
+        raise ProviderUnreachable(
+            f"creating a {role} failed {self._attempts} times (PowerDNS answered HTTP 500 "
+            "each time and no key appeared); check its log", provider=self.name, zone=zone,
+            endpoint=f"POST {path}")
 
     async def set_key_state(
         self, zone: str, key_id: str, *, active: bool, published: bool
@@ -311,19 +341,17 @@ class PowerDNSProvider(Provider):
         )
 
     async def delete_key(self, zone: str, key_id: str) -> None:
-        await self._request(
-            "DELETE", f"{self._zone_path(zone)}/cryptokeys/{quote(key_id, safe='')}", zone=zone
-        )
+        path = f"{self._zone_path(zone)}/cryptokeys"
+        try:
+            await self._request("DELETE", f"{path}/{quote(key_id, safe='')}", zone=zone)
+        except ZoneMissing:
+            # PowerDNS answers 404 for a key that is gone as for a zone that is: after a
+            # DELETE repeated because its first answer was lost, the key is gone and the
+            # job done. Only a missing zone (the listing 404s too) or a key still listed
+            # is an error.
+            keys = await self._request("GET", path, zone=zone)
+            if any(str(k.get("id")) == key_id for k in keys):
+                raise
 
     async def aclose(self) -> None:
         await self._client.aclose()
-
-
-def _error_text(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:200] or response.reason_phrase
-    if isinstance(body, dict) and "error" in body:
-        return str(body["error"])
-    return str(body)[:200]

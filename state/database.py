@@ -20,6 +20,7 @@ real transactions (including transactional DDL for migrations) on Python < 3.12.
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -42,6 +43,38 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 _PG_LOCK_KEY = 0x6D756C7469  # "multi"
 _IMMEDIATE = "multisigner_immediate"
 _HINT = "set [state] url to a reachable database, e.g. sqlite:///multisigner.db"
+
+
+_EXPECTED = ("expected sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST[:PORT]/DATABASE")
+# Everything between "scheme://user:" and the last "@": the password, however malformed
+# the rest of the URL is (an '@' inside the password included).
+_PASSWORD = re.compile(r"(://[^/@:]*:).*@")
+
+
+def redact_url(text: str) -> str:
+    """``text`` with any password replaced by ``***``: for messages, also when ``text`` is
+    no valid URL at all."""
+    return _PASSWORD.sub(r"\1***@", text)
+
+
+def parse_url(text: str) -> URL:
+    """The ``[state] url`` parsed; ``StateError`` (never showing the password) if it is
+    malformed."""
+    try:
+        parsed = make_url(text)
+        port = parsed.port
+    except ArgumentError:
+        # Not shown at all: without a recognisable scheme, what is the password is unknown.
+        raise StateError(f"is not a valid URL; {_EXPECTED}") from None
+    except ValueError:  # SQLAlchemy parses the port with int()
+        raise StateError(f"{redact_url(text)!r}: the port is not a number; {_EXPECTED}") \
+            from None
+    if port is not None and not 0 < port < 65536:
+        raise StateError(f"{redact_url(text)!r}: port {port} is out of range (1-65535)")
+    if parsed.host is not None and "@" in parsed.host:
+        raise StateError(f"{redact_url(text)!r}: an '@' in the user name or password must be "
+                         "written %40")
+    return parsed
 
 
 def _is_memory(url: URL) -> bool:
@@ -70,9 +103,9 @@ class Database:
 
     def __init__(self, url: str, *, busy_timeout: float = 30.0) -> None:
         try:
-            parsed = make_url(url)
-        except ArgumentError as exc:
-            raise StateError(f"state database URL {url!r} is not a valid URL; {_HINT}") from exc
+            parsed = parse_url(url)
+        except StateError as exc:
+            raise StateError(f"state database URL {exc}") from None
         self.raw_url = url
         self.busy_timeout = busy_timeout
         # Never put a password into messages or logs.
@@ -113,9 +146,9 @@ class Database:
                 else "install the database driver"
             )
             raise StateError(
-                f"state database {self.url}: cannot create an engine ({exc}); {driver} "
-                f"or {_HINT}"
-            ) from exc
+                f"state database {self.url}: cannot create an engine "
+                f"({redact_url(str(exc))}); {driver} or {_HINT}"
+            ) from None
         self.write_engine: Engine = self.engine.execution_options(**{_IMMEDIATE: True})
         # The in-memory database is a single shared connection: serialize its users.
         self._memory_lock = threading.RLock() if self.memory else None
@@ -155,7 +188,7 @@ class Database:
 
     def _fail(self, exc: SQLAlchemyError) -> StateError:
         orig = getattr(exc, "orig", None)
-        detail = str(orig) if orig is not None else str(exc)
+        detail = redact_url(str(orig) if orig is not None else str(exc))
         first = detail.splitlines()[0] if detail else type(exc).__name__
         if "locked" in first or "busy" in first or "lock timeout" in first:
             advice = (

@@ -1,69 +1,48 @@
-"""Zone content across providers: the same RRsets (signatures aside) everywhere?
-
-Every signer must serve the same data, or a resolver's answer depends on which provider it
-asked. The comparison is pure; ``fetch`` does the I/O: a zone transfer where the provider
-allows it, else a sample of apex and common names queried directly.
+"""Fetch each provider's zone content for ``decide.content.compare``: a zone transfer
+where every provider allows it, else a sample of apex and common names queried directly.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from typing import cast
 
 import dns.exception
 import dns.name
 import dns.query
+import dns.rdataset
 import dns.rdatatype
 import dns.zone
+from dns.rdtypes.ANY.SOA import SOA
 
 from core.config import hostport
 from core.errors import ObservationError
+from orchestrator.decide.content import Content, Rrsets, Soa, keep
 from providers.nameservers import query
 
-Content = dict[tuple[str, str], frozenset[str]]  # (owner, type) -> rdata texts
-
-# Signing material differs by design between signers (Model 2) and is checked by verify.
-IGNORED = {"RRSIG", "NSEC", "NSEC3", "NSEC3PARAM", "DNSKEY", "CDS", "CDNSKEY", "CSYNC",
-           "TYPE65534"}  # 65534: signing-state records some signers keep in the zone
 SAMPLE_TYPES = ("SOA", "NS", "A", "AAAA", "MX", "TXT", "CNAME", "CAA")
 SAMPLE_LABELS = ("", "www", "mail")
 
 
-def _normalise(rdtype: str, text: str) -> str:
-    if rdtype == "SOA":  # serials differ legitimately (each signer bumps its own)
-        parts = text.split()
-        if len(parts) == 7:
-            parts[2] = "*"
-        return " ".join(parts)
-    return text
+def soa_of(rdataset: dns.rdataset.Rdataset) -> Soa:
+    rdata = cast(SOA, rdataset[0])
+    return Soa(ttl=int(rdataset.ttl), minimum=int(rdata.minimum), text=rdata.to_text())
 
 
-def differences(contents: Mapping[str, Content]) -> list[str]:
-    """Human-readable differences between providers' contents (empty: identical)."""
-    if len(contents) < 2:
-        return []
-    keys = set().union(*(c.keys() for c in contents.values()))
-    out = []
-    for owner, rdtype in sorted(keys):
-        seen = {p: c.get((owner, rdtype), frozenset()) for p, c in contents.items()}
-        if len(set(seen.values())) > 1:
-            detail = "; ".join(f"{p}: {', '.join(sorted(v)) or 'absent'}"
-                               for p, v in sorted(seen.items()))
-            out.append(f"{owner} {rdtype} differs ({detail})")
-    return out
-
-
-def _from_zone(zone: dns.zone.Zone) -> Content:
-    out: Content = {}
+def from_zone(zone: dns.zone.Zone) -> Content:
+    rrsets: Rrsets = {}
+    soa: Soa | None = None
     origin = zone.origin or dns.name.root
     for name, node in zone.nodes.items():
-        owner = name.derelativize(origin).to_text()
+        owner = name.derelativize(origin)
         for rdataset in node.rdatasets:
             rdtype = dns.rdatatype.to_text(rdataset.rdtype)
-            if rdtype in IGNORED:
-                continue
-            out[(owner, rdtype)] = frozenset(_normalise(rdtype, rd.to_text()) for rd in rdataset)
-    return out
+            if rdtype == "SOA" and owner == origin:
+                soa = soa_of(rdataset)
+            elif keep(rdtype):
+                rrsets[(owner.to_text(), rdtype)] = frozenset(rd.to_text() for rd in rdataset)
+    return Content(rrsets, soa)
 
 
 async def transfer(server: str, zone: str, timeout: float = 5.0) -> Content | None:
@@ -75,13 +54,14 @@ async def transfer(server: str, zone: str, timeout: float = 5.0) -> Content | No
                                                lifetime=timeout * 4))
 
     try:
-        return _from_zone(await asyncio.to_thread(run))
+        return from_zone(await asyncio.to_thread(run))
     except (dns.exception.DNSException, OSError, EOFError, ValueError):
         return None
 
 
 async def sample(server: str, zone: str, names: set[str]) -> Content:
-    out: Content = {}
+    rrsets: Rrsets = {}
+    soas: list[Soa] = []
 
     async def one(owner: str, rdtype: str) -> None:
         try:
@@ -90,11 +70,16 @@ async def sample(server: str, zone: str, names: set[str]) -> Content:
             return
         for rrset in answer.answer:
             kind = dns.rdatatype.to_text(rrset.rdtype)
-            if rrset.name.to_text() == owner and kind == rdtype:
-                out[(owner, rdtype)] = frozenset(_normalise(rdtype, rd.to_text()) for rd in rrset)
+            if rrset.name.to_text() != owner or kind != rdtype:
+                continue
+            if kind == "SOA":
+                if owner == zone:
+                    soas.append(soa_of(rrset))
+            elif keep(kind):
+                rrsets[(owner, rdtype)] = frozenset(rd.to_text() for rd in rrset)
 
     await asyncio.gather(*(one(n, t) for n in names for t in SAMPLE_TYPES))
-    return out
+    return Content(rrsets, soas[0] if soas else None)
 
 
 async def fetch(servers: Mapping[str, str], zone: str) -> tuple[dict[str, Content], str]:
@@ -107,6 +92,6 @@ async def fetch(servers: Mapping[str, str], zone: str) -> tuple[dict[str, Conten
     names = {f"{label}.{zone}" if label else zone for label in SAMPLE_LABELS}
     for c in transfers.values():
         if c is not None:
-            names |= {owner for owner, _ in c}
+            names |= {owner for owner, _ in c.rrsets}
     sampled = await asyncio.gather(*(sample(s, zone, names) for s in servers.values()))
     return dict(zip(servers, sampled, strict=True)), f"sample of {len(names)} names"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from core.config import Config, find_config_path, hostport, load_config
+from core.config import Config, ProviderConfig, find_config_path, hostport, load_config
 from core.errors import ConfigError, MultisignerError
 
 SECRET = "s3cr3t-api-key-value"
@@ -362,3 +362,124 @@ def test_huge_duration_is_a_config_error(tmp_path: Path) -> None:
 def test_negative_or_boolean_duration_is_rejected(tmp_path: Path, value: str) -> None:
     path = write(tmp_path, FULL.replace('safety_margin = "1h30m"', f"safety_margin = {value}"))
     assert "zones[0].policy.safety_margin" in str(load_error(path))
+
+
+# --- combinations and values that load but cannot work ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        pytest.param('signature_refresh = "7d"', 'signature_refresh = "14d"',
+                     "zones[0].policy: signature_refresh: 14d is not shorter than "
+                     "signature_validity 14d", id="refresh-equals-validity"),
+        pytest.param('signature_refresh = "7d"', 'signature_refresh = "20d"',
+                     "zones[0].policy: signature_refresh: 20d is not shorter than "
+                     "signature_validity 14d", id="refresh-beyond-validity"),
+        pytest.param('zsk_lifetime = "90d"', 'zsk_lifetime = "0s"',
+                     "zones[0].policy.zsk_lifetime: must be longer than 0s", id="zsk-lifetime-0"),
+        pytest.param('ksk_lifetime = "365d"', "ksk_lifetime = 0",
+                     "zones[0].policy.ksk_lifetime: must be longer than 0s", id="ksk-lifetime-0"),
+        pytest.param('signature_validity = "14d"', 'signature_validity = "0s"',
+                     "zones[0].policy.signature_validity: must be longer than 0s",
+                     id="validity-0"),
+        pytest.param('safety_margin = "1h30m"', 'safety_margin = "1h30m"\n'
+                     'propagation_timeout = "0s"',
+                     "zones[0].policy.propagation_timeout: must be longer than 0s",
+                     id="propagation-timeout-0"),
+        pytest.param('safety_margin = "1h30m"', 'safety_margin = "1h30m"\nparent_timeout = 0',
+                     "zones[0].policy.parent_timeout: must be longer than 0s",
+                     id="parent-timeout-0"),
+        pytest.param('api_key = "literal-key-1"', 'api_key = ""',
+                     "providers[1].api_key: empty", id="empty-api-key"),
+        pytest.param('api_key = "literal-key-1"', 'api_key = "   "',
+                     "providers[1].api_key: empty", id="blank-api-key"),
+        pytest.param('name = "example.test"', 'name = "."',
+                     "zones[0].name: the root zone '.' cannot be managed", id="root-zone"),
+        pytest.param('api_url = "https://pdns.p1.example:8443"',
+                     'api_url = "http://pdns.p1.example:8081"',
+                     "providers[1]: api_url: http://pdns.p1.example:8081 sends the API key "
+                     "unencrypted to pdns.p1.example", id="plain-http-remote"),
+        pytest.param('api_url = "https://pdns.p1.example:8443"',
+                     'api_url = "http://192.0.2.7:8081"',
+                     "providers[1]: api_url: http://192.0.2.7:8081 sends the API key "
+                     "unencrypted", id="plain-http-remote-address"),
+        pytest.param('api_url = "https://pdns.p1.example:8443"',
+                     'api_url = "https://pdns.p1.example:99999"',
+                     "providers[1].api_url: 'https://pdns.p1.example:99999' is not a valid URL",
+                     id="api-url-bad-port"),
+        pytest.param('server_id = "srv1"', 'server_id = "srv1"\nca_file = "/nonexistent/ca.pem"',
+                     "providers[1].ca_file: /nonexistent/ca.pem: no such file", id="no-ca-file"),
+        pytest.param('url = "sqlite:///multisigner.db"',
+                     'url = "postgresql+psycopg://ms:hunter2@db.example:notaport/ms"',
+                     "state.url: 'postgresql+psycopg://ms:***@db.example:notaport/ms': the "
+                     "port is not a number", id="state-url-bad-port"),
+        pytest.param('url = "sqlite:///multisigner.db"',
+                     'url = "postgresql+psycopg://ms:hunter2@db.example:70000/ms"',
+                     "state.url: 'postgresql+psycopg://ms:***@db.example:70000/ms': port 70000 "
+                     "is out of range", id="state-url-port-range"),
+        pytest.param('url = "sqlite:///multisigner.db"', 'url = "ms:hunter2 at db.example"',
+                     "state.url: is not a valid URL", id="state-url-garbage"),
+        pytest.param('url = "sqlite:///multisigner.db"',
+                     'url = "postgresql+psycopg://ms:hun@ter2@db.example/ms"',
+                     "state.url: 'postgresql+psycopg://ms:***@db.example/ms': an '@' in the "
+                     "user name or password must be written %40", id="state-url-raw-at"),
+    ],
+)
+def test_unusable_values_are_refused_at_load(
+    tmp_path: Path, old: str, new: str, expected: str
+) -> None:
+    assert old in FULL
+    path = write(tmp_path, FULL.replace(old, new, 1))
+    message = str(load_error(path))
+    assert any(problem.startswith(expected) for problem in problems(message)), message
+    for secret in ("hunter2", "ter2", "literal-key-1"):
+        assert secret not in message
+
+
+@pytest.mark.parametrize("url", ["http://localhost:8081", "http://127.0.0.2:8081",
+                                 "http://[::1]:8081"])
+def test_plain_http_to_loopback_is_allowed(tmp_path: Path, url: str) -> None:
+    config = load_config(write(tmp_path, FULL.replace("http://127.0.0.1:8083", url)))
+    assert config.provider("p2").api_url == url
+
+
+def test_plain_http_to_a_remote_host_when_allowed(tmp_path: Path) -> None:
+    text = FULL.replace('api_url = "https://pdns.p1.example:8443"',
+                        'api_url = "http://pdns.p1.example:8081"\nallow_plain_http = true')
+    assert load_config(write(tmp_path, text)).provider("p1").api_url \
+        == "http://pdns.p1.example:8081"
+
+
+def test_tls_and_proxy_settings(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    text = FULL.replace('server_id = "srv1"',
+                        f'server_id = "srv1"\nca_file = "{ca}"\nproxy_from_env = true')
+    config = load_config(write(tmp_path, text))
+    p1, p2 = config.provider("p1"), config.provider("p2")
+    assert isinstance(p1, ProviderConfig) and isinstance(p2, ProviderConfig)
+    assert (p1.ca_file, p1.proxy_from_env) == (ca, True)
+    assert (p2.ca_file, p2.proxy_from_env, p2.allow_plain_http) == (None, False, False)
+
+
+def test_state_url_password_is_not_in_the_config_repr(tmp_path: Path) -> None:
+    text = FULL.replace('url = "sqlite:///multisigner.db"',
+                        'url = "postgresql+psycopg://ms:hunter2@db.example:5432/ms"')
+    config = load_config(write(tmp_path, text))
+    assert config.state.url.endswith("@db.example:5432/ms")
+    assert "hunter2" not in repr(config) and "hunter2" not in str(config.state)
+
+
+def test_cli_exits_2_naming_the_key_and_hiding_the_password(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from orchestrator.cli import main
+
+    text = FULL.replace('url = "sqlite:///multisigner.db"',
+                        'url = "postgresql+psycopg://ms:hunter2@db.example:port/ms"')
+    path = write(tmp_path, text)
+    assert main(["--config", str(path), "status", "example.test"]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: invalid configuration" in err and "state.url:" in err, err
+    assert "hunter2" not in err and "Traceback" not in err
