@@ -127,7 +127,7 @@ class StateConfig(_Strict):
     @classmethod
     def _url(cls, value: str) -> str:
         from core.errors import StateError
-        from state.database import parse_url
+        from core.state_url import parse_url
 
         try:
             parse_url(value)
