@@ -1,6 +1,7 @@
 """PowerDNS Authoritative (4.x) through its REST API.
 
-Facts this relies on (lab-notes.md, verified on 4.7): with ``direct-dnskey=yes`` the
+Facts this relies on (verified on 4.7; docs/design-notes.md, "Provider facts"): with
+``direct-dnskey=yes`` the
 DNSKEY/CDS/CDNSKEY rrsets PATCHed into the zone are served beside the keys in the
 ``cryptokeys`` table and signed by PowerDNS' own KSK; the API wants one-token base64 in
 DNSKEY content; ``keytype`` in a cryptokey answer is computed ("csk" when a lone SEP key

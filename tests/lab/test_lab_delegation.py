@@ -1,5 +1,5 @@
 """Partial delegation and the CSYNC-scanning parent: what ``signer add`` / ``signer remove``
-will be tested against (design.md sec. 4, "Add / remove a signer"), done here by hand
+will be tested against (docs/design-notes.md, "Steps per model"), done here by hand
 through the PowerDNS APIs."""
 
 from __future__ import annotations

@@ -63,7 +63,7 @@ ABORT_STEPS = {
     ("csk", "publish"): ("discard-new",),
     ("csk", "swap-ds"): ("revert-ds", "discard-new-after-revert"),
 }
-# The RFC 7583 hold of each step, as design.md sec. 3 and the runbook texts define it.
+# The RFC 7583 hold of each step, as docs/design-notes.md ("Timing") and the runbooks define it.
 HOLD_TERMS: dict[tuple[str, str], tuple[tuple[str, ...], str]] = {
     ("zsk", "publish"): (("TTLkey",), "sum"),
     ("zsk", "activate"): (("TTLsig",), "sum"),

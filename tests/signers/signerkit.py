@@ -37,7 +37,7 @@ PHASES = rollkit.PHASES
 ADD_STEPS = ("import-keys", "add-ds", "add-ns", "parent-ns", "cleanup")
 REMOVE_STEPS = ("remove-ns", "drain", "remove-ds", "remove-keys")
 ADD_ABORTS = {"import-keys": ("unimport",), "add-ds": ("revert-ds", "unimport-after-revert")}
-# The hold of each step: design.md sec. 4 ("Add / remove a signer") and the runbook texts.
+# The hold of each step: docs/design-notes.md, "Steps per model" and the runbook texts.
 # DNSKEY-Wait-Time = TTLkey, DS-Wait-Time = TTLds, NS-Wait-Time = TTLns.
 HOLDS: dict[str, tuple[tuple[str, ...], str]] = {
     "import-keys": (("TTLkey",), "sum"),

@@ -1,4 +1,5 @@
-"""Signer add/remove interlocks (design.md sec. 7): each refusal exits 1 (2 for a usage
+"""Signer add/remove interlocks (docs/design-notes.md, "Safety interlocks"): each refusal
+exits 1 (2 for a usage
 error) with a message naming the reason, and changes nothing -- at any provider (API
 snapshots before and after), at the parent, in the membership or the processes."""
 
