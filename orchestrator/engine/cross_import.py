@@ -68,6 +68,7 @@ async def apply_actions(rt: Runtime, zone: str, actions: Sequence[Action]) -> No
 class CrossImport:
     kind = "cross-import"
     resigns = False  # the daemon re-syncs it on every scan (signatures expire)
+    own_keys_suffice = False  # the target needs only each signer's own keys from its API
     capability = Capability.IMPORT_FOREIGN_DNSKEY | Capability.PUBLISH_CDS
 
     def __init__(self, rt: Runtime, zone: ZoneConfig, report: Reporter) -> None:

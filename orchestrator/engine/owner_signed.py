@@ -46,6 +46,7 @@ def _listed(stored: list[StoredKey]) -> list[tuple[Key, datetime | None, str]]:
 class OwnerSigned:
     kind = "owner-signed"
     resigns = True  # the daemon re-syncs it on every scan (signatures expire)
+    own_keys_suffice = True  # the target needs only each signer's own keys from its API
     capability = Capability.SIGN_EXTERNAL_DNSKEY_SET
 
     def __init__(self, rt: Runtime, zone: ZoneConfig, report: Reporter) -> None:
