@@ -25,6 +25,7 @@ from itkit import (
     sync_ok,
     wait_settled,
 )
+from prereq import require
 
 from lab import Lab, dnsviz
 
@@ -93,8 +94,7 @@ def test_sync_from_scratch(ms: Run, request: pytest.FixtureRequest, which: str,
     assert item["warnings"] == []
 
     assert_validates(lab, zone)
-    if why := dnsviz.missing():
-        pytest.skip(f"DNSViz cannot run: {why}")
+    require(dnsviz.missing(), "pip package dnsviz, Debian package bind9")
     assert dnsviz.grok(lab, zone) == {}
 
 
