@@ -164,7 +164,9 @@ def test_pkcs11_lab_end_to_end(tmp_path: Path, pkcs11_env: None) -> None:
     lab = Model1Lab.start(directory, providers=2)
     took = time.monotonic() - started
     try:
-        assert took < 10, f"the lab took {took:.1f} s to start"
+        # Model1Lab.start waits for every server to answer (an event, not a delay); this
+        # bound only catches a hang, not a host loaded by other workers
+        assert took < 120, f"the lab took {took:.1f} s to start"
         assert sorted(lab.alive()) == ["k0", "k1", "parent", "scanner", "unbound"]
         assert stat.S_IMODE(lab.config_path.stat().st_mode) == 0o600
 
