@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ import dns.query
 import dns.rcode
 import dns.rrset
 import pytest
+from prereq import needs, needs_because
 
 from lab import Lab, LabError, Server, dnsviz
 from lab.cli import format_info, lab_down, lab_info, lab_up
@@ -28,10 +28,7 @@ from lab.zones import ds_text, parse_dnskey
 
 pytestmark = [
     pytest.mark.lab,
-    pytest.mark.skipif(
-        not (shutil.which("pdns_server") and shutil.which("unbound")),
-        reason="needs pdns_server and unbound",
-    ),
+    needs("pdns_server", "unbound", what="Debian packages pdns-server, unbound"),
 ]
 
 ZONE = "example.test."
@@ -194,7 +191,7 @@ def cds_change(zone: str, contents: list[str], ttl: int) -> dict[str, object]:
     }
 
 
-@pytest.mark.skipif(dnsviz.missing() is not None, reason=str(dnsviz.missing()))
+@needs_because(dnsviz.missing(), "pip package dnsviz, Debian package bind9")
 def test_dnsviz_clean_after_manual_model2_sync(lab: Lab) -> None:
     """What the controller will do, by hand: every key everywhere, CDS for both KSKs,
     parent DS follows; then DNSViz finds nothing and Unbound validates."""

@@ -5,7 +5,6 @@ through the PowerDNS APIs."""
 from __future__ import annotations
 
 import json
-import shutil
 import time
 import tomllib
 from collections.abc import Callable, Iterator
@@ -15,6 +14,7 @@ import dns.dnssec
 import dns.flags
 import dns.name
 import pytest
+from prereq import needs
 
 from lab import Lab, LabError
 from lab.dnsq import answer, query
@@ -22,10 +22,7 @@ from lab.zones import ds_text, parse_dnskey
 
 pytestmark = [
     pytest.mark.lab,
-    pytest.mark.skipif(
-        not (shutil.which("pdns_server") and shutil.which("unbound")),
-        reason="needs pdns_server and unbound",
-    ),
+    needs("pdns_server", "unbound", what="Debian packages pdns-server, unbound"),
 ]
 
 JOIN = "join.test."  # p2 joins, then p1 leaves

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ import dns.flags
 import dns.name
 import dns.rcode
 import pytest
+from prereq import needs
 
 from core.config import KnotProviderConfig, load_config
 from core.keys import Key
@@ -37,10 +37,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = [
     pytest.mark.lab,
-    pytest.mark.skipif(
-        not all(shutil.which(t) for t in ("pdns_server", "knotd", "keymgr", "knotc")),
-        reason="needs pdns_server and Knot DNS (knotd, knotc, keymgr)",
-    ),
+    needs("pdns_server", "knotd", "keymgr", "knotc", what="Debian packages pdns-server, knot"),
 ]
 
 

@@ -32,6 +32,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 import pytest
+from prereq import needs
 from rollover.rollkit import (
     MULTISIGNER,
     REPO,
@@ -70,10 +71,7 @@ DUE = {"signature_validity": "1h", "signature_refresh": "30m"}  # the lab's 60 s
 
 
 def needs_tools(*extra: str) -> pytest.MarkDecorator:
-    import shutil
-
-    missing = [t for t in (*TOOLS, *extra) if shutil.which(t) is None]
-    return pytest.mark.skipif(bool(missing), reason=f"needs {', '.join(missing)}")
+    return needs(*TOOLS, *extra)
 
 
 # --------------------------------------------------------------------------- labs

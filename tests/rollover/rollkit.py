@@ -9,7 +9,6 @@ import io
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import sqlite3
@@ -32,6 +31,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 import pytest
+from prereq import needs
 
 from lab import Lab
 from lab.zones import ds_text
@@ -43,10 +43,7 @@ REPO = Path(__file__).resolve().parents[2]
 MULTISIGNER = Path(sys.executable).with_name("multisigner")
 
 
-NEEDS_SERVERS = pytest.mark.skipif(
-    not (shutil.which("pdns_server") and shutil.which("unbound")),
-    reason="needs pdns_server and unbound",
-)
+NEEDS_SERVERS = needs("pdns_server", "unbound", what="Debian packages pdns-server, unbound")
 LAB = [pytest.mark.lab, NEEDS_SERVERS]
 
 PHASES = ("act", "converge", "observe", "hold")

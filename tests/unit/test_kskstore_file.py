@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import os
-import shutil
 import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from dns.dnssecalgs.base import GenericPrivateKey
 from dns.dnssectypes import Algorithm
 from dns.exception import ValidationFailure
+from prereq import needs
 
 from bench.kskstore_bench import signatures_per_second, typical_dnskey_rrset
 from core.errors import MultisignerError
@@ -238,7 +238,7 @@ def test_ignores_public_and_unrelated_files(keydir: Path) -> None:
 # -- BIND key files ------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(shutil.which("dnssec-keygen") is None, reason="needs BIND dnssec-keygen")
+@needs("dnssec-keygen", what="Debian package bind9-utils")
 def test_imports_a_dnssec_keygen_ksk(keydir: Path) -> None:
     name = subprocess.run(
         [
