@@ -52,7 +52,7 @@ bailiwick, so there is no child glue to copy):
 8. replace the parent's NS RRset for the child with it (TTL ``ns_ttl``).
 
 Both scans use a cheap path first (only the first delegated server; a header-only
-presence probe, then without DO): without a CDS/CSYNC there, or with one already in effect
+presence probe, then one full query): without a CDS/CSYNC there, or with one already in effect
 at the parent, no answer from the others could lead to a change (all must agree), so they
 are not asked. A round of 200 zones without CDS or CSYNC costs two such probes per zone
 plus one parse of the parent zone: a few ms of CPU.
@@ -87,6 +87,7 @@ import dns.rdatatype
 import dns.rrset
 import dns.serial
 
+from core.errors import ObservationError
 from lab import dnsq, powerdns, proc
 from lab.zones import PARENT_ZONE
 
@@ -205,7 +206,9 @@ class Scanner:
         }
         parent = state["parent"]
         self.parent = (str(parent["address"]), int(parent["dns_port"]))
-        self.api = powerdns.api_client(parent["api_url"], parent["api_key"])
+        self.api = powerdns.adapter(
+            "parent", parent["api_url"], parent["api_key"], f"{self.parent[0]}:{self.parent[1]}"
+        )
         self.ds_ttl = int(state["ds_ttl"])
         self.ns_ttl = int(state.get("ns_ttl", state["ttl"]))
         self.interval = float(state.get("scanner_interval", DEFAULT_INTERVAL))
@@ -253,9 +256,8 @@ class Scanner:
 
     def parent_zone(self) -> ParentZone:
         """The registry's own data: one API read of ``test.`` per round for all zones."""
-        resp = self.api.get(f"/zones/{PARENT_ZONE}")
-        resp.raise_for_status()
-        return parse_parent_zone(resp.json(), self.zones)
+        data = powerdns.call(powerdns.read_zone(self.api, PARENT_ZONE))
+        return parse_parent_zone(data, self.zones)
 
     def scan_safely(self, zone: str, parent: ParentZone) -> None:
         for kind, scan in (("CDS", self.scan_cds), ("CSYNC", self.scan_csync)):
@@ -267,12 +269,10 @@ class Scanner:
             except Exception as exc:  # never let one bad answer stop the registry
                 self.note(zone, f"{kind} error: {type(exc).__name__}: {exc}", kind)
 
-    def _ask(
-        self, server: Addr, zone: str, rdtype: str, *, dnssec: bool = True
-    ) -> dns.message.Message:
+    def _ask(self, server: Addr, zone: str, rdtype: str) -> dns.message.Message:
         try:
-            resp = dnsq.query(server[0], server[1], zone, rdtype, _TIMEOUT, dnssec=dnssec)
-        except (dns.exception.DNSException, OSError) as exc:
+            resp = dnsq.query(server[0], server[1], zone, rdtype, _TIMEOUT)
+        except (ObservationError, dns.exception.DNSException, OSError) as exc:
             raise CannotActError(
                 f"{rdtype} query to {server[0]}:{server[1]} failed: {exc}"
             ) from exc
@@ -311,13 +311,13 @@ class Scanner:
         servers = list(self.delegated_servers(zone, parent).values())
         current_set = parent.children[_name(zone)].ds
         # Cheap path first (the registry polls every zone twice a second: a header-only
-        # probe, then without DO, no signatures to parse): when the first server's CDS is
+        # probe, then one query of the first server): when the first server's CDS is
         # absent or already what the parent has, no answer from the other servers could
         # lead to a change (all must agree), so they are not asked.
         first = servers[0]
         if not self._present(first, zone, "CDS"):
             return  # nothing published (or not everywhere): nothing to do
-        first_cds = dnsq.answer(self._ask(first, zone, "CDS", dnssec=False), zone, "CDS")
+        first_cds = dnsq.answer(self._ask(first, zone, "CDS"), zone, "CDS")
         if not first_cds:
             return  # nothing published (or not everywhere): nothing to do
         current = sorted(_ds_text(rd) for rd in current_set)
@@ -339,7 +339,9 @@ class Scanner:
         else:
             why = "parent has no DS (bootstrap accepted without checks)"
         new = [] if delete else texts[first]
-        powerdns.set_rrset(self.api, PARENT_ZONE, zone, "DS", ttl=self.ds_ttl, contents=new)
+        powerdns.call(
+            powerdns.set_rrset(self.api, PARENT_ZONE, zone, "DS", ttl=self.ds_ttl, contents=new)
+        )
         self.log(f"{zone} DS {current} -> {new} ({why})")
 
     def validated_at(
@@ -392,7 +394,7 @@ class Scanner:
         first = next(iter(servers.values()))
         if not self._present(first, zone, "CSYNC"):
             return
-        first_ns = dnsq.answer(self._ask(first, zone, "NS", dnssec=False), zone, "NS")
+        first_ns = dnsq.answer(self._ask(first, zone, "NS"), zone, "NS")
         if first_ns is not None and _ns_names(first_ns) == delegation.ns:
             return  # already in effect (a change needs every server to agree with the first)
         seen = {ns: self.child_data(zone, ns, addr) for ns, addr in servers.items()}
@@ -427,7 +429,11 @@ class Scanner:
         if new == delegation.ns:
             return
         self.check_new_ns(zone, new, delegation, parent)
-        powerdns.set_rrset(self.api, PARENT_ZONE, zone, "NS", ttl=self.ns_ttl, contents=list(new))
+        powerdns.call(
+            powerdns.set_rrset(
+                self.api, PARENT_ZONE, zone, "NS", ttl=self.ns_ttl, contents=list(new)
+            )
+        )
         self.log(
             f"{zone} NS {list(delegation.ns)} -> {list(new)} (CSYNC '{csync}' identical and"
             f" validated at {', '.join(servers)})"
@@ -439,7 +445,7 @@ class Scanner:
         csync = _with_sig(self._ask(server, zone, "CSYNC"), zone, "CSYNC")
         ns_set = _with_sig(self._ask(server, zone, "NS"), zone, "NS")
         keys = _with_sig(self._ask(server, zone, "DNSKEY"), zone, "DNSKEY")
-        again = dnsq.answer(self._ask(server, zone, "SOA", dnssec=False), zone, "SOA")
+        again = dnsq.answer(self._ask(server, zone, "SOA"), zone, "SOA")
         if soa[0] is None or again is None:
             raise CannotActError(f"no SOA from {ns}")
         serial, serial_after = int(soa[0][0].serial), int(again[0].serial)
@@ -493,7 +499,7 @@ class Scanner:
             if name.is_subdomain(under_parent) and ns not in parent.hosts:
                 raise CannotActError(f"{ns} has no address record in {PARENT_ZONE}")
             if ns not in delegation.ns:
-                resp = self._ask(self.hosts[ns], zone, "SOA", dnssec=False)
+                resp = self._ask(self.hosts[ns], zone, "SOA")
                 if not (resp.flags & dns.flags.AA and dnsq.answer(resp, zone, "SOA")):
                     raise CannotActError(f"{ns} does not serve {zone} authoritatively")
 
