@@ -17,17 +17,16 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 _lock = threading.Lock()
-_loop: asyncio.AbstractEventLoop | None = None
+_loops: list[asyncio.AbstractEventLoop] = []  # the one loop, once started
 
 
 def _background_loop() -> asyncio.AbstractEventLoop:
-    global _loop
     with _lock:
-        if _loop is None or _loop.is_closed():
+        if not _loops:
             loop = asyncio.new_event_loop()
             threading.Thread(target=loop.run_forever, name="lab-aio", daemon=True).start()
-            _loop = loop
-        return _loop
+            _loops.append(loop)
+        return _loops[0]
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:

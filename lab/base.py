@@ -103,7 +103,9 @@ class LabBase(Generic[P]):
                 self.state["socket_dirs"].append(str(socket_dir))
 
     @classmethod
-    def _new(cls, directory: Path, zone_list: Sequence[str], **state: Any) -> tuple[Self, list[str]]:
+    def _new(
+        cls, directory: Path, zone_list: Sequence[str], **state: Any
+    ) -> tuple[Self, list[str]]:
         """A lab object for ``directory`` (created if missing; refused while another lab
         runs there) and the zone names as FQDNs."""
         if isinstance(zone_list, str):

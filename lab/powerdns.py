@@ -15,10 +15,10 @@ import secrets
 import shutil
 import sqlite3
 import tempfile
-from dataclasses import dataclass
-from pathlib import Path
 from collections.abc import Coroutine
+from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 import dns.dnssec

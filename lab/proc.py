@@ -20,12 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import dns.exception
-import dns.message
-import dns.query
-import dns.rdatatype
 import httpx
 
+from core.errors import ObservationError
+from lab import dnsq
 from lab.errors import LabError
 
 STOP_GRACE = 3.0  # seconds between SIGTERM and SIGKILL
@@ -209,12 +207,10 @@ def tcp_probe(address: str, port: int) -> Callable[[], bool]:
 
 def dns_probe(address: str, port: int, qname: str = ".") -> Callable[[], bool]:
     """Any DNS answer counts (REFUSED included): the server is listening and parsing."""
-
     def probe() -> bool:
-        q = dns.message.make_query(qname, dns.rdatatype.SOA)
         try:
-            dns.query.udp(q, address, port=port, timeout=0.3)
-        except dns.exception.Timeout:
+            dnsq.query(address, port, qname, "SOA", timeout=0.3)
+        except ObservationError:
             return False
         return True
 
