@@ -47,19 +47,16 @@ from lab.errors import LabError
 from lab.knot import KnotInstance
 from lab.lab import DEFAULT_ZONES
 from lab.ownerksk import KEY_DIR, SOFTHSM_DIR, TOKEN_LABEL, OwnerKsks, Store
+from lab.server import Endpoint
 from providers.kskstore import StoredKey
 
 __all__ = ["KEY_DIR", "SOFTHSM_DIR", "TOKEN_LABEL", "KnotServer", "Model1Lab", "Store"]
 
 
 @dataclass(frozen=True)
-class KnotServer:
+class KnotServer(Endpoint):
     """What a test needs to know about one Knot provider of the lab."""
 
-    name: str  # "k0", ...
-    address: str  # its own 127/8 address
-    dns_port: int
-    ns_name: str  # "ns1.k0.test."
     conf_path: Path  # knot.conf: ``-c`` for knotc/keymgr, ``knot_config`` in the config
     dir: Path
 
@@ -67,21 +64,9 @@ class KnotServer:
     def port(self) -> int:
         return self.dns_port
 
-    @property
-    def nameserver(self) -> str:
-        """``address:port``, the form of ``nameservers`` in multisigner.toml."""
-        return f"{self.address}:{self.dns_port}"
-
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> KnotServer:
-        return cls(
-            name=str(data["name"]),
-            address=str(data["address"]),
-            dns_port=int(data["dns_port"]),
-            ns_name=str(data["ns_name"]),
-            conf_path=Path(data["conf"]),
-            dir=Path(data["dir"]),
-        )
+        return cls(**cls.fields(data), conf_path=Path(data["conf"]), dir=Path(data["dir"]))
 
 
 class Model1Lab(LabBase[KnotServer]):

@@ -17,14 +17,13 @@ import json
 import os
 import secrets
 import shutil
-import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from core.keys import Key
-from lab import config
+from lab import config, proc
 from lab.base import child_env
 from lab.errors import LabError
 from providers.kskstore import KeyStoreError, OwnerKskConfig, StoredKey, make_store
@@ -132,7 +131,8 @@ class OwnerKsks:
             "--so-pin",
             secrets.token_hex(8),
         ]
-        _run(argv, {**os.environ, "SOFTHSM2_CONF": str(self.softhsm_conf)}, "softhsm2-util")
+        env = {**os.environ, "SOFTHSM2_CONF": str(self.softhsm_conf)}
+        proc.run_tool(argv, "softhsm2-util", timeout=_TOOL_TIMEOUT, env=env)
 
 
 def _generate(owner: OwnerKskConfig) -> StoredKey:
@@ -154,36 +154,17 @@ def _generate_elsewhere(configs: Sequence[OwnerKskConfig]) -> list[StoredKey]:
             for c in configs
         ]
     )
-    out = _run(
+    out = proc.run_tool(
         [sys.executable, "-m", "lab.ownerksk", "generate"],
-        child_env(),
         "owner KSK generation",
+        timeout=_TOOL_TIMEOUT,
+        env=child_env(),
         stdin=payload,
     )
     try:
         return [StoredKey(str(k["key_id"]), Key.parse(str(k["dnskey"]))) for k in json.loads(out)]
     except (ValueError, KeyError, TypeError) as exc:
         raise LabError(f"owner KSK generation printed {out[:200]!r}: {exc}") from exc
-
-
-def _run(argv: list[str], env: dict[str, str], what: str, *, stdin: str | None = None) -> str:
-    try:
-        done = subprocess.run(
-            argv,
-            input=stdin,
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=_TOOL_TIMEOUT,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise LabError(f"{what}: {exc}") from exc
-    if done.returncode != 0:
-        raise LabError(
-            f"{what} failed (exit {done.returncode}): {(done.stderr or done.stdout).strip()[-800:]}"
-        )
-    return done.stdout
 
 
 def _main(argv: Sequence[str]) -> int:

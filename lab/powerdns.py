@@ -277,16 +277,29 @@ async def read_zone(api: PowerDNSProvider, zone: str) -> dict[str, Any]:
     return data
 
 
-async def set_rrset(
+def rrset_change(name: str, rtype: str, ttl: int, contents: list[str]) -> dict[str, Any]:
+    """A PATCH entry replacing one rrset (``contents`` empty: deleting it)."""
+    if not contents:
+        return {"name": name, "type": rtype, "changetype": "DELETE"}
+    return {**zones.rrset(name, rtype, ttl, contents), "changetype": "REPLACE"}
+
+
+async def patch_rrset(
     api: PowerDNSProvider, zone: str, name: str, rtype: str, *, ttl: int, contents: list[str]
 ) -> None:
     """Replace one rrset anywhere in ``zone`` (``contents`` empty: delete it); the
     adapter's own ``set_apex_rrset`` covers the apex only."""
-    if contents:
-        change: dict[str, Any] = {
-            **zones.rrset(name, rtype, ttl, contents),
-            "changetype": "REPLACE",
-        }
-    else:
-        change = {"name": name, "type": rtype, "changetype": "DELETE"}
-    await api.api_request("PATCH", f"/zones/{zone}", zone=zone, json={"rrsets": [change]})
+    body = {"rrsets": [rrset_change(name, rtype, ttl, contents)]}
+    await api.api_request("PATCH", f"/zones/{zone}", zone=zone, json=body)
+
+
+def set_rrset(
+    client: httpx.Client, zone: str, name: str, rtype: str, *, ttl: int, contents: list[str]
+) -> None:
+    """:func:`patch_rrset` for tests, over a :func:`test_client` (``Lab.pdns_api``): they
+    break and repair zones as an operator would, behind the controller's back."""
+    body = {"rrsets": [rrset_change(name, rtype, ttl, contents)]}
+    resp = client.patch(f"/zones/{zone}", json=body)
+    if resp.is_error:
+        detail = f"HTTP {resp.status_code}: {resp.text[:300]}"
+        raise LabError(f"PowerDNS API: PATCH {rtype} {name} in {zone}: {detail}")
