@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Generic, Protocol, Self, TypeVar
+from typing import Any, Generic, Self, TypeVar
 
 import dns.name
 import dns.rdataclass
@@ -31,26 +31,13 @@ import httpx
 import orchestrator
 from lab import config, dnsq, powerdns, proc, provision, zones
 from lab.errors import LabError
-from lab.server import Server
+from lab.server import Endpoint, Server
 from lab.unbound import Unbound
 
 SCANNER_LOG = "scanner.log"
 
 
-class ProviderServer(Protocol):
-    """What the shared code reads from a provider (:class:`Server`, ``KnotServer``)."""
-
-    @property
-    def name(self) -> str: ...
-    @property
-    def address(self) -> str: ...
-    @property
-    def dns_port(self) -> int: ...
-    @property
-    def ns_name(self) -> str: ...
-
-
-P = TypeVar("P", bound=ProviderServer)
+P = TypeVar("P", bound=Endpoint)  # Server (PowerDNS) or KnotServer
 
 
 def child_env() -> dict[str, str]:

@@ -146,7 +146,10 @@ def test_cds_only_from_delegated_servers(lab: Lab) -> None:
     # p2 is not delegated: its (different) CDS neither blocks nor makes a change
     publish(lab, ["p2"], CDS, "CDS", ["0 0 0 00"])
     multi_ds(lab, CDS, ["p0", "p1", "p2"], at=["p0", "p1"])
-    assert "CDS differs" not in lab.scanner_log.read_text()
+    # A round between the two PATCHes may see p0 and p1 differ; p2 must never be compared.
+    p2 = lab.server("p2").nameserver
+    differs = [ln for ln in lab.scanner_log.read_text().splitlines() if "CDS differs" in ln]
+    assert not [ln for ln in differs if p2 in ln], differs
 
 
 def test_csync_join_then_leave(lab: Lab) -> None:
