@@ -33,6 +33,7 @@ from lab import aio, net, proc, zones
 from lab.errors import LabError
 from lab.zones import ds_text, parse_dnskey
 from providers.powerdns import PowerDNSProvider
+from providers.powerdns_http import Transient
 
 T = TypeVar("T")
 
@@ -212,7 +213,7 @@ def call(coro: Coroutine[Any, Any, T]) -> T:
     """Run an adapter coroutine for synchronous lab code; an API failure is a LabError."""
     try:
         return aio.run(coro)
-    except MultisignerError as exc:
+    except (MultisignerError, Transient) as exc:  # Transient: a POST's ambiguous failure
         raise LabError(f"PowerDNS API: {exc}") from exc
 
 
@@ -233,7 +234,7 @@ async def create_zone(api: PowerDNSProvider, zone: str, rrsets: list[dict[str, A
         "api_rectify": True,
         "rrsets": rrsets,
     }
-    await api.api_request("POST", "/zones", json=body)
+    await api.api_request("POST", "/zones", json=body, idempotent=False)
 
 
 async def add_keys(
@@ -260,7 +261,9 @@ async def _add_rsa_key(api: PowerDNSProvider, zone: str, role: Role, algorithm: 
     adapter's ``create_key`` does not send; every other algorithm has a fixed size."""
     body = {"keytype": role, "active": True, "published": True, "algorithm": algorithm}
     path = f"/zones/{zone}/cryptokeys"
-    item = await api.api_request("POST", path, zone=zone, json={**body, "bits": 2048})
+    item = await api.api_request(
+        "POST", path, zone=zone, json={**body, "bits": 2048}, idempotent=False
+    )
     key = Key.parse(str(item["dnskey"]))
     return CryptoKey.from_api(ApiKey(key, role, True, True, str(item["id"])))
 
