@@ -496,15 +496,9 @@ def observation_mix(run: Run, zones: int, servers: int, parents: int,
 def lab_keys(lab: Lab, zones: Sequence[str]) -> dict[tuple[str, str], list[lab_pdns.CryptoKey]]:
     """Every provider's own keys of every zone, from the lab's APIs (untimed preparation)."""
     names = [p.name for p in lab.providers]
-    clients = {n: lab.pdns_api(n) for n in names}
-    try:
-        with ThreadPoolExecutor(8) as pool:
-            futures = {(n, z): pool.submit(lab_pdns.keys, clients[n], z)
-                       for n in names for z in zones}
-            return {k: f.result() for k, f in futures.items()}
-    finally:
-        for c in clients.values():
-            c.close()
+    with ThreadPoolExecutor(8) as pool:
+        futures = {(n, z): pool.submit(lab.keys, n, z) for n in names for z in zones}
+        return {k: f.result() for k, f in futures.items()}
 
 
 def sync_bodies(lab: Lab, zones: Sequence[str]) -> dict[str, dict[str, tuple[Any, Any]]]:

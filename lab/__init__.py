@@ -4,7 +4,8 @@
         lab.config_path      # multisigner.toml for the controller
         lab.resolver         # validating Unbound (address, port)
 
-See :mod:`lab.lab` for what runs, and docs/lab-notes.md for the recipes.
+See :mod:`lab.lab` and :mod:`lab.model1` for what runs, and docs/lab.md for the server
+recipes.
 """
 
 from __future__ import annotations

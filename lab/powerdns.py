@@ -1,9 +1,12 @@
 """A PowerDNS Authoritative 4.7 instance (SQLite backend) for the lab, and the few API
-calls the lab itself needs to set zones up.
+calls the lab itself needs to set zones up, all through the product's adapter
+(:class:`providers.powerdns.PowerDNSProvider`): its contract where it has the operation
+(keys, key listing), its ``api_request`` for the rest (creating a zone, rectifying it,
+rrsets below the apex).
 
-Configuration follows docs/lab-notes.md: ``direct-dnskey=yes`` so foreign DNSKEY/CDS/
-CDNSKEY records PATCHed through the API are served (Model 2), and every cache at 0 so a
-change made by a test is visible in the next answer.
+Configuration (docs/lab.md has the why of each setting): ``direct-dnskey=yes`` so foreign
+DNSKEY/CDS/CDNSKEY records PATCHed through the API are served (Model 2), and every cache
+at 0 so a change made by a test is visible in the next answer.
 """
 
 from __future__ import annotations
@@ -12,16 +15,27 @@ import secrets
 import shutil
 import sqlite3
 import tempfile
+from collections.abc import Coroutine
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import dns.dnssec
 import httpx
+from pydantic import SecretStr
 
-from lab import net, proc
+from core.config import ProviderConfig
+from core.errors import MultisignerError
+from core.keys import Key, Role
+from core.observation import ApiKey
+from lab import aio, net, proc, zones
 from lab.errors import LabError
 from lab.zones import ds_text, parse_dnskey
+from providers.powerdns import PowerDNSProvider
+from providers.powerdns_http import Transient
+
+T = TypeVar("T")
 
 SCHEMA = Path("/usr/share/pdns-backend-sqlite3/schema/schema.sqlite3.sql")
 API_PATH = "/api/v1/servers/localhost"
@@ -74,6 +88,19 @@ class CryptoKey:
 
     def ds(self, zone: str, digest: str = "SHA256") -> str:
         return ds_text(zone, self.dnskey, digest)
+
+    @classmethod
+    def from_api(cls, key: ApiKey) -> CryptoKey:
+        """From the adapter's view of the key (its role decided by the SEP flag)."""
+        return cls(
+            id=int(key.key_id),
+            keytype=key.role,
+            flags=key.key.flags,
+            algorithm=key.key.algorithm_name,
+            active=key.active,
+            published=key.published,
+            dnskey=key.key.text,
+        )
 
     @property
     def key_tag(self) -> int:
@@ -146,9 +173,9 @@ class PowerDNS:
             remove_dir(socket_dir)
         raise LabError(f"PowerDNS {name} did not start after {_START_ATTEMPTS} tries: {last}")
 
-    def client(self) -> httpx.Client:
-        """An API client (base URL .../servers/localhost, key header set). Close it."""
-        return api_client(self.api_url, self.api_key)
+    def adapter(self) -> PowerDNSProvider:
+        """The product's adapter for this server's API; the caller closes it."""
+        return adapter(self.name, self.api_url, self.api_key, f"{self.address}:{self.dns_port}")
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -168,27 +195,36 @@ def remove_dir(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def api_client(api_url: str, api_key: str) -> httpx.Client:
-    return httpx.Client(
-        base_url=api_url + API_PATH,
-        headers={"X-API-Key": api_key},
-        timeout=30.0,
-        # the lab creates zones from a thread pool over one client per server
-        limits=httpx.Limits(max_connections=16, max_keepalive_connections=16),
+def adapter(name: str, api_url: str, api_key: str, nameserver: str) -> PowerDNSProvider:
+    """The product's PowerDNS adapter for one lab server (retries, errors, write
+    throttling included); close it with ``await adapter.aclose()``."""
+    config = ProviderConfig(
+        name=name,
+        type="powerdns",
+        api_url=api_url,
+        api_key=SecretStr(api_key),
+        nameservers=[nameserver],
+        timeout=timedelta(seconds=30),
     )
+    return PowerDNSProvider(config)
 
 
-def _check(resp: httpx.Response, what: str) -> httpx.Response:
-    if resp.is_error:
-        req = resp.request
-        raise LabError(
-            f"PowerDNS API {what} ({req.method} {req.url}): HTTP {resp.status_code}:"
-            f" {resp.text[:500]}"
-        )
-    return resp
+def call(coro: Coroutine[Any, Any, T]) -> T:
+    """Run an adapter coroutine for synchronous lab code; an API failure is a LabError."""
+    try:
+        return aio.run(coro)
+    except (MultisignerError, Transient) as exc:  # Transient: a POST's ambiguous failure
+        raise LabError(f"PowerDNS API: {exc}") from exc
 
 
-def create_zone(client: httpx.Client, zone: str, rrsets: list[dict[str, Any]]) -> None:
+def test_client(api_url: str, api_key: str) -> httpx.Client:
+    """A bare synchronous API client (base URL ``.../servers/localhost``, key set) for
+    tests that act as an operator would, outside the controller; the lab itself goes
+    through :func:`adapter`. The caller closes it."""
+    return httpx.Client(base_url=api_url + API_PATH, headers={"X-API-Key": api_key}, timeout=30.0)
+
+
+async def create_zone(api: PowerDNSProvider, zone: str, rrsets: list[dict[str, Any]]) -> None:
     # api_rectify must be asked for: the API stores API-RECTIFY=0 when it is omitted, and
     # an unrectified zone serves a broken NSEC chain (every denial then fails to validate).
     body = {
@@ -198,67 +234,75 @@ def create_zone(client: httpx.Client, zone: str, rrsets: list[dict[str, Any]]) -
         "api_rectify": True,
         "rrsets": rrsets,
     }
-    _check(client.post("/zones", json=body), f"create zone {zone}")
+    await api.api_request("POST", "/zones", json=body, idempotent=False)
 
 
-def add_keys(
-    client: httpx.Client, zone: str, algorithm: str = "ECDSAP256SHA256", csk: bool = False
+async def add_keys(
+    api: PowerDNSProvider, zone: str, algorithm: str = "ECDSAP256SHA256", csk: bool = False
 ) -> list[CryptoKey]:
     """Give ``zone`` its own active keys (KSK+ZSK, or one CSK) and rectify it.
 
     Rectify afterwards: a zone created without keys has no NSEC ordering data, and adding
-    keys does not compute it.
-    """
+    keys does not compute it."""
+    roles: tuple[Role, ...] = ("csk",) if csk else ("ksk", "zsk")
     added = []
-    for keytype in ("csk",) if csk else ("ksk", "zsk"):
-        body: dict[str, Any] = {
-            "keytype": keytype,
-            "active": True,
-            "published": True,
-            "algorithm": algorithm,
-        }
+    for role in roles:
         if algorithm.upper().startswith("RSA"):
-            body["bits"] = 2048
-        resp = _check(
-            client.post(f"/zones/{zone}/cryptokeys", json=body), f"add {keytype} to {zone}"
-        )
-        # The POST reports the first key of a zone as "csk" whatever was asked; keep the
-        # type we created (GET /cryptokeys agrees with it afterwards).
-        added.append(_crypto_key({**resp.json(), "keytype": keytype}))
-    _check(client.put(f"/zones/{zone}/rectify"), f"rectify {zone}")
+            added.append(await _add_rsa_key(api, zone, role, algorithm))
+        else:
+            key = await api.create_key(zone, role, algorithm, active=True, published=True)
+            added.append(CryptoKey.from_api(key))
+    await api.api_request("PUT", f"/zones/{zone}/rectify", zone=zone)
     return added
 
 
-def _crypto_key(k: dict[str, Any]) -> CryptoKey:
-    return CryptoKey(
-        id=int(k["id"]),
-        keytype=str(k["keytype"]),
-        flags=int(k["flags"]),
-        algorithm=str(k["algorithm"]),
-        active=bool(k["active"]),
-        published=bool(k["published"]),
-        dnskey=str(k["dnskey"]),
+async def _add_rsa_key(api: PowerDNSProvider, zone: str, role: Role, algorithm: str) -> CryptoKey:
+    """PowerDNS wants the size of an RSA key (HTTP 422 without ``bits``), which the
+    adapter's ``create_key`` does not send; every other algorithm has a fixed size."""
+    body = {"keytype": role, "active": True, "published": True, "algorithm": algorithm}
+    path = f"/zones/{zone}/cryptokeys"
+    item = await api.api_request(
+        "POST", path, zone=zone, json={**body, "bits": 2048}, idempotent=False
     )
+    key = Key.parse(str(item["dnskey"]))
+    return CryptoKey.from_api(ApiKey(key, role, True, True, str(item["id"])))
 
 
-def keys(client: httpx.Client, zone: str) -> list[CryptoKey]:
+async def keys(api: PowerDNSProvider, zone: str) -> list[CryptoKey]:
     """PowerDNS' own keys of ``zone``, ordered by id."""
-    data = _check(client.get(f"/zones/{zone}/cryptokeys"), f"list keys of {zone}").json()
-    return sorted((_crypto_key(k) for k in data), key=lambda k: k.id)
+    state = await api.read_keys(zone)
+    return sorted((CryptoKey.from_api(k) for k in state.own_keys), key=lambda k: k.id)
+
+
+async def read_zone(api: PowerDNSProvider, zone: str) -> dict[str, Any]:
+    """``GET /zones/{zone}``: the zone with all its rrsets, as the API returns it."""
+    data: dict[str, Any] = await api.api_request("GET", f"/zones/{zone}", zone=zone)
+    return data
+
+
+def rrset_change(name: str, rtype: str, ttl: int, contents: list[str]) -> dict[str, Any]:
+    """A PATCH entry replacing one rrset (``contents`` empty: deleting it)."""
+    if not contents:
+        return {"name": name, "type": rtype, "changetype": "DELETE"}
+    return {**zones.rrset(name, rtype, ttl, contents), "changetype": "REPLACE"}
+
+
+async def patch_rrset(
+    api: PowerDNSProvider, zone: str, name: str, rtype: str, *, ttl: int, contents: list[str]
+) -> None:
+    """Replace one rrset anywhere in ``zone`` (``contents`` empty: delete it); the
+    adapter's own ``set_apex_rrset`` covers the apex only."""
+    body = {"rrsets": [rrset_change(name, rtype, ttl, contents)]}
+    await api.api_request("PATCH", f"/zones/{zone}", zone=zone, json=body)
 
 
 def set_rrset(
     client: httpx.Client, zone: str, name: str, rtype: str, *, ttl: int, contents: list[str]
 ) -> None:
-    """Replace one rrset (``contents`` empty: delete it)."""
-    if contents:
-        change: dict[str, Any] = {
-            "name": name,
-            "type": rtype,
-            "ttl": ttl,
-            "changetype": "REPLACE",
-            "records": [{"content": c, "disabled": False} for c in contents],
-        }
-    else:
-        change = {"name": name, "type": rtype, "changetype": "DELETE"}
-    _check(client.patch(f"/zones/{zone}", json={"rrsets": [change]}), f"{rtype} {name}")
+    """:func:`patch_rrset` for tests, over a :func:`test_client` (``Lab.pdns_api``): they
+    break and repair zones as an operator would, behind the controller's back."""
+    body = {"rrsets": [rrset_change(name, rtype, ttl, contents)]}
+    resp = client.patch(f"/zones/{zone}", json=body)
+    if resp.is_error:
+        detail = f"HTTP {resp.status_code}: {resp.text[:300]}"
+        raise LabError(f"PowerDNS API: PATCH {rtype} {name} in {zone}: {detail}")

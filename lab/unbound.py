@@ -1,4 +1,4 @@
-"""Unbound as the lab's validating resolver (docs/lab-notes.md recipe).
+"""Unbound as the lab's validating resolver (recipe in docs/lab.md).
 
 It trusts the parent zone ``test.`` by its KSK DNSKEY(s) and reaches every server through
 stub zones, so no root or network is involved. Its cache is capped at a few seconds so a

@@ -167,6 +167,17 @@ class PowerDNSProvider(Provider):
     def _zone_path(self, zone: str) -> str:
         return f"/zones/{quote(zone, safe='')}"
 
+    async def api_request(
+        self, method: str, path: str, *, zone: str | None = None, json: Any = None,
+        idempotent: bool = True,
+    ) -> Any:
+        """One API call (``path`` under ``/servers/{server_id}``) with this adapter's
+        retries and errors, for a caller that needs a call outside the provider contract
+        (the test lab creates its zones with it). Returns the decoded JSON or None; not
+        ``idempotent`` (a POST): as ``_request``, retried only when it cannot have been
+        sent, an ambiguous failure raised as is."""
+        return await self._request(method, path, zone=zone, json=json, idempotent=idempotent)
+
     # -- contract -----------------------------------------------------------------------
 
     async def check_access(self) -> None:
