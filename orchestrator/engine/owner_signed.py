@@ -195,7 +195,7 @@ class OwnerSigned:
                 # A first key only where nothing can break; an empty store is otherwise
                 # a wrong [zones.owner_ksk] (another directory, label, prefix or alias).
                 if first_key_problems(view):
-                    raise Refused(f"{zone.name}: refusing to sync; nothing was changed",
+                    raise Refused(f"{zone.name}: refusing to sign; nothing was changed",
                                   store_problems(view, frozenset(), store.name)
                                   or first_key_problems(view))
                 if dry_run:
