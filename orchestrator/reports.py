@@ -154,7 +154,13 @@ async def check_all(rt: Runtime) -> list[dict[str, Any]]:
         return {"provider": name, "ok": not problems, "problems": problems, "notes": notes}
 
     providers = await asyncio.gather(*(provider(p.name) for p in rt.config.providers))
-    stores = await asyncio.gather(*(owner_store_check(rt, z) for z in rt.config.zones
+    gate = asyncio.Semaphore(32)  # thousands of zones: a bounded number of observations
+
+    async def store(zone: ZoneConfig) -> dict[str, Any]:
+        async with gate:
+            return await owner_store_check(rt, zone)
+
+    stores = await asyncio.gather(*(store(z) for z in rt.config.zones
                                     if z.model == 1 and z.owner_ksk is not None))
     return [*providers, *stores]
 
