@@ -200,7 +200,7 @@ def store_main(argv: list[str]) -> int:
         if kind == "file":
             from providers.kskstore.filestore import FileKskStore
 
-            with FileKskStore(scratch / "keys") as store:
+            with FileKskStore(scratch / "keys", create=True) as store:
                 result.update(_measure(store, signatures_per_second, seconds))
         elif kind == "pkcs11":
             from providers.kskstore.pkcs11store import Pkcs11KskStore

@@ -102,6 +102,9 @@ class OwnerKsks:
         configs = [self.config(i, z) for i, z in enumerate(self.zones)]
         if self.store == "file":
             (self.directory / KEY_DIR).mkdir(mode=0o700, exist_ok=True)
+            for zone in self.zones:  # the store never makes its directory on the fly
+                self.key_dir(zone).mkdir(mode=0o700, exist_ok=True)
+                self.key_dir(zone).chmod(0o700)
             return {z: _generate(c) for z, c in zip(self.zones, configs, strict=True)}
         self._init_token()
         return dict(zip(self.zones, _generate_elsewhere(configs), strict=True))

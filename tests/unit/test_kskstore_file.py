@@ -86,9 +86,32 @@ def write_bind_private(directory: Path, private: object, algorithm: int, tag: in
 # -- generate, list, sign ------------------------------------------------------------------
 
 
+def test_a_missing_directory_is_an_error_and_is_not_created(tmp_path: Path) -> None:
+    """A typo or an unmounted volume must not look like an empty store."""
+    for directory in (tmp_path / "typo", tmp_path / "not" / "yet"):
+        with pytest.raises(KeyStoreError, match=f"key directory {directory} does not exist.*"
+                           "ksk init"):
+            FileKskStore(directory)
+        assert not directory.exists()
+    config = OwnerKskConfig(store="file", directory=tmp_path / "typo")
+    with pytest.raises(KeyStoreError, match="does not exist"):
+        make_store(config)
+    assert not (tmp_path / "typo").exists()
+
+
+def test_create_makes_only_the_last_component(tmp_path: Path) -> None:
+    with pytest.raises(KeyStoreError, match=f"its parent {tmp_path / 'not'} does not exist"):
+        FileKskStore(tmp_path / "not" / "yet", create=True)
+    assert not (tmp_path / "not").exists()
+
+
 def test_generate_creates_a_private_directory_and_0600_pem(tmp_path: Path) -> None:
-    directory = tmp_path / "not" / "yet"
-    store = FileKskStore(directory)
+    directory = tmp_path / "new"
+    old = os.umask(0o022)
+    try:
+        store = FileKskStore(directory, create=True)
+    finally:
+        os.umask(old)
     assert directory.stat().st_mode & 0o777 == 0o700
     key = store.generate()
     path = directory / f"{key.key_id}.pem"
