@@ -42,7 +42,7 @@ ADD_ABORTS = {"import-keys": ("unimport",), "add-ds": ("revert-ds", "unimport-af
 HOLDS: dict[str, tuple[tuple[str, ...], str]] = {
     "import-keys": (("TTLkey",), "sum"),
     "add-ds": (("TTLds", "TTLkey"), "max"),
-    "drain": (("TTLns",), "sum"),
+    "drain": (("TTLns", "TTLkey"), "sum"),
     "remove-ds": (("TTLds", "TTLsig"), "max"),
     "revert-ds": (("TTLds",), "sum"),
 }
