@@ -1061,7 +1061,7 @@ def bench(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     import inspect
 
     from core.config import KnotProviderConfig
-    from lab.model1 import Model1Lab
+    from multisigner_lab.model1 import Model1Lab
     from orchestrator import cli
 
     zone_limit = int(inspect.signature(cli._per_zone).parameters["limit"].default)

@@ -472,7 +472,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_lab(args: argparse.Namespace) -> int:
-    from lab.cli import lab_down, lab_info, lab_up
+    from multisigner_lab.cli import lab_down, lab_info, lab_up
 
     directory = Path(args.dir).resolve()
     if args.action == "up":

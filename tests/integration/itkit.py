@@ -33,10 +33,10 @@ import dns.rrset
 import pytest
 from prereq import needs
 
-from lab import Lab, proc
-from lab.dnsq import answer, query
-from lab.powerdns import API_PATH, CryptoKey
-from lab.zones import ds_text
+from multisigner_lab import Lab, proc
+from multisigner_lab.dnsq import answer, query
+from multisigner_lab.powerdns import API_PATH, CryptoKey
+from multisigner_lab.zones import ds_text
 
 REPO = Path(__file__).resolve().parents[2]
 MULTISIGNER = Path(sys.executable).with_name("multisigner")

@@ -24,7 +24,7 @@ from itkit import (
     zone_entry,
 )
 
-from lab import Lab
+from multisigner_lab import Lab
 
 pytestmark = [pytest.mark.lab, NEEDS_SERVERS]
 

@@ -30,7 +30,7 @@ from itkit import (
 )
 from prereq import require
 
-from lab import Lab, dnsviz
+from multisigner_lab import Lab, dnsviz
 
 pytestmark = [pytest.mark.lab, NEEDS_SERVERS]
 

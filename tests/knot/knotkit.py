@@ -22,8 +22,8 @@ from prereq import needs
 
 from core.keys import Key
 from core.keyset import SignedKeySet
-from lab import dnsq
-from lab.knot import KnotInstance
+from multisigner_lab import dnsq
+from multisigner_lab.knot import KnotInstance
 from providers.knot.adapter import KnotProvider, KnotProviderConfig
 from providers.knot.keyset import from_skr_blocks
 from providers.knot.skr import KsrBlock, SkrBlock, format_skr

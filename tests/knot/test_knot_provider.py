@@ -34,9 +34,9 @@ from knotkit import (
 from core.errors import ProviderError, ProviderUnreachable, Refused, ZoneMissing
 from core.keys import Key
 from core.keyset import lacking_keys
-from lab import dnsq
-from lab.errors import LabError
-from lab.knot import KnotInstance
+from multisigner_lab import dnsq
+from multisigner_lab.errors import LabError
+from multisigner_lab.knot import KnotInstance
 from providers.base import Capability
 from providers.knot.adapter import KnotProvider
 from providers.knot.skr import (

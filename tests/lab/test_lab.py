@@ -20,11 +20,11 @@ import dns.rrset
 import pytest
 from prereq import needs, needs_because
 
-from lab import Lab, LabError, Server, dnsviz
-from lab.cli import format_info, lab_down, lab_info, lab_up
-from lab.dnsq import answer, query
-from lab.proc import start_time_of
-from lab.zones import ds_text, parse_dnskey
+from multisigner_lab import Lab, LabError, Server, dnsviz
+from multisigner_lab.cli import format_info, lab_down, lab_info, lab_up
+from multisigner_lab.dnsq import answer, query
+from multisigner_lab.proc import start_time_of
+from multisigner_lab.zones import ds_text, parse_dnskey
 
 pytestmark = [
     pytest.mark.lab,
@@ -243,7 +243,7 @@ def test_stop_leaves_no_process(tmp_path: Path) -> None:
 def test_load_stops_a_lab_started_by_another_process(tmp_path: Path) -> None:
     directory = tmp_path / "lab"
     code = (
-        "import sys, pathlib; from lab import Lab;"
+        "import sys, pathlib; from multisigner_lab import Lab;"
         " Lab.start(pathlib.Path(sys.argv[1]), providers=1)"
     )
     subprocess.run([sys.executable, "-c", code, str(directory)], cwd=REPO, check=True, timeout=60)

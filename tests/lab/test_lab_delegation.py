@@ -17,9 +17,9 @@ import dns.rdatatype
 import pytest
 from prereq import needs
 
-from lab import Lab, LabError
-from lab.dnsq import answer, query
-from lab.zones import ds_text, parse_dnskey
+from multisigner_lab import Lab, LabError
+from multisigner_lab.dnsq import answer, query
+from multisigner_lab.zones import ds_text, parse_dnskey
 
 pytestmark = [
     pytest.mark.lab,

@@ -35,11 +35,11 @@ from prereq import needs
 from core.config import KnotProviderConfig, load_config
 from core.keys import Key
 from core.keyset import SignedKeyBlock, SignedKeySet, SignedRRset
-from lab import Lab, LabError
-from lab.cli import format_info, lab_down, lab_info, lab_up
-from lab.dnsq import answer, query
-from lab.model1 import Model1Lab
-from lab.zones import ds_text
+from multisigner_lab import Lab, LabError
+from multisigner_lab.cli import format_info, lab_down, lab_info, lab_up
+from multisigner_lab.dnsq import answer, query
+from multisigner_lab.model1 import Model1Lab
+from multisigner_lab.zones import ds_text
 from providers.knot.adapter import KnotProvider
 from providers.kskstore import KskStore, StoredKey, make_store, sign_rrset
 

@@ -23,10 +23,10 @@ from prereq import needs
 
 from core.config import KnotProviderConfig, load_config
 from core.keys import Key
-from lab import LabError
-from lab.dnsq import answer, query
-from lab.model1 import KnotServer, Model1Lab
-from lab.zones import ds_text
+from multisigner_lab import LabError
+from multisigner_lab.dnsq import answer, query
+from multisigner_lab.model1 import KnotServer, Model1Lab
+from multisigner_lab.zones import ds_text
 from providers.knot.adapter import KnotProvider
 
 ZONE = "example.test."

@@ -47,8 +47,8 @@ from rollover.rollkit import (
 )
 from survivors import survivors
 
-from lab.model1 import KnotServer, Model1Lab
-from lab.zones import ds_text
+from multisigner_lab.model1 import KnotServer, Model1Lab
+from multisigner_lab.zones import ds_text
 
 __all__ = [
     "SYNC_STATES",

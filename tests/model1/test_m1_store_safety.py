@@ -29,8 +29,6 @@ import pytest
 from moto import mock_aws
 
 from core.keys import Key
-from lab import powerdns, zones
-from lab.model1 import Model1Lab, _generate_elsewhere
 from model1.m1kit import (
     cli,
     cli_proc,
@@ -46,6 +44,8 @@ from model1.m1kit import (
     wait_until,
     write_config,
 )
+from multisigner_lab import powerdns, zones
+from multisigner_lab.model1 import Model1Lab, _generate_elsewhere
 from providers.kskstore import OwnerKskConfig
 from providers.kskstore.kmsstore import KmsKskStore
 

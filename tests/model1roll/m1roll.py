@@ -56,7 +56,7 @@ from rollover.rollkit import (
 from rollover.watcher import Breach, Watcher
 from survivors import survivors
 
-from lab.model1 import KnotServer, Model1Lab
+from multisigner_lab.model1 import KnotServer, Model1Lab
 
 __all__ = ["MULTISIGNER", "REPO", "Result", "abort_states", "check_holds", "main_states", "ok",
            "wait_until", "when"]
@@ -67,7 +67,7 @@ LAB = [
     needs(*TOOLS, what="Debian packages pdns-server, unbound, knot, softhsm2"),
 ]
 IN = dns.rdataclass.IN
-# The zone data every lab zone holds (lab/zones.py): the RRsets a provider
+# The zone data every lab zone holds (multisigner_lab/zones.py): the RRsets a provider
 # signs with its ZSK, asked for one by one.
 DATA = (("", "SOA"), ("", "A"), ("", "NS"), ("", "MX"), ("", "TXT"), ("www.", "A"),
         ("mail.", "A"))

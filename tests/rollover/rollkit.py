@@ -33,8 +33,8 @@ import dns.rrset
 import pytest
 from prereq import needs
 
-from lab import Lab
-from lab.zones import ds_text
+from multisigner_lab import Lab
+from multisigner_lab.zones import ds_text
 from orchestrator.cli import main
 from rollover.probe import Failure, ResolverProbe
 from rollover.watcher import Breach, Watcher
@@ -558,7 +558,7 @@ def reclaim_dead_leases(config: Path) -> list[str]:
 def stop_scanner(lab: Lab) -> None:
     """Stop the lab's CDS scanner (every instance started so far): the parent's DS then
     no longer follows the children's CDS."""
-    from lab import proc
+    from multisigner_lab import proc
 
     for p in lab.procs:
         if p.name == "scanner":

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from lab import Lab
-from lab.powerdns import set_rrset
-from lab.zones import PARENT_ZONE, ds_text
+from multisigner_lab import Lab
+from multisigner_lab.powerdns import set_rrset
+from multisigner_lab.zones import PARENT_ZONE, ds_text
 from rollover.rollkit import LAB, endpoints, running_lab, stop_scanner, sync_zones
 from rollover.watcher import Watcher
 

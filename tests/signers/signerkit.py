@@ -27,8 +27,8 @@ from rollover.rollkit import Result, ask, cli, endpoints, key_text, ok, when
 from rollover.watcher import Endpoint, Watcher
 
 from core.config import load_config
-from lab import Lab
-from lab.zones import ds_text
+from multisigner_lab import Lab
+from multisigner_lab.zones import ds_text
 from orchestrator.engine.runner import Engine
 from orchestrator.runtime import Runtime, holder_id
 from state.store import StateStore

@@ -24,8 +24,8 @@ from rollover.rollkit import (
     write_config,
 )
 
-from lab import Lab
-from lab.powerdns import set_rrset
+from multisigner_lab import Lab
+from multisigner_lab.powerdns import set_rrset
 from signers.signerkit import (
     Observed,
     add_states,

@@ -22,7 +22,7 @@ from rollover.rollkit import (
     write_config,
 )
 
-from lab import Lab
+from multisigner_lab import Lab
 from signers.signerkit import api_snapshot, delete_zone, refused, signers
 from state.store import StateStore
 

@@ -76,10 +76,10 @@ def test_core_stays_pure_too() -> None:
 
 @pytest.mark.parametrize("package", ["core", "providers", "state", "runbooks"])
 def test_lower_layers_never_import_the_orchestrator(package: str) -> None:
-    above = {"core": ("orchestrator", "providers", "state", "lab"),
-             "runbooks": ("orchestrator", "providers", "state", "lab"),
-             "providers": ("orchestrator", "state", "lab"),
-             "state": ("orchestrator", "providers", "lab")}[package]
+    above = {"core": ("orchestrator", "providers", "state", "multisigner_lab"),
+             "runbooks": ("orchestrator", "providers", "state", "multisigner_lab"),
+             "providers": ("orchestrator", "state", "multisigner_lab"),
+             "state": ("orchestrator", "providers", "multisigner_lab")}[package]
     wrong = [f"{p.relative_to(REPO)}:{line}: {mod}" for p in _modules(package)
              for mod, line, _ in _imports(p) if _root(mod) in above]
     assert wrong == []
@@ -91,7 +91,7 @@ def test_the_product_does_not_import_the_lab() -> None:
         for path in _modules(package):
             for mod, line, top in _imports(path):
                 lazy_cli = path == REPO / "orchestrator" / "cli.py" and not top
-                if _root(mod) == "lab" and not lazy_cli:
+                if _root(mod) == "multisigner_lab" and not lazy_cli:
                     wrong.append(f"{path.relative_to(REPO)}:{line}: {mod}")
     assert wrong == []
 
@@ -100,6 +100,6 @@ def test_the_checks_see_real_imports(tmp_path: Path) -> None:
     """The scanner itself: a lazy I/O import, an engine import and a lab import are caught."""
     probe = tmp_path / "probe.py"
     probe.write_text("import dns.rdata\nfrom orchestrator.engine import runner\n"
-                     "def f():\n    import dns.query\n    import lab.proc\n")
+                     "def f():\n    import dns.query\n    import multisigner_lab.proc\n")
     assert [m for m, _, _ in _imports(probe) if not _pure(m)] == [
-        "orchestrator.engine", "dns.query", "lab.proc"]
+        "orchestrator.engine", "dns.query", "multisigner_lab.proc"]

@@ -10,10 +10,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lab import config
-from lab.errors import LabError
-from lab.lab import DEFAULT_ZONES, Lab
-from lab.model1 import Model1Lab
+from multisigner_lab import config
+from multisigner_lab.errors import LabError
+from multisigner_lab.lab import DEFAULT_ZONES, Lab
+from multisigner_lab.model1 import Model1Lab
 
 
 def lab_up(

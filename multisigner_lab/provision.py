@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 
-from lab import powerdns, zones
-from lab.errors import LabError
-from lab.powerdns import CryptoKey, PowerDNS
+from multisigner_lab import powerdns, zones
+from multisigner_lab.errors import LabError
+from multisigner_lab.powerdns import CryptoKey, PowerDNS
 from providers.powerdns import PowerDNSProvider
 
 DEFAULT_ALGORITHM = "ECDSAP256SHA256"

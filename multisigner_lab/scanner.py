@@ -1,7 +1,7 @@
 """The parent registry of the lab: a CDS scanner (RFC 7344 sec. 4, RFC 8078) and a CSYNC
 scanner (RFC 7477) for the NS RRset of each child.
 
-Run detached by the lab as ``python -m lab.scanner LAB_DIR``; reads the lab
+Run detached by the lab as ``python -m multisigner_lab.scanner LAB_DIR``; reads the lab
 from ``LAB_DIR/lab.json`` and logs every DS and NS change, with a timestamp, to
 ``LAB_DIR/scanner.log``. Each ``interval`` it reads the parent zone ``test.`` from the
 parent's own database (one GET through the PowerDNS API: the registry's view of every
@@ -86,8 +86,8 @@ import dns.rrset
 import dns.serial
 
 from core.errors import ObservationError
-from lab import dnsq, powerdns, proc
-from lab.registry import (
+from multisigner_lab import dnsq, powerdns, proc
+from multisigner_lab.registry import (
     CSYNC_IMMEDIATE,
     CSYNC_SOAMINIMUM,
     CSYNC_TYPES,
@@ -105,7 +105,7 @@ from lab.registry import (
     parse_parent_zone,
     with_sig,
 )
-from lab.zones import PARENT_ZONE
+from multisigner_lab.zones import PARENT_ZONE
 
 DEFAULT_INTERVAL = 0.5
 _TIMEOUT = 0.5  # loopback answers take < 1 ms; a dead server must not stall a round
@@ -422,7 +422,7 @@ class Scanner:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m lab.scanner LAB_DIR", file=sys.stderr)
+        print("usage: python -m multisigner_lab.scanner LAB_DIR", file=sys.stderr)
         return 2
     lab_dir = Path(args[0])
     state = json.loads((lab_dir / "lab.json").read_text())

@@ -29,9 +29,9 @@ from core.config import ProviderConfig
 from core.errors import MultisignerError
 from core.keys import Key, Role
 from core.observation import ApiKey
-from lab import aio, net, proc, zones
-from lab.errors import LabError
-from lab.zones import ds_text, parse_dnskey
+from multisigner_lab import aio, net, proc, zones
+from multisigner_lab.errors import LabError
+from multisigner_lab.zones import ds_text, parse_dnskey
 from providers.powerdns import PowerDNSProvider
 from providers.powerdns_http import Transient
 

@@ -29,10 +29,10 @@ import dns.rdatatype
 import httpx
 
 import orchestrator
-from lab import config, dnsq, powerdns, proc, provision, zones
-from lab.errors import LabError
-from lab.server import Endpoint, Server
-from lab.unbound import Unbound
+from multisigner_lab import config, dnsq, powerdns, proc, provision, zones
+from multisigner_lab.errors import LabError
+from multisigner_lab.server import Endpoint, Server
+from multisigner_lab.unbound import Unbound
 
 SCANNER_LOG = "scanner.log"
 
@@ -177,7 +177,7 @@ class LabBase(Generic[P]):
     def _start_scanner(self) -> None:
         p = proc.spawn(
             "scanner",
-            [sys.executable, "-m", "lab.scanner", str(self.directory)],
+            [sys.executable, "-m", "multisigner_lab.scanner", str(self.directory)],
             self.directory / "scanner",
             env=child_env(),
         )

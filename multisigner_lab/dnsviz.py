@@ -18,10 +18,10 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lab.errors import LabError
+from multisigner_lab.errors import LabError
 
 if TYPE_CHECKING:
-    from lab.lab import Lab
+    from multisigner_lab.lab import Lab
 
 LOCK = Path(tempfile.gettempdir()) / "multisigner-dnsviz.lock"
 

@@ -1,6 +1,6 @@
 """The lab registry's data: what the parent zone holds for each child (parsed from the
 PowerDNS API's view of ``test.``), what a child nameserver answered, and the DS/CDS/CSYNC
-record helpers the scanner (:mod:`lab.scanner`) decides with."""
+record helpers the scanner (:mod:`multisigner_lab.scanner`) decides with."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
-from lab import dnsq
+from multisigner_lab import dnsq
 
 CSYNC_IMMEDIATE = 0x0001  # RFC 7477 sec. 2.1.1.1
 CSYNC_SOAMINIMUM = 0x0002

@@ -23,8 +23,8 @@ from typing import Any
 import httpx
 
 from core.errors import ObservationError
-from lab import dnsq
-from lab.errors import LabError
+from multisigner_lab import dnsq
+from multisigner_lab.errors import LabError
 
 STOP_GRACE = 3.0  # seconds between SIGTERM and SIGKILL
 _POLL = 0.02

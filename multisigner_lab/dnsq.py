@@ -22,7 +22,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
-from lab import aio
+from multisigner_lab import aio
 from providers import nameservers
 
 

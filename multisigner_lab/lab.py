@@ -8,7 +8,7 @@ synchronised": every provider signs with its own keys, the parent's DS names p0'
 With ``delegated=[...]`` only those providers are in the delegation (the parent's NS RRset
 and every provider's apex NS RRset) and in the zones' ``signers``; the others serve the
 zone signed with their own keys, ready to join (``multisigner signer add``). The scanner
-follows CSYNC (RFC 7477) for NS as a registry would; see :mod:`lab.scanner`.
+follows CSYNC (RFC 7477) for NS as a registry would; see :mod:`multisigner_lab.scanner`.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from pathlib import Path
 
 import httpx
 
-from lab import config, powerdns, provision, zones
-from lab.base import SCANNER_LOG, LabBase, check_delegated
-from lab.errors import LabError
-from lab.server import Server
+from multisigner_lab import config, powerdns, provision, zones
+from multisigner_lab.base import SCANNER_LOG, LabBase, check_delegated
+from multisigner_lab.errors import LabError
+from multisigner_lab.server import Server
 
 DEFAULT_ZONES = ("example.test.",)
 

@@ -38,5 +38,5 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         running = None
     if running is loop:  # pragma: no cover - a lab coroutine calling back into run()
         coro.close()
-        raise RuntimeError("lab.aio.run called from the lab's own loop")
+        raise RuntimeError("multisigner_lab.aio.run called from the lab's own loop")
     return asyncio.run_coroutine_threadsafe(coro, loop).result()

@@ -17,9 +17,9 @@ import dns.flags
 import dns.message
 import dns.query
 
-from lab import net, proc
-from lab.errors import LabError
-from lab.zones import PARENT_ZONE
+from multisigner_lab import net, proc
+from multisigner_lab.errors import LabError
+from multisigner_lab.zones import PARENT_ZONE
 
 _START_ATTEMPTS = 3
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab import net, proc, zones
-from lab.errors import LabError
+from multisigner_lab import net, proc, zones
+from multisigner_lab.errors import LabError
 
 _START_ATTEMPTS = 3
 _SOCKET_PATH_MAX = 100  # sun_path is 108 bytes

@@ -13,7 +13,7 @@ What runs (all on random loopback addresses, all stopped by :meth:`Model1Lab.sto
   it** (docs/lab.md, "Knot DNS"): the controller's first sync brings it up;
 - the owner KSK store, one KSK per zone generated in it (:mod:`lab.ownerksk`: a SoftHSM2
   token, or a key directory per zone);
-- the CDS/CSYNC scanner (:mod:`lab.scanner`; it finds the Knot instances
+- the CDS/CSYNC scanner (:mod:`multisigner_lab.scanner`; it finds the Knot instances
   through ``lab.json`` like PowerDNS providers: name, ``ns_name``, address, ``dns_port``);
 - Unbound, trusting the parent's KSK, with a stub zone per child listing every Knot.
 
@@ -41,13 +41,13 @@ from pathlib import Path
 from typing import Any
 
 from core.owner_ksk import DEFAULT_PKCS11_MODULE
-from lab import config, provision, zones
-from lab.base import LabBase, check_delegated, fqdn
-from lab.errors import LabError
-from lab.knot import KnotInstance
-from lab.lab import DEFAULT_ZONES
-from lab.ownerksk import KEY_DIR, SOFTHSM_DIR, TOKEN_LABEL, OwnerKsks, Store
-from lab.server import Endpoint
+from multisigner_lab import config, provision, zones
+from multisigner_lab.base import LabBase, check_delegated, fqdn
+from multisigner_lab.errors import LabError
+from multisigner_lab.knot import KnotInstance
+from multisigner_lab.lab import DEFAULT_ZONES
+from multisigner_lab.ownerksk import KEY_DIR, SOFTHSM_DIR, TOKEN_LABEL, OwnerKsks, Store
+from multisigner_lab.server import Endpoint
 from providers.kskstore import StoredKey
 
 __all__ = ["KEY_DIR", "SOFTHSM_DIR", "TOKEN_LABEL", "KnotServer", "Model1Lab", "Store"]

@@ -6,7 +6,7 @@ described for the controller's config.
 labelled ``ksk-z<i>-...`` for the i-th zone. ``store="file"``: a 0700 key directory
 ``DIR/owner-ksk/<zone>`` per zone.
 
-The PKCS#11 keys are generated in a child process (``python -m lab.ownerksk generate``):
+The PKCS#11 keys are generated in a child process (``python -m multisigner_lab.ownerksk generate``):
 loading SoftHSM2 fixes its configuration for the whole process (see
 :mod:`providers.kskstore.pkcs11store`), and starting a lab should not do that to its caller.
 """
@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from core.keys import Key
-from lab import config, proc
-from lab.base import child_env
-from lab.errors import LabError
+from multisigner_lab import config, proc
+from multisigner_lab.base import child_env
+from multisigner_lab.errors import LabError
 from providers.kskstore import KeyStoreError, OwnerKskConfig, StoredKey, make_store
 
 Store = Literal["pkcs11", "file"]
@@ -158,7 +158,7 @@ def _generate_elsewhere(configs: Sequence[OwnerKskConfig]) -> list[StoredKey]:
         ]
     )
     out = proc.run_tool(
-        [sys.executable, "-m", "lab.ownerksk", "generate"],
+        [sys.executable, "-m", "multisigner_lab.ownerksk", "generate"],
         "owner KSK generation",
         timeout=_TOOL_TIMEOUT,
         env=child_env(),
@@ -173,7 +173,7 @@ def _generate_elsewhere(configs: Sequence[OwnerKskConfig]) -> list[StoredKey]:
 def _main(argv: Sequence[str]) -> int:
     if list(argv) != ["generate"]:
         print(
-            "usage: python -m lab.ownerksk generate  (configs as JSON on stdin)",
+            "usage: python -m multisigner_lab.ownerksk generate  (configs as JSON on stdin)",
             file=sys.stderr,
         )
         return 2
