@@ -440,7 +440,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     async def body(rt: Runtime) -> int:
         rt.actor = "scheduler"
-        await Daemon(rt, poll_interval=interval).run(once=args.once)
+        daemon = Daemon(rt, poll_interval=interval)
+        await daemon.run(once=args.once)
+        if args.once and daemon.failed:
+            _err(f"error: {len(daemon.failed)} zone(s) failed or were refused: "
+                 + ", ".join(sorted(daemon.failed)))
+            return 1
         return 0
 
     return _run(config, body)

@@ -45,7 +45,8 @@ from model1.m1kit import (
     write_config,
 )
 from multisigner_lab import powerdns, zones
-from multisigner_lab.model1 import Model1Lab, _generate_elsewhere
+from multisigner_lab.model1 import Model1Lab
+from multisigner_lab.ownerksk import _generate_elsewhere
 from providers.kskstore import OwnerKskConfig
 from providers.kskstore.kmsstore import KmsKskStore
 
@@ -241,7 +242,8 @@ def test_daemon_with_a_wrong_store_changes_nothing(lab: Model1Lab, tmp_path: Pat
                         policy={"signature_validity": "6h", "signature_refresh": "5h"})
     before = sync_processes(lab.config_path, SIGNED)
     res = cli_proc(path, "run", "--once")
-    print(res.err)
+    assert res.rc == 1, res.text  # a cron job must see the refusal
+    assert f"1 zone(s) failed or were refused: {SIGNED}" in res.err, res.text
     assert "nothing was changed" in res.err and summary("none", lab) in res.err, res.text
     assert list(empty.iterdir()) == []
     assert sync_processes(lab.config_path, SIGNED) == before
