@@ -180,7 +180,7 @@ def test_process_transitions_are_authenticated(url: str) -> None:
 
 def test_commands_write_with_the_configured_key(tmp_path: Path) -> None:
     """The CLI's runtime store (every command that moves a process) carries the key."""
-    from orchestrator.cli import _run
+    from orchestrator.cli_common import run_with as _run
     from orchestrator.runtime import Runtime
 
     path = write_config(tmp_path, f'[history]\nkey_file = "{key_file(tmp_path)}"\n')
