@@ -36,12 +36,13 @@ from orchestrator.decide.rollover import adoptable, key_ops
 from orchestrator.decide.timing import deadline, measure, poll_delay
 from orchestrator.engine.apex import converge_apex
 from orchestrator.engine.converge import Converger, converger_for
+from orchestrator.engine.phase_state import ProcessAt, StepTarget
 from orchestrator.engine.starts import ProcessStarts
 from orchestrator.observe.observer import observe
 from orchestrator.reports import content_findings
 from orchestrator.runtime import LEASE_SECONDS, Reporter, Runtime, holder_id
 from providers.base import Capability
-from runbooks import Runbook, Step, runbook
+from runbooks import Step, runbook
 from state.info import ProcessInfo
 
 
@@ -65,18 +66,9 @@ def state_name(step: Step, phase: str, path: str) -> str:
     return f"{step.id}:{phase}" if path == "main" else f"abort:{step.id}:{phase}"
 
 
-@dataclass(frozen=True)
-class _Here:
-    """One process at one step, as ``_one`` found it."""
-
-    zone: ZoneConfig
-    proc: ProcessInfo
-    book: Runbook
-    step: Step
-    data: ProcessData
-
-    def next_state(self, phase: str) -> str:
-        return self.proc.state.rsplit(":", 1)[0] + ":" + phase
+# How often an observe phase re-reads the providers' APIs (and re-applies what they lost);
+# the nameservers are polled on every round.
+API_REFRESH_SECONDS = 5.0
 
 
 class Engine(ProcessStarts):
@@ -84,6 +76,7 @@ class Engine(ProcessStarts):
         self.rt = rt
         self.report = report
         self._convergers: dict[str, Converger] = {}
+        self._targets: dict[str, StepTarget] = {}
 
     def converger(self, zone: ZoneConfig, signers: list[str] | None = None,
                   extra: Capability = Capability.NONE) -> Converger:
@@ -125,11 +118,11 @@ class Engine(ProcessStarts):
             outcome.moved = moved
             return outcome
 
-    def _here(self, zone: ZoneConfig, proc: ProcessInfo) -> _Here:
+    def _here(self, zone: ZoneConfig, proc: ProcessInfo) -> ProcessAt:
         book = runbook(proc.kind, zone.model)
         data = ProcessData.from_json(dict(proc.data))
         ids = data.step_ids([s.id for s in book.steps])
-        return _Here(zone, proc, book, book.step(ids[data.index]), data)
+        return ProcessAt(zone, proc, book, book.step(ids[data.index]), data)
 
     async def _one(self, zone: ZoneConfig, process_id: str) -> Outcome:
         proc = self.rt.store.get_process(process_id)
@@ -174,13 +167,13 @@ class Engine(ProcessStarts):
     # -- shared -----------------------------------------------------------------------------
 
     async def _observe_api(self, zone: ZoneConfig, *, csync: bool = False,
-                           step: Step | None = None) -> ZoneView:
+                           step: Step | None = None, api: bool = True) -> ZoneView:
         # An owner-signed zone's target needs only each provider's own keys from its API; the
         # zone's contents (for TTLsig) only when the step holds for a TTL, its apex NS/CSYNC
         # only in a signer change. Reading less saves a provider call per zone and step.
         keys_only = (step is not None and not step.hold and not csync
                      and self.converger(zone).own_keys_suffice)
-        view, errors = await observe(self.rt, zone, csync=csync, keys_only=keys_only)
+        view, errors = await observe(self.rt, zone, csync=csync, keys_only=keys_only, api=api)
         if errors:
             raise Refused(f"{zone.name}: {len(errors)} provider API(s) failed; the process "
                           "stays where it is and retries", [str(e) for e in errors.values()])
@@ -191,17 +184,17 @@ class Engine(ProcessStarts):
         names = {p.name: list(p.ns_names) for p in self.rt.config.providers}
         return step_intent(step, data.payload, self.rt.signers(zone), view.api, names)
 
-    async def _goal(self, here: _Here, view: ZoneView) -> tuple[StepIntent, Goal]:
+    async def _goal(self, here: ProcessAt, view: ZoneView) -> tuple[StepIntent, Goal]:
         intent = self._intent(here.zone, here.step, here.data, view)
         conv = self.converger(here.zone, list(intent.key_signers))
         return intent, await conv.goal(here.step, intent, here.data, view)
 
-    def _context(self, here: _Here, view: ZoneView, goal: Goal | None, intent: StepIntent,
+    def _context(self, here: ProcessAt, view: ZoneView, goal: Goal | None, intent: StepIntent,
                  content: tuple[str, ...] = ()) -> CheckContext:
         return CheckContext(here.step, view, goal, here.data.payload,
                             tuple(self.rt.signers(here.zone)), intent.ns, content)
 
-    def _move(self, here: _Here, phase: str, reason: str, *, data: ProcessData,
+    def _move(self, here: ProcessAt, phase: str, reason: str, *, data: ProcessData,
               evidence: dict[str, object], waiting_for: str,
               next_check_at: datetime | None = None) -> Outcome:
         new_state = here.next_state(phase)
@@ -212,8 +205,13 @@ class Engine(ProcessStarts):
 
     # -- phases -----------------------------------------------------------------------------
 
-    async def _act(self, here: _Here) -> Outcome:
+    async def _act(self, here: ProcessAt) -> Outcome:
         zone, step, data = here.zone, here.step, here.data
+        if not step.precondition and data.rolled is None:
+            # nothing to check or change here: converge observes anyway, a moment later
+            return self._move(here, "converge", f"{step.title}: no preconditions",
+                              data=data, evidence={},
+                              waiting_for="every provider brought to the step's target")
         member = isinstance(data.payload, Member)
         view = await self._observe_api(zone, csync=member, step=step)
         intent = self._intent(zone, step, data, view)
@@ -256,7 +254,7 @@ class Engine(ProcessStarts):
                           data=data.but(payload=rolled), evidence={"key_ops": done},
                           waiting_for="every provider brought to the step's target")
 
-    async def _converge(self, here: _Here) -> Outcome:
+    async def _converge(self, here: ProcessAt) -> Outcome:
         member = isinstance(here.data.payload, Member)
         view = await self._observe_api(here.zone, csync=member, step=here.step)
         intent, goal = await self._goal(here, view)
@@ -269,18 +267,30 @@ class Engine(ProcessStarts):
                           data=data, evidence={"changes": changes, "target": goal.as_json()},
                           waiting_for=", ".join(here.step.observe) or "nothing")
 
-    async def _observe(self, here: _Here) -> Outcome:
-        view = await self._observe_api(here.zone, csync=isinstance(here.data.payload, Member),
-                                       step=here.step)
-        intent, goal = await self._goal(here, view)
-        kept = await self.converger(here.zone).keep(goal, view)
-        if kept.changes:
-            self.report(f"{here.zone.name}: applied again what the providers do not show: "
-                        + "; ".join(kept.changes))
-            if kept.fresh_until is not None:
-                # a re-signed set: wait until it, not the older one, is served
-                return self._wait(here, f"{goal.what} (re-signed)", data=here.data.but(
-                    delivered_until=kept.fresh_until))
+    async def _observe(self, here: ProcessAt) -> Outcome:
+        csync = isinstance(here.data.payload, Member)
+        now = _now()
+        last = self._targets.get(here.proc.id)
+        if last is not None and last.state == here.proc.state and \
+                (now - last.at).total_seconds() < API_REFRESH_SECONDS:
+            # Nameservers are polled fast while a change propagates; the providers' APIs
+            # (and so the step's target) are re-read only every API_REFRESH_SECONDS.
+            view = await self._observe_api(here.zone, csync=csync, step=here.step, api=False)
+            view = replace(view, api=last.api)
+            intent, goal = last.intent, last.goal
+        else:
+            view = await self._observe_api(here.zone, csync=csync, step=here.step)
+            intent, goal = await self._goal(here, view)
+            kept = await self.converger(here.zone).keep(goal, view)
+            self._targets[here.proc.id] = StepTarget(here.proc.state, now, view.api, intent, goal)
+            if kept.changes:
+                self.report(f"{here.zone.name}: applied again what the providers do not "
+                            "show: " + "; ".join(kept.changes))
+                self._targets.pop(here.proc.id, None)
+                if kept.fresh_until is not None:
+                    # a re-signed set: wait until it, not the older one, is served
+                    return self._wait(here, f"{goal.what} (re-signed)", data=here.data.but(
+                        delivered_until=kept.fresh_until))
         missing = unmet(self._context(here, view, goal, intent))
         if missing:
             at_parent = ["parent" in here.step.observe and m.startswith("parent")
@@ -289,7 +299,7 @@ class Engine(ProcessStarts):
                               parent_only=all(at_parent))
         return self._observed(here, view)
 
-    def _observed(self, here: _Here, view: ZoneView) -> Outcome:
+    def _observed(self, here: ProcessAt, view: ZoneView) -> Outcome:
         step, zone = here.step, here.zone
         now = _now()
         ttls = measure(view)
@@ -312,7 +322,7 @@ class Engine(ProcessStarts):
                       "old_rrsets_cached_until": settled.isoformat() if settled else None},
             next_check_at=until, waiting_for=f"hold{terms} until {ceil_seconds(until)}")
 
-    def _hold(self, here: _Here) -> Outcome:
+    def _hold(self, here: ProcessAt) -> Outcome:
         proc, data = here.proc, here.data
         until = data.deadline or _now()
         now = _now()
@@ -340,7 +350,7 @@ class Engine(ProcessStarts):
                                  next_check_at=now, waiting_for=nxt.title)
         return Outcome(proc.id, new_state, False, moved=[new_state])
 
-    def _wait(self, here: _Here, what: str, *, parent: bool = False,
+    def _wait(self, here: ProcessAt, what: str, *, parent: bool = False,
               parent_only: bool = False, data: ProcessData | None = None) -> Outcome:
         proc, zone = here.proc, here.zone
         data = data or here.data
