@@ -26,6 +26,8 @@ from orchestrator.runtime import Runtime
 from state.store import StateStore
 
 T = TypeVar("T")
+# How many zones one command works on at a time (public: the benchmarks match it).
+ZONE_CONCURRENCY = 32
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -181,7 +183,7 @@ def _err(line: str) -> None:
 async def _per_zone(
     zones: list[ZoneConfig],
     work: Callable[[ZoneConfig], Coroutine[Any, Any, T]],
-    limit: int = 32,
+    limit: int = ZONE_CONCURRENCY,
 ) -> list[T | MultisignerError]:
     """Run ``work`` for every zone concurrently (bounded); a zone's failure is its result."""
     gate = asyncio.Semaphore(limit)
