@@ -43,16 +43,17 @@ makes (about 1 us per request); one uncounted ``status`` run through the console
 the control.
 
 The floor: the same network requests, issued directly with asyncio + httpx.AsyncClient +
-dns.asyncquery, with no logic in between (no parsing beyond what dnspython does to
-receive a message, no planning, no validation, no state database), with the controller's
-concurrency limits: at most 32 zones in flight (``cli._per_zone``), one AsyncClient per
-provider with at most 16 connections (``PowerDNSProvider``), and within a zone everything
-that the controller issues concurrently issued concurrently. A DNS query is exactly the
-controller's (``providers.nameservers.query``): DO bit, RD clear, EDNS payload 1232, one
-fresh UDP socket per query via ``dns.asyncquery.udp``, TCP on truncation. An HTTP 5xx
-(the lab's PowerDNS answers 500 "database is locked" to concurrent writes to its SQLite
-backend) is retried after 20 ms with no back-off, and counted: the floor must reach the
-same state, so it pays for the retries the server forces, not for a back-off policy.
+dns.asyncquery, with no logic in between (no parsing beyond what dnspython does to receive
+a message, no planning, no validation, no state database), with the controller's
+concurrency limits: at most 32 zones in flight (``cli.ZONE_CONCURRENCY``), one AsyncClient
+per provider with at most 16 connections (``powerdns.HTTP_CONNECTIONS``), and within a
+zone everything that the controller issues concurrently issued concurrently. A DNS query
+is exactly the controller's (``providers.nameservers.query``): DO bit, RD clear, EDNS
+payload 1232, one fresh UDP socket per query via ``dns.asyncquery.udp``, TCP on
+truncation. An HTTP 5xx (the lab's PowerDNS answers 500 "database is locked" to concurrent
+writes to its SQLite backend) is retried after 20 ms with no back-off, and counted: the
+floor must reach the same state, so it pays for the retries the server forces, not for a
+back-off policy.
 
 One *observation* = the query types the controller asks each provider nameserver and each
 parent nameserver for one zone. The floor does not hard-code them: it reads them from the
@@ -104,7 +105,6 @@ import argparse
 import asyncio
 import collections
 import contextlib
-import inspect
 import itertools
 import json
 import os
@@ -140,21 +140,20 @@ from lab import powerdns as lab_pdns  # noqa: E402
 from lab.lab import Lab  # noqa: E402
 from lab.zones import PARENT_ZONE  # noqa: E402
 from orchestrator import cli  # noqa: E402
-from providers import nameservers  # noqa: E402
+from providers import nameservers, powerdns  # noqa: E402
 from state.store import StateStore  # noqa: E402
 
-ZONE_LIMIT = int(inspect.signature(cli._per_zone).parameters["limit"].default)  # 32
-HTTP_CONNECTIONS = 16  # PowerDNSProvider's httpx.Limits
-PAYLOAD = 1232  # providers.nameservers.PAYLOAD
+# The product's concurrency and query shape, from its public constants (docs/hooks.md).
+ZONE_LIMIT = cli.ZONE_CONCURRENCY
+HTTP_CONNECTIONS = powerdns.HTTP_CONNECTIONS
+PAYLOAD = nameservers.PAYLOAD
 DNS_TIMEOUT = 2.0
 RETRIES, RETRY_PAUSE = 50, 0.02  # floor: retry a 5xx at once (no back-off)
 # One observation's queries, as the controller makes them: per provider nameserver
 # (observe_server) and per parent nameserver (observe_parent). The defaults come from the
 # product; bench() replaces both with what the controller's no-op sync was *counted*
 # doing, so the floor follows the controller when its observation changes.
-APEX_TYPES: tuple[str, ...] = tuple(
-    dns.rdatatype.to_text(t) for t in getattr(nameservers, "_APEX_TYPES", ())
-) or ("SOA", "DNSKEY", "CDS", "CDNSKEY", "NSEC3PARAM")
+APEX_TYPES: tuple[str, ...] = tuple(dns.rdatatype.to_text(t) for t in nameservers.APEX_TYPES)
 PARENT_TYPES: tuple[str, ...] = ("DS",)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
