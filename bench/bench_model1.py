@@ -31,8 +31,9 @@ rusage split at exit: Python vs. reaped keymgr/knotc children). Runs, in order:
    a floor and a matched floor (part 3), each on its own policy step.
 3. the floor variants (PidfdChildWatcher) and components (part 3).
 4. re-sign + no-op again, *counted*: a ``command_prefix`` wrapper (``/bin/sh``: one
-   ``printf >> log``, then ``exec``) logs every keymgr/knotc invocation, and ``-vv``
-   makes the Knot adapter log each command's duration. Separate from the timed runs
+   ``printf >> log``, then ``exec``) logs every keymgr/knotc invocation: a check, from
+   outside the product, of the ``ProviderCall`` events every controller run records
+   (docs/hooks.md: each keymgr/knotc call with its duration). Separate from the timed runs
    because the wrapper costs one extra ``sh`` exec per invocation.
 5. ``sync z0000.test.`` on a 1-zone config: the fixed cost of one CLI run (start-up,
    imports, config, DB open, exit) plus 1/N of the no-op work.
@@ -44,8 +45,8 @@ A zone that fails (in the controller or in a floor) is reported, not fatal; the 
 status is 1 if any run failed or any floor is invalid. bench/MODEL1.md has the results.
 
 **Part 3, the floor** (its own policy step), in the bench process, against the same lab,
-with the controller's concurrency (32 zones in flight, ``cli.ZONE_CONCURRENCY``; within a zone
-everything the controller issues concurrently issued concurrently), each command run
+with the controller's concurrency (32 zones in flight, ``cli.ZONE_CONCURRENCY``; within a
+zone everything the controller issues concurrently issued concurrently), each command run
 exactly as ``KnotProvider._run`` runs it (``asyncio.create_subprocess_exec``, own session,
 ``tool -c CONF [-t 10] [opts] -- args``, SKR in a 0644 temp file). Per zone:
 
@@ -60,13 +61,13 @@ exactly as ``KnotProvider._run`` runs it (``asyncio.create_subprocess_exec``, ow
   does not serve the fresh RRSIG yet), one parent round (DS), one final observation: the
   queries the controller makes when every wait succeeds at its first poll.
 
-Also run: the **matched floor** (the same, but with the controller's own command set:
-``zone-status`` + ``list`` + ``dnskey`` per key (+ ``zone-read ZONE @`` when the
-controller's first re-sign made such calls: its ``ProviderCall`` events, docs/hooks.md)
-before, ``list`` + ``dnskey`` and ``zone-status`` again around the import), so that wall -
-matched floor is the controller's Python overhead and matched - floor is the cost of the
-extra invocations (part 5 compares the matched floor's commands with the controller's, as
-its events count them, and flags any difference); and the floor's components
+Also run: the **matched floor** (the same, plus the controller's read-only commands --
+``keymgr list``, ``keymgr dnskey``, ``knotc zone-read ZONE @``, ``knotc zone-status`` -- as
+many of each per zone and provider as the controller's first re-sign ran, counted by its
+``ProviderCall`` events (docs/hooks.md), issued in concurrent rounds before the delivery),
+so that wall - matched floor is the controller's Python overhead and matched - floor is
+the cost of the extra invocations (part 5 compares the matched floor's commands with the
+controller's and flags any difference); and the floor's components
 alone: signing (6N signatures, sequential), keymgr/knotc (the 4 commands, re-importing
 the floor's SKRs), DNS (the rounds above), one observation (the no-op's floor).
 
@@ -128,7 +129,8 @@ class Policies:
 
 
 DNS_TIMEOUT = 2.0
-PAYLOAD = 1232
+# the read-only Knot commands the matched floor repeats as often as the controller ran them
+READS = ("keymgr list", "keymgr dnskey", "knotc zone-read", "knotc zone-status")
 
 
 def log(msg: str) -> None:
@@ -548,7 +550,7 @@ class Floor:
     """The controller's Model 1 re-sign work, done directly (see the module docstring)."""
 
     def __init__(self, lab: Any, config: Path, mix: tuple[tuple[str, ...], tuple[str, ...]],
-                 zone_limit: int, timeout: float, zone_read: bool) -> None:
+                 zone_limit: int, timeout: float, reads: dict[str, int]) -> None:
         from core.config import load_config
         from providers.kskstore import make_store
 
@@ -575,9 +577,10 @@ class Floor:
             self.signers[zone] = store.signer(key_id)
         self.children: set[asyncio.subprocess.Process] = set()
         self.skrs: dict[str, str] = {}
-        # The matched floor reads the apex (``knotc zone-read ZONE @``) only if the
-        # controller's re-sign was seen doing so (its ProviderCall events).
-        self.zone_read = zone_read
+        # The matched floor's extra reads: how many of each read-only command the
+        # controller ran per zone and provider in its first re-sign (ProviderCall events).
+        self.reads = {k: v for k, v in reads.items() if v > 0}
+        self.key_ids: dict[tuple[str, str], list[str]] = {}
         self._reset()
 
     def use(self, config: Path) -> None:
@@ -633,8 +636,10 @@ class Floor:
         import dns.rdatatype
         from _kinds import dns_kind
 
+        from providers import nameservers
+
         request = dns.message.make_query(qname, dns.rdatatype.from_text(rdtype),
-                                         want_dnssec=True, payload=PAYLOAD)
+                                         want_dnssec=True, payload=nameservers.PAYLOAD)
         request.flags &= ~dns.flags.RD
         self.dns[dns_kind("udp", request, where, port, self.parent_label)] += 1
         response = await dns.asyncquery.udp(request, where, port=port, timeout=DNS_TIMEOUT)
@@ -658,20 +663,32 @@ class Floor:
                                           self.parent_round(qname, self.parent_types))
         return servers
 
-    # -- the controller's extra reads (matched floor only): KnotProvider.list_keys + _dnskey
+    # -- the controller's extra reads (matched floor only)
 
-    async def read_keys(self, provider: str, zone: str, status: bool) -> None:
-        """``status``: as ``KnotProvider.read_zone`` (zone-status, [zone-read], list, then
-        dnskey per key); else as ``_check_own_zsks`` (list, then dnskey per key)."""
-        jobs: list[Awaitable[str]] = [self.cmd(provider, "keymgr", zone, "list", options=["-j"])]
-        if status:
-            jobs.append(self.cmd(provider, "knotc", "zone-status", zone))
-            if self.zone_read:
-                jobs.append(self.cmd(provider, "knotc", "zone-read", zone, "@"))
-        listing = (await asyncio.gather(*jobs))[0]
-        ids = [str(k["id"]) for k in json.loads(listing or "[]")]
-        await asyncio.gather(*(self.cmd(provider, "keymgr", zone, "dnskey", f"id={i}")
-                               for i in ids))
+    async def read(self, provider: str, zone: str, kind: str) -> None:
+        """One read-only command of ``READS``; ``keymgr dnskey`` reads a key ``list`` found."""
+        if kind == "keymgr list":
+            listing = await self.cmd(provider, "keymgr", zone, "list", options=["-j"])
+            ids = [str(k["id"]) for k in json.loads(listing or "[]")]
+            self.key_ids[(provider, zone)] = ids
+        elif kind == "keymgr dnskey":
+            ids = self.key_ids.get((provider, zone)) or ["0"]
+            await self.cmd(provider, "keymgr", zone, "dnskey", f"id={ids[0]}")
+        elif kind == "knotc zone-read":
+            await self.cmd(provider, "knotc", "zone-read", zone, "@")
+        else:
+            await self.cmd(provider, "knotc", "zone-status", zone)
+
+    async def extra_reads(self, provider: str, zone: str) -> None:
+        """The controller's read-only commands for one zone at one provider, as many of
+        each as it ran (``self.reads``), in concurrent rounds; a round's ``list`` first
+        (``dnskey`` needs a key id)."""
+        for r in range(max(self.reads.values(), default=0)):
+            kinds = [k for k, n in self.reads.items() if r < n]
+            if "keymgr list" in kinds:
+                await self.read(provider, zone, "keymgr list")
+            await asyncio.gather(*(self.read(provider, zone, k) for k in kinds
+                                   if k != "keymgr list"))
 
     # -- one zone
 
@@ -691,10 +708,9 @@ class Floor:
         if mode == "observation":
             self.check_final(qname, zone, await self.observation(qname))
             return
-        if mode != "keymgr":  # observe first (and, matched: KnotProvider.read_zone)
+        if mode != "keymgr":  # observe first (and, matched: the controller's reads)
             await asyncio.gather(self.observation(qname),
-                                 *(self.read_keys(p, zone, status=True)
-                                   for p in providers if matched))
+                                 *(self.extra_reads(p, zone) for p in providers if matched))
         if mode == "dns":
             await self.after_import(qname, zone, None)
             return
@@ -734,8 +750,6 @@ class Floor:
             text = self.skrs[zone]
 
         async def deliver(p: str) -> None:
-            if matched:
-                await self.read_keys(p, zone, status=False)
             fd, path = tempfile.mkstemp(prefix="multisigner-", suffix=".skr")
             try:
                 with os.fdopen(fd, "w") as f:
@@ -746,8 +760,6 @@ class Floor:
             finally:
                 with contextlib.suppress(OSError):
                     os.unlink(path)
-            if matched:
-                await self.cmd(p, "knotc", "zone-status", zone)
             await self.cmd(p, "knotc", "zone-keys-load", zone, options=["-b"])
 
         await asyncio.gather(*(deliver(p) for p in providers))
@@ -1100,8 +1112,10 @@ def bench(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                                       len(zones), args.providers)
                 result["observation_mix"] = {"provider": mix[0], "parent": mix[1]}
                 calls = runs[f"resign#{i}"].provider_calls
-                floor = Floor(lab, cfg, mix, zone_limit, knot_timeout,
-                              zone_read=calls.get("knotc zone-read", 0) > 0)
+                reads = {k: round(calls.get(k, 0) / (len(zones) * args.providers))
+                         for k in READS}
+                result["matched_reads"] = reads
+                floor = Floor(lab, cfg, mix, zone_limit, knot_timeout, reads)
             assert floor is not None
             floor.use(config_copy(lab, f"floor{i}.toml", policies.next()))
             floors[f"floor#{i}"] = floor.run(f"floor #{i} (4 commands + 6 sigs + DNS)", "floor")
@@ -1223,11 +1237,11 @@ def report(result: dict[str, Any]) -> str:
     row("sync --all: initial delivery", runs.get("initial"), w_floor)
     for r in resigns:
         row(f"sync --all: re-sign, every zone due ({r.label[-2:]})", r, w_floor)
-    row("  same, counted (sh wrapper, -vv)", runs.get("resign-counted"), w_floor)
+    row("  same, counted (sh wrapper)", runs.get("resign-counted"), w_floor)
     row("  same, under cProfile (times inflated)", runs.get("resign-profiled"), w_floor)
     for r in noops:
         row(f"sync --all: idle no-op ({r.label[-2:]})", r, obs)
-    row("  same, counted (sh wrapper, -vv)", runs.get("noop-counted"), obs)
+    row("  same, counted (sh wrapper)", runs.get("noop-counted"), obs)
     row("  same, after the floors (validates them)", runs.get("noop-after-floor"), obs)
     row("sync ZONE: 1 zone, no-op (fixed CLI cost)", runs.get("noop-1zone"), None, zones=1)
     lines.append(f"  floor s: the median floor ({len(floor_runs)} runs) for re-signs and the "
@@ -1333,6 +1347,9 @@ def report(result: dict[str, Any]) -> str:
         if ev_resign and matched and ev_resign.provider_calls != matched.commands:
             lines.append("  NOTE: the matched floor's command set differs from the controller's"
                          " (the product changed?): compare the re-sign and matched columns")
+        if result.get("matched_reads"):
+            lines.append("  matched floor's reads per zone and provider (from the events): "
+                         + ", ".join(f"{k} x{v}" for k, v in result["matched_reads"].items()))
         if rc:
             lines.append(f"  (cross-check, the counted re-sign: the command_prefix wrapper "
                          f"logged {sum(rc.commands.values())} invocations, the adapter's "
