@@ -432,7 +432,7 @@ def _ts(text: str) -> float:
 
 
 def bench(args: argparse.Namespace) -> dict[str, Any]:
-    from lab import Lab
+    from multisigner_lab import Lab
 
     names = [f"z{i:04d}.test." for i in range(args.zones)]
     if args.rollover and args.zones < 4:

@@ -217,7 +217,7 @@ def store_main(argv: list[str]) -> int:
         if kind == "file":
             from providers.kskstore.filestore import FileKskStore
 
-            with FileKskStore(scratch / "keys") as store:
+            with FileKskStore(scratch / "keys", create=True) as store:
                 result.update(_measure(store, signatures_per_second, seconds))
         elif kind == "pkcs11":
             from providers.kskstore.pkcs11store import Pkcs11KskStore
@@ -1066,7 +1066,7 @@ def observation_mix(run: Run | None, zones: int, servers: int,
 
 def bench(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     from core.config import KnotProviderConfig
-    from lab.model1 import Model1Lab
+    from multisigner_lab.model1 import Model1Lab
     from orchestrator import cli
 
     zone_limit = cli.ZONE_CONCURRENCY

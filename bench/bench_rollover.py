@@ -297,7 +297,7 @@ def run_rollover(config: Path, kind: str, signer: str, *, counts_file: Path | No
 
 
 def bench(args: argparse.Namespace) -> dict[str, Any]:
-    from lab import Lab
+    from multisigner_lab import Lab
 
     n = args.providers
     csk_provider = f"p{n - 1}"

@@ -78,7 +78,7 @@ NSEC3PARAM, NS per provider nameserver = T types; DS, NS per parent server = U t
   poll; it leaves out only the *re-polls* of waits (the controller's counts show how many
   it made: on the lab, DNSKEY/CDS are live at once, so re-polls are the parent DS
   polls while the scanner has not yet acted). The PATCH bodies are computed before the
-  timer starts, from lab B's keys, with the controller's own Key/Digest text forms, so
+  timer starts, from multisigner_lab B's keys, with the controller's own Key/Digest text forms, so
   they are the same changes. After the timer stops, the final round's answers are
   checked (every server serves 2P DNSKEYs and P CDS); a floor that did not reach the
   synced state is reported as invalid.
@@ -136,9 +136,9 @@ from _kinds import dns_kind, http_kind  # noqa: E402
 
 from core.config import load_config  # noqa: E402
 from core.keys import Key  # noqa: E402
-from lab import powerdns as lab_pdns  # noqa: E402
-from lab.lab import Lab  # noqa: E402
-from lab.zones import PARENT_ZONE  # noqa: E402
+from multisigner_lab import powerdns as lab_pdns  # noqa: E402
+from multisigner_lab.lab import Lab  # noqa: E402
+from multisigner_lab.zones import PARENT_ZONE  # noqa: E402
 from orchestrator import cli  # noqa: E402
 from providers import nameservers, powerdns  # noqa: E402
 from state.store import StateStore  # noqa: E402
@@ -495,15 +495,9 @@ def observation_mix(run: Run, zones: int, servers: int, parents: int,
 def lab_keys(lab: Lab, zones: Sequence[str]) -> dict[tuple[str, str], list[lab_pdns.CryptoKey]]:
     """Every provider's own keys of every zone, from the lab's APIs (untimed preparation)."""
     names = [p.name for p in lab.providers]
-    clients = {n: lab.pdns_api(n) for n in names}
-    try:
-        with ThreadPoolExecutor(8) as pool:
-            futures = {(n, z): pool.submit(lab_pdns.keys, clients[n], z)
-                       for n in names for z in zones}
-            return {k: f.result() for k, f in futures.items()}
-    finally:
-        for c in clients.values():
-            c.close()
+    with ThreadPoolExecutor(8) as pool:
+        futures = {(n, z): pool.submit(lab.keys, n, z) for n in names for z in zones}
+        return {k: f.result() for k, f in futures.items()}
 
 
 def sync_bodies(lab: Lab, zones: Sequence[str]) -> dict[str, dict[str, tuple[Any, Any]]]:

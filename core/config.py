@@ -8,20 +8,14 @@ they never show up in a repr, a log line or an error message.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 import tomllib
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from typing import Any, Literal
 
-import dns.name
 from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
@@ -29,94 +23,14 @@ from pydantic import (
     model_validator,
 )
 
-from core.durations import parse_duration
+from core.algorithms import ZONE_SIGNING_ALGORITHMS as _SIGNING_ALGORITHMS
+from core.config_types import Duration, Fqdn, HostPort, _fqdn, _show, _Strict, hostport
 from core.errors import ConfigError
 from core.owner_ksk import OwnerKskConfig
+from core.provider_config import AnyProvider, KnotProviderConfig, ProviderConfig
 
 DEFAULT_CONFIG = "multisigner.toml"
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-def _duration(value: Any) -> Any:
-    if isinstance(value, bool):
-        raise ValueError("a duration must be a string like '5m' or a number of seconds")
-    try:
-        if isinstance(value, str):
-            result = parse_duration(value)
-        elif isinstance(value, int | float):
-            result = timedelta(seconds=value)
-        else:
-            return value
-    except OverflowError:
-        raise ValueError(f"duration {value!r} is too large") from None
-    if result < timedelta(0):
-        raise ValueError(f"duration {value!r} is negative")
-    return result
-
-
-Duration = Annotated[timedelta, BeforeValidator(_duration)]
-
-
-def _show(value: timedelta) -> str:
-    """A duration as the config would write it (``7d``, ``90s``)."""
-    seconds = int(value.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds and seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
-
-
-def _hostport(value: str, default_port: int = 53) -> tuple[str, int]:
-    """Split ``host`` / ``host:port`` / ``[v6]:port``."""
-    if value.startswith("["):
-        host, _, rest = value[1:].partition("]")
-        return host, int(rest[1:]) if rest.startswith(":") else default_port
-    if value.count(":") == 1:
-        host, port = value.split(":")
-        return host, int(port)
-    return value, default_port
-
-
-def _check_hostport(value: str) -> str:
-    try:
-        _, port = _hostport(value)
-    except ValueError:
-        raise ValueError(f"{value!r} is not 'host' or 'host:port'") from None
-    if not 0 < port < 65536:
-        raise ValueError(f"port {port} out of range in {value!r}")
-    return value
-
-
-HostPort = Annotated[
-    str, BeforeValidator(lambda v: _check_hostport(v) if isinstance(v, str) else v)
-]
-
-
-def _fqdn(value: Any) -> Any:
-    if not isinstance(value, str):
-        return value
-    try:
-        name = dns.name.from_text(value)
-    except Exception as exc:
-        raise ValueError(f"{value!r} is not a valid domain name ({exc})") from None
-    return name.to_text()
-
-
-Fqdn = Annotated[str, BeforeValidator(_fqdn)]
-
-
-def _signing_algorithms() -> tuple[Any, ...]:
-    from dns.dnssectypes import Algorithm
-
-    return (Algorithm.RSASHA256, Algorithm.RSASHA512, Algorithm.ECDSAP256SHA256,
-            Algorithm.ECDSAP384SHA384, Algorithm.ED25519, Algorithm.ED448)
-
-
-_SIGNING_ALGORITHMS = _signing_algorithms()
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class StateConfig(_Strict):
@@ -127,104 +41,13 @@ class StateConfig(_Strict):
     @classmethod
     def _url(cls, value: str) -> str:
         from core.errors import StateError
-        from state.database import parse_url
+        from core.state_url import parse_url
 
         try:
             parse_url(value)
         except StateError as exc:  # the message never shows the password
             raise ValueError(str(exc)) from None
         return value
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-class ProviderConfig(_Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    type: Literal["powerdns"]
-    api_url: str
-    api_key: SecretStr
-    server_id: str = "localhost"
-    nameservers: list[HostPort] = Field(min_length=1)
-    ns_names: list[Fqdn] = Field(default_factory=list)
-    timeout: Duration = timedelta(seconds=10)
-    # http:// to anything but loopback sends the API key in clear: refused unless set.
-    allow_plain_http: bool = False
-    ca_file: Path | None = None  # CA bundle to trust for an https:// api_url (default: system)
-    # HTTP(S)_PROXY / NO_PROXY / SSL_CERT_FILE from the environment apply only when set: a
-    # stray proxy variable must not silently route the API key through another host.
-    proxy_from_env: bool = False
-
-    @field_validator("api_url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError(f"{value!r} must start with http:// or https://")
-        try:
-            parts = urlsplit(value)
-            _ = parts.port  # raises on a port that is no number or out of range
-        except ValueError as exc:
-            raise ValueError(f"{value!r} is not a valid URL ({exc})") from None
-        if not parts.hostname:
-            raise ValueError(f"{value!r} names no host")
-        return value.rstrip("/")
-
-    @field_validator("api_key")
-    @classmethod
-    def _key(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().strip():
-            raise ValueError("empty; set the provider's API key (sent as X-API-Key), e.g. "
-                             "api_key = \"${P0_API_KEY}\"")
-        return value
-
-    @field_validator("ca_file")
-    @classmethod
-    def _ca_file(cls, value: Path | None) -> Path | None:
-        if value is not None and not value.is_file():
-            raise ValueError(f"{value}: no such file (a PEM bundle of the CAs to trust for "
-                             "api_url)")
-        return value
-
-    @model_validator(mode="after")
-    def _plain_http(self) -> ProviderConfig:
-        host = urlsplit(self.api_url).hostname or ""
-        if (self.api_url.startswith("http://") and not _is_loopback(host)
-                and not self.allow_plain_http):
-            raise ValueError(
-                f"api_url: {self.api_url} sends the API key unencrypted to {host}; use "
-                "https:// (ca_file names the CA if it is private), or set allow_plain_http "
-                "= true on this provider if the network path is trusted")
-        return self
-
-
-class KnotProviderConfig(_Strict):
-    """``[[providers]] type = "knot"``: Knot DNS driven through keymgr/knotc (Model 1,
-    offline KSK)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    type: Literal["knot"] = "knot"
-    knot_config: Path  # passed as -c to keymgr and knotc
-    command_prefix: list[str] = Field(default_factory=list)  # e.g. ["ssh", "dns1"]
-    nameservers: list[HostPort] = Field(min_length=1)
-    ns_names: list[Fqdn] = Field(default_factory=list)
-    timeout: Duration = timedelta(seconds=10)  # per keymgr/knotc command
-    # How the SKR reaches keymgr: "file" = a temp file (mode 0644: an SKR holds public keys
-    # and signatures only) in ``skr_directory`` (default: the system temp dir), which must
-    # be readable by the user keymgr runs as; "stdin" = piped to ``/dev/stdin`` (works
-    # through an ``ssh`` prefix, where a local file would not exist).
-    skr_transfer: Literal["file", "stdin"] = "file"
-    skr_directory: Path | None = None
-
-
-AnyProvider = Annotated[ProviderConfig | KnotProviderConfig, Field(discriminator="type")]
 
 
 class ParentConfig(_Strict):
@@ -449,6 +272,6 @@ def load_config(path: Path) -> Config:
         raise ConfigError(f"{path}: invalid configuration:\n  " + "\n  ".join(problems)) from None
 
 
-def hostport(value: str) -> tuple[str, int]:
-    """Public form of the host/port splitter for nameserver strings."""
-    return _hostport(value)
+__all__ = ["DEFAULT_CONFIG", "AnyProvider", "Config", "HistoryConfig", "KnotProviderConfig",
+           "ParentConfig", "PolicyConfig", "ProviderConfig", "StateConfig", "ZoneConfig",
+           "find_config_path", "hostport", "load_config"]

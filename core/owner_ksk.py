@@ -1,4 +1,4 @@
-"""``[zones.owner_ksk]``: where a Model 1 zone owner's KSKs live (interface.md).
+"""``[zones.owner_ksk]``: where a Model 1 zone owner's KSKs live (docs/configuration.md).
 
 One flat table, ``store`` picks the kind; a key that belongs to another kind of store is
 an error rather than silently ignored, so a typo in ``store`` cannot make the controller

@@ -75,6 +75,11 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("name", help="the provider (as named in the config)")
     s.add_argument("--wait", action="store_true", help="run it to the end in the foreground")
 
+    s = sub.add_parser("ksk", help="model 1: the owner KSK ('init': a zone's first one, only "
+                       "while no KSK is served and the parent has no DS)")
+    s.add_argument("action", choices=["init"])
+    s.add_argument("zone")
+
     s = sub.add_parser("step", help="advance the zone's process if its conditions hold")
     s.add_argument("zone")
     s.add_argument("--json", action="store_true")
@@ -293,12 +298,13 @@ def cmd_check(args: argparse.Namespace) -> int:
     async def body(rt: Runtime) -> int:
         results = await check_all(rt)
         for item in results:
+            label = item.get("label") or f"provider {item['provider']}"
             for note in item.get("notes", []):
-                _out(f"provider {item['provider']}: note: {note}")
+                _out(f"{label}: note: {note}")
             if item["ok"]:
-                _out(f"provider {item['provider']}: OK")
+                _out(f"{label}: OK")
             else:
-                _out(f"provider {item['provider']}: {len(item['problems'])} problem(s)")
+                _out(f"{label}: {len(item['problems'])} problem(s)")
                 for problem in item["problems"]:
                     _out(f"  - {problem}")
         return 0 if all(i["ok"] for i in results) else 1
@@ -410,6 +416,20 @@ def cmd_step(args: argparse.Namespace) -> int:
     return _run(config, body)
 
 
+def cmd_ksk(args: argparse.Namespace) -> int:
+    from orchestrator.ksk_commands import ksk_init
+
+    config = _config(args)
+    zone = _zones(config, args.zone, False)[0]
+
+    async def body(rt: Runtime) -> int:
+        for line in (await ksk_init(rt, zone)).lines():
+            _out(line)
+        return 0
+
+    return _run(config, body)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from core.durations import parse_duration
     from orchestrator.engine.daemon import Daemon
@@ -422,7 +442,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     async def body(rt: Runtime) -> int:
         rt.actor = "scheduler"
-        await Daemon(rt, poll_interval=interval).run(once=args.once)
+        daemon = Daemon(rt, poll_interval=interval)
+        await daemon.run(once=args.once)
+        if args.once and daemon.failed:
+            _err(f"error: {len(daemon.failed)} zone(s) failed or were refused: "
+                 + ", ".join(sorted(daemon.failed)))
+            return 1
         return 0
 
     return _run(config, body)
@@ -454,7 +479,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_lab(args: argparse.Namespace) -> int:
-    from lab.cli import lab_down, lab_info, lab_up
+    from multisigner_lab.cli import lab_down, lab_info, lab_up
 
     directory = Path(args.dir).resolve()
     if args.action == "up":
@@ -484,6 +509,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "history": cmd_history,
     "rollover": cmd_rollover,
     "step": cmd_step,
+    "ksk": cmd_ksk,
     "signer": cmd_signer,
     "run": cmd_run,
     "audit": cmd_audit,

@@ -16,9 +16,11 @@ from core.errors import MultisignerError, ProviderError
 from core.keys import Key, role_of
 from core.observation import ServerView, ZoneView
 from orchestrator.decide.invariant import Finding, check_zone
+from orchestrator.decide.owner_keys import ds_tags, served_owner_ksks, store_problems
 from orchestrator.observe.observer import observe
 from orchestrator.runtime import Runtime
 from providers.base import Capability
+from providers.kskstore import make_store
 from providers.nameservers import query
 
 
@@ -110,7 +112,10 @@ async def zone_status(rt: Runtime, zone: ZoneConfig) -> dict[str, Any]:
 
 async def check_all(rt: Runtime) -> list[dict[str, Any]]:
     """Configuration and reachability: every provider API (credentials, zone present) and
-    every nameserver (answers authoritatively for each zone it should serve)."""
+    every nameserver (answers authoritatively for each zone it should serve); then every
+    Model 1 zone's owner-KSK store (:func:`owner_store_check`). Provider items have
+    ``provider``, store items ``label`` and ``zone``; all have ``ok``, ``problems``,
+    ``notes``."""
     async def provider(name: str) -> dict[str, Any]:
         problems: list[str] = []
         try:
@@ -148,7 +153,46 @@ async def check_all(rt: Runtime) -> list[dict[str, Any]]:
         problems += [p for p in found if p]
         return {"provider": name, "ok": not problems, "problems": problems, "notes": notes}
 
-    return list(await asyncio.gather(*(provider(p.name) for p in rt.config.providers)))
+    providers = await asyncio.gather(*(provider(p.name) for p in rt.config.providers))
+    gate = asyncio.Semaphore(32)  # thousands of zones: a bounded number of observations
+
+    async def store(zone: ZoneConfig) -> dict[str, Any]:
+        async with gate:
+            return await owner_store_check(rt, zone)
+
+    stores = await asyncio.gather(*(store(z) for z in rt.config.zones
+                                    if z.model == 1 and z.owner_ksk is not None))
+    return [*providers, *stores]
+
+
+async def owner_store_check(rt: Runtime, zone: ZoneConfig) -> dict[str, Any]:
+    """A Model 1 zone's owner-KSK store: opened, its keys listed, and compared with what
+    the zone serves and what the parent's DS names (the rule sync applies before it
+    signs; orchestrator/decide/owner_keys.py). A problem here is one sync would refuse."""
+    assert zone.owner_ksk is not None
+    label = f"zone {zone.name} owner KSK store"
+    try:
+        with make_store(zone.owner_ksk) as store:
+            label = f"zone {zone.name} owner KSK store {store.name}"
+            held = frozenset(k.dnskey for k in store.list_keys())
+    except MultisignerError as exc:
+        return {"label": label, "zone": zone.name, "ok": False, "problems": [str(exc)],
+                "notes": []}
+    view, _ = await observe(rt, zone)  # API failures are the provider checks' business
+    served = served_owner_ksks(view)
+    notes = [f"holds key tag(s) {_tags(held)}; the zone serves owner KSK tag(s) "
+             f"{_tags(served)}; the parent's DS names key tag(s) "
+             f"{', '.join(str(t) for t in ds_tags(view)) or 'none'}"]
+    problems = store_problems(view, held, store.name)
+    if not held and not problems:
+        notes.append("empty: the first 'sync' (or 'ksk init') makes the zone's first KSK, "
+                     "as no KSK is served and the parent has no DS")
+    return {"label": label, "zone": zone.name, "ok": not problems,
+            "problems": problems[1:] if problems else [], "notes": notes}
+
+
+def _tags(keys: frozenset[Key]) -> str:
+    return ", ".join(str(t) for t in sorted({k.key_tag for k in keys})) or "none"
 
 
 def _expiry(servers: tuple[ServerView, ...]) -> str | None:

@@ -1,6 +1,7 @@
 """PowerDNS Authoritative (4.x) through its REST API.
 
-Facts this relies on (lab-notes.md, verified on 4.7): with ``direct-dnskey=yes`` the
+Facts this relies on (verified on 4.7; docs/design-notes.md, "Provider facts"): with
+``direct-dnskey=yes`` the
 DNSKEY/CDS/CDNSKEY rrsets PATCHed into the zone are served beside the keys in the
 ``cryptokeys`` table and signed by PowerDNS' own KSK; the API wants one-token base64 in
 DNSKEY content; ``keytype`` in a cryptokey answer is computed ("csk" when a lone SEP key
@@ -179,6 +180,17 @@ class PowerDNSProvider(Provider):
 
     def _zone_path(self, zone: str) -> str:
         return f"/zones/{quote(zone, safe='')}"
+
+    async def api_request(
+        self, method: str, path: str, *, zone: str | None = None, json: Any = None,
+        idempotent: bool = True,
+    ) -> Any:
+        """One API call (``path`` under ``/servers/{server_id}``) with this adapter's
+        retries and errors, for a caller that needs a call outside the provider contract
+        (the test lab creates its zones with it). Returns the decoded JSON or None; not
+        ``idempotent`` (a POST): as ``_request``, retried only when it cannot have been
+        sent, an ambiguous failure raised as is."""
+        return await self._request(method, path, zone=zone, json=json, idempotent=idempotent)
 
     # -- contract -----------------------------------------------------------------------
 

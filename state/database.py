@@ -20,7 +20,6 @@ real transactions (including transactional DDL for migrations) on Python < 3.12.
 from __future__ import annotations
 
 import os
-import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -30,12 +29,13 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, text
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session
 
 from core.errors import StateError
+from core.state_url import parse_url, redact_url
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -43,38 +43,6 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 _PG_LOCK_KEY = 0x6D756C7469  # "multi"
 _IMMEDIATE = "multisigner_immediate"
 _HINT = "set [state] url to a reachable database, e.g. sqlite:///multisigner.db"
-
-
-_EXPECTED = ("expected sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST[:PORT]/DATABASE")
-# Everything between "scheme://user:" and the last "@": the password, however malformed
-# the rest of the URL is (an '@' inside the password included).
-_PASSWORD = re.compile(r"(://[^/@:]*:).*@")
-
-
-def redact_url(text: str) -> str:
-    """``text`` with any password replaced by ``***``: for messages, also when ``text`` is
-    no valid URL at all."""
-    return _PASSWORD.sub(r"\1***@", text)
-
-
-def parse_url(text: str) -> URL:
-    """The ``[state] url`` parsed; ``StateError`` (never showing the password) if it is
-    malformed."""
-    try:
-        parsed = make_url(text)
-        port = parsed.port
-    except ArgumentError:
-        # Not shown at all: without a recognisable scheme, what is the password is unknown.
-        raise StateError(f"is not a valid URL; {_EXPECTED}") from None
-    except ValueError:  # SQLAlchemy parses the port with int()
-        raise StateError(f"{redact_url(text)!r}: the port is not a number; {_EXPECTED}") \
-            from None
-    if port is not None and not 0 < port < 65536:
-        raise StateError(f"{redact_url(text)!r}: port {port} is out of range (1-65535)")
-    if parsed.host is not None and "@" in parsed.host:
-        raise StateError(f"{redact_url(text)!r}: an '@' in the user name or password must be "
-                         "written %40")
-    return parsed
 
 
 def _is_memory(url: URL) -> bool:

@@ -2,7 +2,8 @@
 
 Each distinct RRset content (by digest of its canonical text) or key gets one row per
 (source, server); seeing it again only moves ``last_seen`` forward and extends
-``cached_until`` = the latest (seen + TTL). The invariant check (design.md sec. 1) needs
+``cached_until`` = the latest (seen + TTL). The invariant check (docs/design-notes.md,
+"The invariant") needs
 every content that any resolver may still hold, so ``cached_until`` never moves backwards
 even when a later sighting has a shorter TTL.
 

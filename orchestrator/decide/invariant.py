@@ -1,4 +1,5 @@
-"""The RFC 8901 sec. 3 invariant (design.md sec. 1), checked from what nameservers serve.
+"""The RFC 8901 sec. 3 invariant (docs/design-notes.md, "The invariant"), checked from what
+nameservers serve.
 
 Pure: a ``ZoneView`` (current answers plus RRsets a resolver may still cache) in, a list
 of ``Finding`` out. A *breach* means some resolver can fail validation now (or will as

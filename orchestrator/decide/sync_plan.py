@@ -102,7 +102,8 @@ class PlanInput:
 
 
 def interlocks(data: PlanInput) -> list[Refusal]:
-    """Everything that must hold before the first change (design.md sec. 7)."""
+    """Everything that must hold before the first change (docs/design-notes.md, "Safety
+    interlocks")."""
     out: list[Refusal] = []
     wanted = data.policy.algorithm_number
     algos: dict[str, frozenset[int]] = {}

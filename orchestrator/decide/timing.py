@@ -72,3 +72,16 @@ def deadline(
     return (observed_at + timedelta(seconds=hold_seconds(terms, combine, ttls))
             + policy.propagation_delay + policy.safety_margin)
 
+
+PARENT_POLL_CAP = 60.0  # seconds between polls of a long parent wait
+
+
+def poll_delay(since: datetime, now: datetime, *, parent: bool = False) -> float:
+    """Poll fast right after a change (most are live within a second), then back off.
+
+    A wait for the parent alone backs off further, to a tenth of the time waited so far
+    (at most a minute): a registry takes minutes to hours, and every poll re-reads every
+    provider API and nameserver. The DS is then seen at most ~10 % (or a minute) late."""
+    elapsed = max(0.0, (now - since).total_seconds())
+    delay = min(2.0, 0.1 + 0.1 * elapsed)
+    return min(PARENT_POLL_CAP, max(delay, 0.1 * elapsed)) if parent else delay

@@ -61,6 +61,7 @@ class Converger(Protocol):
     kind: str
     capability: Capability  # what every signer of the zone must offer
     resigns: bool  # its signed key set expires: the daemon syncs the zone on every scan
+    own_keys_suffice: bool  # its target needs only each signer's own keys from the API
 
     async def goal(self, step: Step | None, intent: StepIntent, data: ProcessData,
                    view: ZoneView) -> Goal:

@@ -4,13 +4,12 @@ CDS/CDNSKEY RRsets (one record per signer KSK), so the parent holds one DS per s
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from core.config import ZoneConfig
-from core.errors import ProviderError, Refused, UsageError
+from core.errors import Refused, UsageError
 from core.keys import Key, Role, parent_follows
 from core.observation import ZoneView
 from orchestrator.decide.checks import CheckContext, precondition_problems
@@ -29,6 +28,7 @@ from orchestrator.decide.sync_plan import (
     served_progress,
 )
 from orchestrator.engine.converge import Applied, KeyHolder, SyncPreview
+from orchestrator.engine.fanout import at_every_provider
 from orchestrator.engine.key_holders import ProviderKeys
 from orchestrator.observe.observer import last_owned
 from orchestrator.reports import content_findings
@@ -51,9 +51,7 @@ def render_plan(plan: SyncPlan, parent_ok: bool) -> list[str]:
 
 
 async def apply_actions(rt: Runtime, zone: str, actions: Sequence[Action]) -> None:
-    """Apply one phase at every provider concurrently. Every action in a phase only adds
-    to (or safely trims) what is served, so their order does not matter; if any fails the
-    phase is reported as failed after the others finished, and the next attempt replans."""
+    """Apply one phase at every provider concurrently; the next attempt replans."""
 
     async def one(action: Action) -> None:
         provider = rt.provider(action.provider)
@@ -62,20 +60,15 @@ async def apply_actions(rt: Runtime, zone: str, actions: Sequence[Action]) -> No
         else:
             await provider.set_cds(zone, action.cds, action.cdnskey, action.ttl)
 
-    results = await asyncio.gather(*(one(a) for a in actions), return_exceptions=True)
-    failures = [r for r in results if isinstance(r, BaseException)]
-    for failure in failures:
-        if not isinstance(failure, ProviderError):
-            raise failure
-    if failures:
-        raise Refused(f"{zone}: {len(failures)} of {len(actions)} changes failed; the others "
-                      "were applied (all are additive). Fix the cause and run again",
-                      [str(f) for f in failures])
+    await at_every_provider([one(a) for a in actions],
+                            failed=f"{zone}: {{failed}} of {{total}} changes failed; the others "
+                            "were applied (all are additive). Fix the cause and run again")
 
 
 class CrossImport:
     kind = "cross-import"
     resigns = False  # the daemon re-syncs it on every scan (signatures expire)
+    own_keys_suffice = False  # the target needs only each signer's own keys from its API
     capability = Capability.IMPORT_FOREIGN_DNSKEY | Capability.PUBLISH_CDS
 
     def __init__(self, rt: Runtime, zone: ZoneConfig, report: Reporter) -> None:

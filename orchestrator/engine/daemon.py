@@ -78,6 +78,9 @@ class Daemon:
         self._zone_locks: dict[str, asyncio.Lock] = {}
         self._gates = {True: asyncio.Semaphore(MAX_ZONES_AT_ONCE),
                        False: asyncio.Semaphore(MAX_ZONES_AT_ONCE)}
+        # Zones whose last pass failed or was refused: `run --once` exits 1 if any, so a
+        # cron job sees it; the daemon only logs (and looks again on the next pass).
+        self.failed: set[str] = set()
 
     async def tick(self, *, scan: bool) -> None:
         """One pass. A due pass (``scan=False``) advances the processes whose next check
@@ -105,7 +108,10 @@ class Daemon:
                     try:
                         await self._zone(zone, scan=scan)
                     except MultisignerError as exc:
+                        self.failed.add(zone.name)
                         logs.LOGGER.error(f"{zone.name}: {exc}", extra={"zone": zone.name})
+                    else:
+                        self.failed.discard(zone.name)
 
         await asyncio.gather(*(one(z) for z in zones))
         if events.wanted():

@@ -14,11 +14,12 @@ from typing import Any
 import dns.rrset
 
 from core.config import ZoneConfig
-from core.errors import MultisignerError, Refused
+from core.errors import Refused
 from core.keyset import lacking_keys
 from core.observation import ZoneView
 from orchestrator.decide.evidence import ceil_seconds
 from orchestrator.decide.owner_signing import Model1Target, build_keyset
+from orchestrator.engine.fanout import at_every_provider
 from orchestrator.runtime import Runtime
 from providers.kskstore import KskStore, sign_rrset_with
 
@@ -49,17 +50,10 @@ async def deliver(rt: Runtime, zone: ZoneConfig, store: KskStore, target: Model1
     if problems:
         raise Refused(f"{zone.name}: refusing to deliver an SKR that lacks a provider's ZSK; "
                       "nothing was delivered", problems)
-    results = await asyncio.gather(
-        *(rt.provider(name).serve_signed_keyset(zone.name, keyset) for name in target.zsks),
-        return_exceptions=True)
-    failures = [r for r in results if isinstance(r, BaseException)]
-    for failure in failures:
-        if not isinstance(failure, MultisignerError):
-            raise failure
-    if failures:
-        raise Refused(f"{zone.name}: {len(failures)} of {len(results)} SKR imports failed; "
-                      "the others hold the new set (a superset of what was served). Fix the "
-                      "cause and re-run", [str(f) for f in failures])
+    await at_every_provider(
+        [rt.provider(name).serve_signed_keyset(zone.name, keyset) for name in target.zsks],
+        failed=f"{zone.name}: {{failed}} of {{total}} SKR imports failed; the others hold the "
+        "new set (a superset of what was served). Fix the cause and re-run")
     first = keyset.blocks[0].valid_from
     expiration = datetime.fromtimestamp(first, UTC) + zone.policy.signature_validity
     return expiration, [f"SKR ({len(keyset.blocks)} blocks, {len(target.dnskeys)} keys, "

@@ -16,7 +16,7 @@ from orchestrator.decide.intent import StepIntent
 from orchestrator.decide.invariant import check_zone
 from orchestrator.decide.owner_keys import (
     choose_owner_keys,
-    may_create_first_key,
+    first_key_problems,
     step_target,
     store_problems,
 )
@@ -46,6 +46,7 @@ def _listed(stored: list[StoredKey]) -> list[tuple[Key, datetime | None, str]]:
 class OwnerSigned:
     kind = "owner-signed"
     resigns = True  # the daemon re-syncs it on every scan (signatures expire)
+    own_keys_suffice = True  # the target needs only each signer's own keys from its API
     capability = Capability.SIGN_EXTERNAL_DNSKEY_SET
 
     def __init__(self, rt: Runtime, zone: ZoneConfig, report: Reporter) -> None:
@@ -54,11 +55,27 @@ class OwnerSigned:
         self.report = report
 
     def _steady(self, view: ZoneView, store: KskStore) -> frozenset[Key]:
+        """The owner KSKs of the steady state; refused (nothing changed) unless the store
+        holds what the zone serves and what the parent's DS names (decide/owner_keys.py).
+        An empty store is never a reason to make a key here: only sync's first-key path
+        (:meth:`sync_preview`), ``ksk init`` and a KSK rollover make one."""
         stored = store.list_keys()
         problems = store_problems(view, frozenset(s.dnskey for s in stored), store.name)
-        if stored and problems:
+        if problems:
             raise Refused(f"{self.zone.name}: refusing to sign; nothing was changed", problems)
+        if not stored:
+            raise Refused(f"{self.zone.name}: the owner KSK store {store.name} holds no key; "
+                          f"run 'multisigner ksk init {self.zone.name}' (or 'sync') to make "
+                          "the first one")
         return choose_owner_keys(view, _listed(stored))
+
+    def _steady_if_any(self, view: ZoneView, store: KskStore,
+                       stored: list[StoredKey]) -> frozenset[Key]:
+        """:meth:`_steady`, or nothing for an empty store that may still get its first
+        key (the caller then reports the zone as not in sync)."""
+        if not stored and not store_problems(view, frozenset(), store.name):
+            return frozenset()
+        return self._steady(view, store)
 
     async def goal(self, step: Step | None, intent: StepIntent, data: ProcessData,
                    view: ZoneView) -> Goal:
@@ -132,7 +149,7 @@ class OwnerSigned:
         problems = zone_problems(view, zone.policy.algorithm_number, signers)
         with open_store(zone) as store:
             stored = store.list_keys()
-            owner = self._steady(view, store) if stored else frozenset()
+            owner = self._steady_if_any(view, store, stored)
         problems += self._in_sync_problems(view, owner, signers)
         if owner and not all(p.error is None and parent_follows(p.ds_set, owner, zone.name)
                              for p in view.parent):
@@ -163,7 +180,7 @@ class OwnerSigned:
         out = zone_problems(view, self.zone.policy.algorithm_number, everyone)
         current = replace(view, servers=tuple(s for s in view.servers if s.provider in members))
         with open_store(self.zone) as store:
-            owner = self._steady(current, store) if store.list_keys() else frozenset()
+            owner = self._steady_if_any(current, store, store.list_keys())
         return out + self._in_sync_problems(current, owner, members)
 
     async def sync_preview(self, view: ZoneView, *, dry_run: bool) -> SyncPreview:
@@ -176,9 +193,12 @@ class OwnerSigned:
         with open_store(zone) as store:
             stored = store.list_keys()
             if not stored:
-                if not may_create_first_key(view):
-                    raise Refused(f"{zone.name}: refusing to sync; nothing was changed",
-                                  store_problems(view, frozenset(), store.name))
+                # A first key only where nothing can break; an empty store is otherwise
+                # a wrong [zones.owner_ksk] (another directory, label, prefix or alias).
+                if first_key_problems(view):
+                    raise Refused(f"{zone.name}: refusing to sign; nothing was changed",
+                                  store_problems(view, frozenset(), store.name)
+                                  or first_key_problems(view))
                 if dry_run:
                     return SyncPreview(False, [
                         f"{zone.name}: would generate the owner KSK in {store.name}"])

@@ -31,10 +31,11 @@ from orchestrator.decide.checks import NEEDS_CONTENT, CheckContext, precondition
 from orchestrator.decide.evidence import cache_settles_at, ceil_seconds, view_evidence
 from orchestrator.decide.goals import Goal
 from orchestrator.decide.intent import StepIntent, step_intent
-from orchestrator.decide.membership import CSYNC_RECORD, Member
+from orchestrator.decide.membership import Member
 from orchestrator.decide.process_data import ProcessData
 from orchestrator.decide.rollover import adoptable, key_ops
-from orchestrator.decide.timing import deadline, measure
+from orchestrator.decide.timing import deadline, measure, poll_delay
+from orchestrator.engine.apex import converge_apex
 from orchestrator.engine.converge import Converger, converger_for
 from orchestrator.engine.starts import ProcessStarts
 from orchestrator.observe.observer import observe
@@ -43,8 +44,6 @@ from orchestrator.runtime import LEASE_SECONDS, Reporter, Runtime, holder_id
 from providers.base import Capability
 from runbooks import Runbook, Step, runbook
 from state.info import ProcessInfo
-
-PARENT_POLL_CAP = 60.0  # seconds between polls of a long parent wait
 
 
 @dataclass
@@ -61,17 +60,6 @@ class Outcome:
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _poll_delay(since: datetime, now: datetime, *, parent: bool = False) -> float:
-    """Poll fast right after a change (most are live within a second), then back off.
-
-    A wait for the parent alone backs off further, to a tenth of the time waited so far
-    (at most a minute): a registry takes minutes to hours, and every poll re-reads every
-    provider API and nameserver. The DS is then seen at most ~10 % (or a minute) late."""
-    elapsed = max(0.0, (now - since).total_seconds())
-    delay = min(2.0, 0.1 + 0.1 * elapsed)
-    return min(PARENT_POLL_CAP, max(delay, 0.1 * elapsed)) if parent else delay
 
 
 def state_name(step: Step, phase: str, path: str) -> str:
@@ -187,8 +175,14 @@ class Engine(ProcessStarts):
 
     # -- shared -----------------------------------------------------------------------------
 
-    async def _observe_api(self, zone: ZoneConfig, *, csync: bool = False) -> ZoneView:
-        view, errors = await observe(self.rt, zone, csync=csync)
+    async def _observe_api(self, zone: ZoneConfig, *, csync: bool = False,
+                           step: Step | None = None) -> ZoneView:
+        # An owner-signed zone's target needs only each provider's own keys from its API; the
+        # zone's contents (for TTLsig) only when the step holds for a TTL, its apex NS/CSYNC
+        # only in a signer change. Reading less saves a provider call per zone and step.
+        keys_only = (step is not None and not step.hold and not csync
+                     and self.converger(zone).own_keys_suffice)
+        view, errors = await observe(self.rt, zone, csync=csync, keys_only=keys_only)
         if errors:
             raise Refused(f"{zone.name}: {len(errors)} provider API(s) failed; the process "
                           "stays where it is and retries", [str(e) for e in errors.values()])
@@ -223,7 +217,8 @@ class Engine(ProcessStarts):
 
     async def _act(self, here: _Here) -> Outcome:
         zone, step, data = here.zone, here.step, here.data
-        view = await self._observe_api(zone)
+        member = isinstance(data.payload, Member)
+        view = await self._observe_api(zone, csync=member, step=step)
         intent = self._intent(zone, step, data, view)
         content: tuple[str, ...] = ()
         if NEEDS_CONTENT & set(step.precondition):
@@ -265,10 +260,11 @@ class Engine(ProcessStarts):
                           waiting_for="every provider brought to the step's target")
 
     async def _converge(self, here: _Here) -> Outcome:
-        view = await self._observe_api(here.zone)
+        member = isinstance(here.data.payload, Member)
+        view = await self._observe_api(here.zone, csync=member, step=here.step)
         intent, goal = await self._goal(here, view)
         applied = await self.converger(here.zone).apply(goal, view)
-        changes = applied.changes + await self._converge_ns(here.zone, intent, view)
+        changes = applied.changes + await converge_apex(self.rt, here.zone, intent, view)
         data = here.data.but(observe_since=_now(), stalled=None,
                              delivered_until=applied.fresh_until or here.data.delivered_until)
         return self._move(here, "observe",
@@ -276,28 +272,9 @@ class Engine(ProcessStarts):
                           data=data, evidence={"changes": changes, "target": goal.as_json()},
                           waiting_for=", ".join(here.step.observe) or "nothing")
 
-    async def _converge_ns(self, zone: ZoneConfig, intent: StepIntent,
-                           view: ZoneView) -> list[str]:
-        """The NS and CSYNC RRsets at every signer (read before write)."""
-        out: list[str] = []
-        if intent.ns is None and intent.csync is None:
-            return out
-        for name in self.rt.signers(zone):
-            state = view.api[name]
-            provider = self.rt.provider(name)
-            ttl = next((s.ns.ttl for s in view.of(name) if s.ns), None) or 3600
-            if intent.ns is not None and state.ns != intent.ns:
-                await provider.set_apex_rrset(zone.name, "NS", sorted(intent.ns), ttl)
-                out.append(f"{name}: NS = {', '.join(sorted(intent.ns))}")
-            if intent.csync is not None:
-                want = {CSYNC_RECORD} if intent.csync else set()
-                if set(state.csync) != want:
-                    await provider.set_apex_rrset(zone.name, "CSYNC", sorted(want), ttl)
-                    out.append(f"{name}: CSYNC {'published' if want else 'removed'}")
-        return out
-
     async def _observe(self, here: _Here) -> Outcome:
-        view = await self._observe_api(here.zone, csync=isinstance(here.data.payload, Member))
+        view = await self._observe_api(here.zone, csync=isinstance(here.data.payload, Member),
+                                       step=here.step)
         intent, goal = await self._goal(here, view)
         kept = await self.converger(here.zone).keep(goal, view)
         if kept.changes:
@@ -375,7 +352,7 @@ class Engine(ProcessStarts):
         now = _now()
         since = data.observe_since or now
         limit = zone.policy.parent_timeout if parent else zone.policy.propagation_timeout
-        nxt = now + timedelta(seconds=_poll_delay(since, now, parent=parent_only))
+        nxt = now + timedelta(seconds=poll_delay(since, now, parent=parent_only))
         if now - since > limit and data.stalled is None:
             # Loud, once: the history shows the stall; the process keeps waiting, never
             # advancing on state it could not observe.

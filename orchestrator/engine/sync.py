@@ -56,7 +56,7 @@ async def sync_zone(rt: Runtime, zone: ZoneConfig, *, dry_run: bool, report: Rep
 async def _preview(engine: Engine, zone: ZoneConfig, out: Reporter, *, dry_run: bool,
                    reason: str = "", kind: str = "") -> SyncResult:
     rt = engine.rt
-    view, errors = await observe(rt, zone)
+    view, errors = await observe(rt, zone, keys_only=engine.converger(zone).own_keys_suffice)
     if errors:
         raise Refused(f"{zone.name}: cannot sync, {len(errors)} provider(s) failed; nothing "
                       "was changed", [str(e) for e in errors.values()])

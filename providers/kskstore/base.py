@@ -287,10 +287,13 @@ def sign_rrset(
     return sign_rrset_with(rrset, signers, zone, inception, expiration, verify=verify)
 
 
-def make_store(config: OwnerKskConfig) -> KskStore:
+def make_store(config: OwnerKskConfig, *, create: bool = False) -> KskStore:
     """Open the store ``[zones.owner_ksk]`` describes. A file store checks its directory
-    and every key file, a PKCS#11 store logs in to the token; a KMS store first talks to
-    KMS when a key is listed, generated or used."""
+    (missing: an error, unless ``create`` -- ``ksk init`` only) and every key file, a
+    PKCS#11 store logs in to the token; a KMS store first talks to KMS when a key is
+    listed, generated or used. A PKCS#11 prefix or KMS alias that matches nothing is an
+    empty store, not an error: the controller's check of the store against the zone
+    (orchestrator/decide/owner_keys.py) is what refuses to sign with it."""
     algorithm = config.algorithm_number
     if config.store == "file":
         from providers.kskstore.filestore import FileKskStore
@@ -300,6 +303,7 @@ def make_store(config: OwnerKskConfig) -> KskStore:
             config.directory,
             algorithm=algorithm,
             expect_dnskey=[Key.parse(text) for text in config.expect_dnskey],
+            create=create,
         )
     if config.store == "pkcs11":
         from providers.kskstore.pkcs11store import Pkcs11KskStore

@@ -11,6 +11,11 @@ Files this store reads (anything else, and dot files, are ignored):
 The key id is the file name without its extension. The directory (0700) and every key
 file (0600) must not be accessible to group or others: the store refuses to open, and
 says which ``chmod`` fixes it, rather than use a key others may have copied.
+
+A missing directory is an error, never created on the fly: a typo or an unmounted volume
+would otherwise look like an empty store, and an empty store next to a signed zone is how
+a zone loses the KSK its parent's DS names. Only ``multisigner ksk init`` asks for it to be
+made (``create=True``), and then only the last path component, mode 0700.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519
@@ -64,7 +69,8 @@ def _mode(st: os.stat_result) -> str:
 
 
 class FileKskStore(KskStore):
-    """Owner KSKs as files in ``directory`` (created 0700 when missing)."""
+    """Owner KSKs as files in ``directory``; with ``create``, the directory is made (0700,
+    its parent must exist) when missing."""
 
     def __init__(
         self,
@@ -72,6 +78,7 @@ class FileKskStore(KskStore):
         algorithm: Algorithm | int = Algorithm.ECDSAP256SHA256,
         *,
         expect_dnskey: Iterable[Key | str] = (),
+        create: bool = False,
     ) -> None:
         self.directory = Path(directory)
         self.name = f"file {self.directory}"
@@ -83,13 +90,31 @@ class FileKskStore(KskStore):
             )
         self.expected = [k if isinstance(k, Key) else Key.parse(k) for k in expect_dnskey]
         if not self.directory.exists():
-            try:
-                self.directory.mkdir(mode=0o700, parents=True)
-                self.directory.chmod(0o700)
-            except OSError as exc:
-                raise self.error(f"cannot create the key directory: {exc}") from None
+            if not create:
+                self._missing()
+            self._create()
         self._check_directory()
         self._scan()  # every file readable and of the right algorithm, expected keys there
+
+    def _missing(self) -> NoReturn:
+        raise self.error(
+            f"the key directory {self.directory} does not exist: check [zones.owner_ksk] "
+            "directory (a typo? a volume not mounted?). A zone that is already signed needs "
+            "the directory holding its KSK; for a new zone, 'multisigner ksk init ZONE' "
+            "creates the directory and the first KSK"
+        )
+
+    def _create(self) -> None:
+        try:
+            self.directory.mkdir(mode=0o700)  # no parents: a wrong path fails here
+            self.directory.chmod(0o700)  # mkdir's mode is masked by the umask
+        except FileNotFoundError:
+            raise self.error(
+                f"cannot create the key directory: its parent {self.directory.parent} does "
+                "not exist (check the path; create the parent yourself if it is right)"
+            ) from None
+        except OSError as exc:
+            raise self.error(f"cannot create the key directory: {exc}") from None
 
     # -- checks -------------------------------------------------------------------------
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -32,19 +31,17 @@ import dns.query
 import dns.rcode
 import dns.rrset
 import pytest
+from prereq import needs
 
-from lab import Lab, proc
-from lab.dnsq import answer, query
-from lab.powerdns import API_PATH, CryptoKey
-from lab.zones import ds_text
+from multisigner_lab import Lab, proc
+from multisigner_lab.dnsq import answer, query
+from multisigner_lab.powerdns import API_PATH, CryptoKey
+from multisigner_lab.zones import ds_text
 
 REPO = Path(__file__).resolve().parents[2]
 MULTISIGNER = Path(sys.executable).with_name("multisigner")
 
-NEEDS_SERVERS = pytest.mark.skipif(
-    not (shutil.which("pdns_server") and shutil.which("unbound")),
-    reason="needs pdns_server and unbound",
-)
+NEEDS_SERVERS = needs("pdns_server", "unbound", what="Debian packages pdns-server, unbound")
 
 SETTLED = re.compile(r"resolvers may hold pre-sync DNSKEY/DS RRsets until (\S+);")
 

@@ -13,9 +13,9 @@ from collections.abc import Iterator
 import pytest
 from rollover.rollkit import FAST, LAB, cli, ok, running_lab, sync_zones, write_config
 
-from lab import Lab
-from lab.dnsq import answer, query
-from lab.powerdns import set_rrset
+from multisigner_lab import Lab
+from multisigner_lab.dnsq import answer, query
+from multisigner_lab.powerdns import set_rrset
 
 pytestmark = LAB
 

@@ -18,7 +18,7 @@ from rollover.rollkit import LAB, running_lab
 
 from core.config import ProviderConfig
 from core.observation import ApiKey
-from lab import Lab
+from multisigner_lab import Lab
 from providers.powerdns import PowerDNSProvider
 
 pytestmark = LAB

@@ -1,4 +1,5 @@
-"""Safety interlocks (design.md sec. 7) and configuration errors: ``sync`` refuses with
+"""Safety interlocks (docs/design-notes.md, "Safety interlocks") and configuration errors:
+``sync`` refuses with
 exit 1 (2 for the config), names the provider and the problem, and changes nothing at any
 provider, at the parent, or in the history."""
 
@@ -23,7 +24,7 @@ from itkit import (
     zone_entry,
 )
 
-from lab import Lab
+from multisigner_lab import Lab
 
 pytestmark = [pytest.mark.lab, NEEDS_SERVERS]
 

@@ -20,8 +20,8 @@ from itkit import (
     wait_settled,
 )
 
-from lab import Lab
-from lab.powerdns import CryptoKey
+from multisigner_lab import Lab
+from multisigner_lab.powerdns import CryptoKey
 
 pytestmark = [pytest.mark.lab, NEEDS_SERVERS]
 

@@ -28,7 +28,7 @@ from itkit import (
 )
 from rollover.rollkit import exit_within
 
-from lab import Lab
+from multisigner_lab import Lab
 
 pytestmark = [pytest.mark.lab, NEEDS_SERVERS]
 

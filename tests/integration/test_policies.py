@@ -28,8 +28,9 @@ from itkit import (
     write_config,
     zone_entry,
 )
+from prereq import require
 
-from lab import Lab, dnsviz
+from multisigner_lab import Lab, dnsviz
 
 pytestmark = [pytest.mark.lab, NEEDS_SERVERS]
 
@@ -184,8 +185,7 @@ def test_csk_provider_syncs_and_validates(csk_lab: Lab, ms: Run) -> None:
     assert {(k["role"], k["origin"]) for k in p1_keys} == {("csk", "p1")}
     assert_validates(csk_lab, CSK)
     assert [r["to_state"] for r in history(ms, cfg, CSK)][-1] == "done"
-    if why := dnsviz.missing():
-        pytest.skip(f"DNSViz cannot run: {why}")
+    require(dnsviz.missing(), "pip package dnsviz, Debian package bind9")
     assert dnsviz.grok(csk_lab, CSK) == {}
 
 

@@ -29,7 +29,7 @@ from itkit import (
 )
 
 from core.keys import Digest, Key
-from lab import Lab
+from multisigner_lab import Lab
 from providers.powerdns import PowerDNSProvider
 
 pytestmark = [pytest.mark.lab, NEEDS_SERVERS]

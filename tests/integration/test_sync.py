@@ -26,8 +26,9 @@ from itkit import (
     sync_states,
     wait_settled,
 )
+from prereq import require
 
-from lab import Lab, dnsviz
+from multisigner_lab import Lab, dnsviz
 
 pytestmark = [pytest.mark.lab, NEEDS_SERVERS]
 
@@ -92,8 +93,7 @@ def test_sync_from_scratch(ms: Run, request: pytest.FixtureRequest, which: str,
     assert item["warnings"] == []
 
     assert_validates(lab, zone)
-    if why := dnsviz.missing():
-        pytest.skip(f"DNSViz cannot run: {why}")
+    require(dnsviz.missing(), "pip package dnsviz, Debian package bind9")
     assert dnsviz.grok(lab, zone) == {}
 
 

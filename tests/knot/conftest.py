@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from knotkit import OwnerKsk
 
-from lab.knot import KnotInstance
+from multisigner_lab.knot import KnotInstance
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ KSRs the way a controller would, and direct DNS checks of what a Knot server ser
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -16,23 +15,20 @@ import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
-import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from dns.rdtypes.ANY.DNSKEY import DNSKEY
+from prereq import needs
 
 from core.keys import Key
 from core.keyset import SignedKeySet
-from lab import dnsq
-from lab.knot import KnotInstance
+from multisigner_lab import dnsq
+from multisigner_lab.knot import KnotInstance
 from providers.knot.adapter import KnotProvider, KnotProviderConfig
 from providers.knot.keyset import from_skr_blocks
 from providers.knot.skr import KsrBlock, SkrBlock, format_skr
 
-NEEDS_KNOT = pytest.mark.skipif(
-    not all(shutil.which(tool) for tool in ("knotd", "knotc", "keymgr")),
-    reason="needs Knot DNS 3.2 (knotd, knotc, keymgr)",
-)
+NEEDS_KNOT = needs("knotd", "knotc", "keymgr", what="Knot DNS 3.2, Debian package knot")
 
 ZONE_TEXT = "example.test."
 ZONE = dns.name.from_text(ZONE_TEXT)

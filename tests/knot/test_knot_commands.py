@@ -19,7 +19,7 @@ from knotkit import NEEDS_KNOT, TTL, ZONE_TEXT, OwnerKsk, combined_skr, keyset, 
 
 from core.config import KnotProviderConfig
 from core.errors import ProviderError
-from lab.knot import KnotInstance
+from multisigner_lab.knot import KnotInstance
 from orchestrator.decide.membership import CSYNC_RECORD
 from providers.knot.adapter import KnotProvider
 from providers.knot.commands import KnotCommands, check_zone_name, command_line

@@ -36,8 +36,8 @@ from knotkit import (
 
 from core.errors import ProviderError
 from core.keys import Key
-from lab import dnsq
-from lab.knot import KnotInstance
+from multisigner_lab import dnsq
+from multisigner_lab.knot import KnotInstance
 from orchestrator.decide.membership import CSYNC_RECORD
 from providers.base import Capability
 from providers.knot.adapter import KnotProvider

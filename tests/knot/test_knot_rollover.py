@@ -29,7 +29,7 @@ from knotkit import (
 from core.errors import ProviderError, Refused
 from core.keys import Key
 from core.keyset import lacking_keys
-from lab.knot import KnotInstance
+from multisigner_lab.knot import KnotInstance
 from providers.knot.adapter import KnotProvider
 
 pytestmark = [pytest.mark.lab, NEEDS_KNOT]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from typing import Any
 
 import pkcs11
 import pytest
+from prereq import needs
 from pydantic import ValidationError
 
 from providers.kskstore import KeyStoreError, OwnerKskConfig, make_store
@@ -28,10 +28,7 @@ MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 PIN = "1234"
 REPO = Path(__file__).resolve().parents[2]
 
-NEEDS_SOFTHSM = pytest.mark.skipif(
-    not (shutil.which("softhsm2-util") and os.path.exists(MODULE)),
-    reason="needs SoftHSM2 (softhsm2-util and libsofthsm2.so)",
-)
+NEEDS_SOFTHSM = needs("softhsm2-util", files=[MODULE], what="Debian package softhsm2")
 
 
 # ------------------------------------------------------------------------ configuration

@@ -28,6 +28,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from dns.rdtypes.ANY.DNSKEY import DNSKEY
 from pkcs11 import Attribute, ObjectClass
+from prereq import needs, require
 
 from bench.kskstore_bench import signatures_per_second
 from providers.kskstore import (
@@ -45,10 +46,7 @@ PIN, SO_PIN = "246810", "13579111"
 
 pytestmark = [
     pytest.mark.lab,
-    pytest.mark.skipif(
-        not (shutil.which("softhsm2-util") and os.path.exists(MODULE)),
-        reason="needs SoftHSM2 (softhsm2-util and libsofthsm2.so)",
-    ),
+    needs("softhsm2-util", files=[MODULE], what="Debian package softhsm2"),
 ]
 
 
@@ -222,7 +220,8 @@ def verifiers(path: Path) -> list[list[str]]:
     ]
     found = [c for c in commands if shutil.which(c[0])]
     if not found:
-        pytest.skip("neither dnssec-verify nor ldns-verify-zone is installed")
+        require("dnssec-verify or ldns-verify-zone",
+                "Debian package bind9-utils or ldnsutils")
     return found
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -19,19 +18,17 @@ import dns.query
 import dns.rcode
 import dns.rrset
 import pytest
+from prereq import needs, needs_because
 
-from lab import Lab, LabError, Server, dnsviz
-from lab.cli import format_info, lab_down, lab_info, lab_up
-from lab.dnsq import answer, query
-from lab.proc import start_time_of
-from lab.zones import ds_text, parse_dnskey
+from multisigner_lab import Lab, LabError, Server, dnsviz
+from multisigner_lab.cli import format_info, lab_down, lab_info, lab_up
+from multisigner_lab.dnsq import answer, query
+from multisigner_lab.proc import start_time_of
+from multisigner_lab.zones import ds_text, parse_dnskey
 
 pytestmark = [
     pytest.mark.lab,
-    pytest.mark.skipif(
-        not (shutil.which("pdns_server") and shutil.which("unbound")),
-        reason="needs pdns_server and unbound",
-    ),
+    needs("pdns_server", "unbound", what="Debian packages pdns-server, unbound"),
 ]
 
 ZONE = "example.test."
@@ -194,7 +191,7 @@ def cds_change(zone: str, contents: list[str], ttl: int) -> dict[str, object]:
     }
 
 
-@pytest.mark.skipif(dnsviz.missing() is not None, reason=str(dnsviz.missing()))
+@needs_because(dnsviz.missing(), "pip package dnsviz, Debian package bind9")
 def test_dnsviz_clean_after_manual_model2_sync(lab: Lab) -> None:
     """What the controller will do, by hand: every key everywhere, CDS for both KSKs,
     parent DS follows; then DNSViz finds nothing and Unbound validates."""
@@ -246,7 +243,7 @@ def test_stop_leaves_no_process(tmp_path: Path) -> None:
 def test_load_stops_a_lab_started_by_another_process(tmp_path: Path) -> None:
     directory = tmp_path / "lab"
     code = (
-        "import sys, pathlib; from lab import Lab;"
+        "import sys, pathlib; from multisigner_lab import Lab;"
         " Lab.start(pathlib.Path(sys.argv[1]), providers=1)"
     )
     subprocess.run([sys.executable, "-c", code, str(directory)], cwd=REPO, check=True, timeout=60)

@@ -1,11 +1,10 @@
 """Partial delegation and the CSYNC-scanning parent: what ``signer add`` / ``signer remove``
-will be tested against (design.md sec. 4, "Add / remove a signer"), done here by hand
+will be tested against (a signer joins a zone's delegation or leaves it), done here by hand
 through the PowerDNS APIs."""
 
 from __future__ import annotations
 
 import json
-import shutil
 import time
 import tomllib
 from collections.abc import Callable, Iterator
@@ -14,18 +13,17 @@ from pathlib import Path
 import dns.dnssec
 import dns.flags
 import dns.name
+import dns.rdatatype
 import pytest
+from prereq import needs
 
-from lab import Lab, LabError
-from lab.dnsq import answer, query
-from lab.zones import ds_text, parse_dnskey
+from multisigner_lab import Lab, LabError
+from multisigner_lab.dnsq import answer, query
+from multisigner_lab.zones import ds_text, parse_dnskey
 
 pytestmark = [
     pytest.mark.lab,
-    pytest.mark.skipif(
-        not (shutil.which("pdns_server") and shutil.which("unbound")),
-        reason="needs pdns_server and unbound",
-    ),
+    needs("pdns_server", "unbound", what="Debian packages pdns-server, unbound"),
 ]
 
 JOIN = "join.test."  # p2 joins, then p1 leaves
@@ -112,9 +110,10 @@ def test_partial_delegation(lab: Lab) -> None:
         assert all(apex_ns(lab, p, zone) == [NS0, NS1] for p in ("p0", "p1", "p2"))
         assert lab.parent_ds(zone) == ksk_ds(lab, zone, ["p0"])
     parent = lab.parent
-    referral = query(parent.address, parent.dns_port, JOIN, "NS", dnssec=False)
+    referral = query(parent.address, parent.dns_port, JOIN, "NS")
     assert not referral.flags & dns.flags.AA and not referral.answer
-    assert {rr.ttl for rr in referral.authority} == {lab.ns_ttl}
+    ns_sets = [rr for rr in referral.authority if rr.rdtype == dns.rdatatype.NS]
+    assert [rr.ttl for rr in ns_sets] == [lab.ns_ttl]
     # p2's address is in test. all the same (host object; no new glue needed to join)
     a = answer(query(parent.address, parent.dns_port, NS2, "A"), NS2, "A")
     assert a is not None and [r.address for r in a] == [lab.server("p2").address]
@@ -144,7 +143,10 @@ def test_cds_only_from_delegated_servers(lab: Lab) -> None:
     # p2 is not delegated: its (different) CDS neither blocks nor makes a change
     publish(lab, ["p2"], CDS, "CDS", ["0 0 0 00"])
     multi_ds(lab, CDS, ["p0", "p1", "p2"], at=["p0", "p1"])
-    assert "CDS differs" not in lab.scanner_log.read_text()
+    # A round between the two PATCHes may see p0 and p1 differ; p2 must never be compared.
+    p2 = lab.server("p2").nameserver
+    differs = [ln for ln in lab.scanner_log.read_text().splitlines() if "CDS differs" in ln]
+    assert not [ln for ln in differs if p2 in ln], differs
 
 
 def test_csync_join_then_leave(lab: Lab) -> None:

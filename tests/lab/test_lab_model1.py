@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import stat
 import time
 from collections.abc import Callable, Iterator
@@ -31,15 +30,16 @@ import dns.rdatatype
 import dns.rrset
 import pkcs11
 import pytest
+from prereq import needs
 
 from core.config import KnotProviderConfig, load_config
 from core.keys import Key
 from core.keyset import SignedKeyBlock, SignedKeySet, SignedRRset
-from lab import Lab, LabError
-from lab.cli import format_info, lab_down, lab_info, lab_up
-from lab.dnsq import answer, query
-from lab.model1 import Model1Lab
-from lab.zones import ds_text
+from multisigner_lab import Lab, LabError
+from multisigner_lab.cli import format_info, lab_down, lab_info, lab_up
+from multisigner_lab.dnsq import answer, query
+from multisigner_lab.model1 import Model1Lab
+from multisigner_lab.zones import ds_text
 from providers.knot.adapter import KnotProvider
 from providers.kskstore import KskStore, StoredKey, make_store, sign_rrset
 
@@ -50,15 +50,10 @@ BACKDATE = timedelta(hours=1, minutes=30)  # keymgr sign-ksr's RRSIG inception
 
 pytestmark = [
     pytest.mark.lab,
-    pytest.mark.skipif(
-        not all(shutil.which(t) for t in ("pdns_server", "unbound", "knotd", "keymgr", "knotc")),
-        reason="needs pdns_server, unbound and Knot DNS (knotd, knotc, keymgr)",
-    ),
+    needs("pdns_server", "unbound", "knotd", "keymgr", "knotc",
+          what="Debian packages pdns-server, unbound, knot"),
 ]
-NEEDS_SOFTHSM = pytest.mark.skipif(
-    not (shutil.which("softhsm2-util") and os.path.exists(MODULE)),
-    reason="needs SoftHSM2 (softhsm2-util and libsofthsm2.so)",
-)
+NEEDS_SOFTHSM = needs("softhsm2-util", files=[MODULE], what="Debian package softhsm2")
 
 
 @pytest.fixture
@@ -170,7 +165,9 @@ def test_pkcs11_lab_end_to_end(tmp_path: Path, pkcs11_env: None) -> None:
     lab = Model1Lab.start(directory, providers=2)
     took = time.monotonic() - started
     try:
-        assert took < 10, f"the lab took {took:.1f} s to start"
+        # Model1Lab.start waits for every server to answer (an event, not a delay); this
+        # bound only catches a hang, not a host loaded by other workers
+        assert took < 120, f"the lab took {took:.1f} s to start"
         assert sorted(lab.alive()) == ["k0", "k1", "parent", "scanner", "unbound"]
         assert stat.S_IMODE(lab.config_path.stat().st_mode) == 0o600
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -20,13 +19,14 @@ import dns.flags
 import dns.name
 import dns.rcode
 import pytest
+from prereq import needs
 
 from core.config import KnotProviderConfig, load_config
 from core.keys import Key
-from lab import LabError
-from lab.dnsq import answer, query
-from lab.model1 import KnotServer, Model1Lab
-from lab.zones import ds_text
+from multisigner_lab import LabError
+from multisigner_lab.dnsq import answer, query
+from multisigner_lab.model1 import KnotServer, Model1Lab
+from multisigner_lab.zones import ds_text
 from providers.knot.adapter import KnotProvider
 
 ZONE = "example.test."
@@ -37,10 +37,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = [
     pytest.mark.lab,
-    pytest.mark.skipif(
-        not all(shutil.which(t) for t in ("pdns_server", "knotd", "keymgr", "knotc")),
-        reason="needs pdns_server and Knot DNS (knotd, knotc, keymgr)",
-    ),
+    needs("pdns_server", "knotd", "keymgr", "knotc", what="Debian packages pdns-server, knot"),
 ]
 
 

@@ -32,6 +32,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 import pytest
+from prereq import needs
 from rollover.rollkit import (
     MULTISIGNER,
     REPO,
@@ -46,8 +47,8 @@ from rollover.rollkit import (
 )
 from survivors import survivors
 
-from lab.model1 import KnotServer, Model1Lab
-from lab.zones import ds_text
+from multisigner_lab.model1 import KnotServer, Model1Lab
+from multisigner_lab.zones import ds_text
 
 __all__ = [
     "SYNC_STATES",
@@ -70,10 +71,7 @@ DUE = {"signature_validity": "1h", "signature_refresh": "30m"}  # the lab's 60 s
 
 
 def needs_tools(*extra: str) -> pytest.MarkDecorator:
-    import shutil
-
-    missing = [t for t in (*TOOLS, *extra) if shutil.which(t) is None]
-    return pytest.mark.skipif(bool(missing), reason=f"needs {', '.join(missing)}")
+    return needs(*TOOLS, *extra)
 
 
 # --------------------------------------------------------------------------- labs

@@ -28,7 +28,6 @@ from rollover.probe import Failure, ResolverProbe
 from rollover.rollkit import select, stop_scanner
 from rollover.watcher import Breach, Watcher
 
-from lab.model1 import Model1Lab
 from model1.m1kit import (
     FAST,
     SYNC_STATES,
@@ -49,6 +48,7 @@ from model1.m1kit import (
     sync_processes,
     verify,
 )
+from multisigner_lab.model1 import Model1Lab
 
 pytestmark = [pytest.mark.lab, needs_tools("softhsm2-util")]
 

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from lab.model1 import Model1Lab
 from model1.m1kit import (
     check_sync_from_scratch,
     expect_served,
@@ -20,6 +19,7 @@ from model1.m1kit import (
     sync,
     sync_processes,
 )
+from multisigner_lab.model1 import Model1Lab
 
 pytestmark = [pytest.mark.lab, needs_tools("ldns-verify-zone", "dnssec-verify")]
 

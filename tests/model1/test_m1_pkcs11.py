@@ -18,7 +18,6 @@ import dns.name
 import pytest
 from rollover.rollkit import select
 
-from lab.model1 import Model1Lab
 from model1.m1kit import (
     DUE,
     MULTISIGNER,
@@ -47,6 +46,7 @@ from model1.m1kit import (
     wait_until,
     write_config,
 )
+from multisigner_lab.model1 import Model1Lab
 
 pytestmark = [pytest.mark.lab, needs_tools("softhsm2-util", "ldns-verify-zone", "dnssec-verify")]
 

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 import pytest
 from rollover.probe import Failure, ResolverProbe
 
-from lab.model1 import Model1Lab
 from model1.m1kit import (
     FAST,
     SigWatch,
@@ -33,6 +32,7 @@ from model1.m1kit import (
     sync_processes,
     verify,
 )
+from multisigner_lab.model1 import Model1Lab
 
 pytestmark = [pytest.mark.lab, needs_tools("ldns-verify-zone", "dnssec-verify")]
 

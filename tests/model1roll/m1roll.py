@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -38,6 +37,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 import pytest
+from prereq import needs
 from rollover.probe import Failure, ResolverProbe
 from rollover.rollkit import (
     MULTISIGNER,
@@ -56,7 +56,7 @@ from rollover.rollkit import (
 from rollover.watcher import Breach, Watcher
 from survivors import survivors
 
-from lab.model1 import KnotServer, Model1Lab
+from multisigner_lab.model1 import KnotServer, Model1Lab
 
 __all__ = ["MULTISIGNER", "REPO", "Result", "abort_states", "check_holds", "main_states", "ok",
            "wait_until", "when"]
@@ -64,11 +64,10 @@ __all__ = ["MULTISIGNER", "REPO", "Result", "abort_states", "check_holds", "main
 TOOLS = ("pdns_server", "unbound", "knotd", "knotc", "keymgr", "softhsm2-util")
 LAB = [
     pytest.mark.lab,
-    pytest.mark.skipif(not all(shutil.which(t) for t in TOOLS),
-                       reason=f"needs {', '.join(TOOLS)}"),
+    needs(*TOOLS, what="Debian packages pdns-server, unbound, knot, softhsm2"),
 ]
 IN = dns.rdataclass.IN
-# The zone data every lab zone holds (lab/zones.py): the RRsets a provider
+# The zone data every lab zone holds (multisigner_lab/zones.py): the RRsets a provider
 # signs with its ZSK, asked for one by one.
 DATA = (("", "SOA"), ("", "A"), ("", "NS"), ("", "MX"), ("", "TXT"), ("www.", "A"),
         ("mail.", "A"))

@@ -13,7 +13,6 @@ from pathlib import Path
 import dns.dnssec
 import pytest
 
-from lab.model1 import Model1Lab
 from model1roll.m1roll import (
     LAB,
     LONG,
@@ -43,6 +42,7 @@ from model1roll.m1roll import (
     to_states,
     verify_ok,
 )
+from multisigner_lab.model1 import Model1Lab
 
 pytestmark = LAB
 

@@ -25,7 +25,6 @@ import dns.dnssec
 import pytest
 from rollover.rollkit import cli, daemon, pid_alive
 
-from lab.model1 import Model1Lab
 from model1roll.m1roll import (
     LAB,
     MULTISIGNER,
@@ -52,6 +51,7 @@ from model1roll.m1roll import (
     wait_until,
     when,
 )
+from multisigner_lab.model1 import Model1Lab
 
 pytestmark = LAB
 

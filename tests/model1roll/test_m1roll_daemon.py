@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 from rollover.rollkit import daemon
 
-from lab.model1 import Model1Lab
 from model1roll.m1roll import (
     LAB,
     LONG,
@@ -30,6 +29,7 @@ from model1roll.m1roll import (
     wait_until,
     when,
 )
+from multisigner_lab.model1 import Model1Lab
 
 pytestmark = LAB
 

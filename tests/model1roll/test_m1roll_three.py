@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from lab.model1 import Model1Lab
 from model1roll.m1roll import LAB, LONG, config_copy, model1_lab, roll_ksk, roll_zsk, sync_all
+from multisigner_lab.model1 import Model1Lab
 
 pytestmark = LAB
 

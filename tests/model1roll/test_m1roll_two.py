@@ -12,7 +12,6 @@ import dns.rcode
 import pytest
 from rollover.rollkit import bug_unless
 
-from lab.model1 import Model1Lab
 from model1roll.m1roll import (
     LAB,
     LONG,
@@ -31,6 +30,7 @@ from model1roll.m1roll import (
     stored_keys,
     sync_all,
 )
+from multisigner_lab.model1 import Model1Lab
 
 pytestmark = LAB
 

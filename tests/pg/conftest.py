@@ -8,12 +8,12 @@ a missing server is a broken setup and must fail rather than pass as "skipped".
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from pgserver import PgServer, find_bindir, running_server
+from prereq import require
 
 from state import StateStore
 
@@ -22,12 +22,9 @@ from state import StateStore
 def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
     bindir = find_bindir()
     if bindir is None:
-        reason = ("PostgreSQL server binaries (initdb, postgres, pg_ctl) not found in "
-                  "$MULTISIGNER_PG_BINDIR, /usr/lib/postgresql/*/bin or PATH; "
-                  "install Debian's postgresql package")
-        if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
-            pytest.fail(f"CI: {reason}", pytrace=False)
-        pytest.skip(reason)
+        require("PostgreSQL server binaries (initdb, postgres, pg_ctl) not found in "
+                "$MULTISIGNER_PG_BINDIR, /usr/lib/postgresql/*/bin or PATH",
+                "Debian package postgresql")
     with running_server(bindir, tmp_path_factory.mktemp("pg")) as server:
         yield server
 

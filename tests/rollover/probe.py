@@ -1,6 +1,6 @@
 """The Unbound checker: a thread asking the lab's validating resolver for names of the
 zone every ``interval`` seconds; every answer must be NOERROR, carry the asked RRset and
-have the AD bit. Unbound hides some breaches by retrying another server (lab-notes.md),
+have the AD bit. Unbound hides some breaches by retrying another server (docs/lab.md),
 so this complements the invariant watcher; it does not replace it."""
 
 from __future__ import annotations

@@ -9,7 +9,6 @@ import io
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import sqlite3
@@ -32,9 +31,10 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 import pytest
+from prereq import needs
 
-from lab import Lab
-from lab.zones import ds_text
+from multisigner_lab import Lab
+from multisigner_lab.zones import ds_text
 from orchestrator.cli import main
 from rollover.probe import Failure, ResolverProbe
 from rollover.watcher import Breach, Watcher
@@ -43,10 +43,7 @@ REPO = Path(__file__).resolve().parents[2]
 MULTISIGNER = Path(sys.executable).with_name("multisigner")
 
 
-NEEDS_SERVERS = pytest.mark.skipif(
-    not (shutil.which("pdns_server") and shutil.which("unbound")),
-    reason="needs pdns_server and unbound",
-)
+NEEDS_SERVERS = needs("pdns_server", "unbound", what="Debian packages pdns-server, unbound")
 LAB = [pytest.mark.lab, NEEDS_SERVERS]
 
 PHASES = ("act", "converge", "observe", "hold")
@@ -63,7 +60,7 @@ ABORT_STEPS = {
     ("csk", "publish"): ("discard-new",),
     ("csk", "swap-ds"): ("revert-ds", "discard-new-after-revert"),
 }
-# The RFC 7583 hold of each step, as design.md sec. 3 and the runbook texts define it.
+# The RFC 7583 hold of each step, as docs/design-notes.md ("Timing") and the runbooks define it.
 HOLD_TERMS: dict[tuple[str, str], tuple[tuple[str, ...], str]] = {
     ("zsk", "publish"): (("TTLkey",), "sum"),
     ("zsk", "activate"): (("TTLsig",), "sum"),
@@ -561,7 +558,7 @@ def reclaim_dead_leases(config: Path) -> list[str]:
 def stop_scanner(lab: Lab) -> None:
     """Stop the lab's CDS scanner (every instance started so far): the parent's DS then
     no longer follows the children's CDS."""
-    from lab import proc
+    from multisigner_lab import proc
 
     for p in lab.procs:
         if p.name == "scanner":

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from lab import Lab
-from lab.zones import ds_text
+from multisigner_lab import Lab
+from multisigner_lab.zones import ds_text
 from rollover.fakes import closed_port
 from rollover.rollkit import (
     ABORT_STEPS,

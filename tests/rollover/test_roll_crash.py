@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from core.config import load_config
-from lab import Lab
+from multisigner_lab import Lab
 from orchestrator.engine.runner import Engine
 from orchestrator.runtime import Runtime
 from rollover.fakes import BlackholeApi

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from lab import Lab
-from lab.powerdns import set_rrset
+from multisigner_lab import Lab
+from multisigner_lab.powerdns import set_rrset
 from rollover.fakes import BlackholeApi, FailingApi, StaleNameserver, closed_port
 from rollover.rollkit import (
     FAST,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import Lab
+from multisigner_lab import Lab
 from rollover.fakes import BlackholeApi
 from rollover.rollkit import (
     FAST,

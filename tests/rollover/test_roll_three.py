@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import Lab
+from multisigner_lab import Lab
 from rollover.rollkit import FAST, LAB, roll_and_check, running_lab, sync_zones, write_config
 
 pytestmark = LAB

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from lab import Lab
+from multisigner_lab import Lab
 from rollover.rollkit import (
     FAST,
     LAB,

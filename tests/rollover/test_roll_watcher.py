@@ -9,9 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from lab import Lab
-from lab.powerdns import set_rrset
-from lab.zones import PARENT_ZONE, ds_text
+from multisigner_lab import Lab
+from multisigner_lab.powerdns import set_rrset
+from multisigner_lab.zones import PARENT_ZONE, ds_text
 from rollover.rollkit import LAB, endpoints, running_lab, stop_scanner, sync_zones
 from rollover.watcher import Watcher
 
@@ -36,14 +36,20 @@ def watcher(lab: Lab, zone: str) -> Watcher:
 
 def test_quiet_on_a_synced_zone(lab: Lab) -> None:
     w = watcher(lab, QUIET).start()
-    time.sleep(2.0)
-    breaches, rounds = w.stop()
+    try:
+        # counted rounds, not a rate: a loaded host slows the rounds, never the verdict
+        w.wait_rounds(10, timeout=60)
+    finally:
+        breaches, rounds = w.stop()
     print(w.summary())
     assert breaches == []
     assert w.errors == []
     assert rounds >= 10, w.summary()
-    assert w.rate >= 4.0, w.summary()  # a round every 150 ms (250 ms on a loaded host)
-    assert len(w.dnskey_sets) == 1 and len(w.ds_sets) == 1  # every provider serves the same
+    # every provider serves the same DNSKEY records (each signs them with its own KSK),
+    # the same DS RRset, and its own SOA signed with its own ZSK
+    assert len({s.content for s in w.dnskey_sets.values()}) == 1 and len(w.ds_sets) == 1
+    assert {s.providers for s in w.dnskey_sets.values()} == {"p0", "p1"}
+    assert {s.providers for s in w.data_sets.values()} == {"p0", "p1"}
 
 
 def _dnskey_rrset(lab: Lab, provider: str, zone: str) -> dict[str, object]:

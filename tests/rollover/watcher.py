@@ -1,31 +1,32 @@
-"""An independent RFC 8901 invariant watcher for the rollover tests.
+"""An independent RFC 8901 invariant watcher for the rollover and signer tests.
 
-It deliberately shares no code with the product (orchestrator/decide/invariant.py is what is
-being tested): a background thread that, every ``interval`` seconds, asks every nameserver
-of every provider directly (RD off, DO on, TCP fallback) for the zone's DNSKEY and SOA,
-and every parent server for the zone's DS. It remembers every DNSKEY RRset and every DS
-RRset it has seen, each until (time last seen + its TTL) -- as long as a resolver may hold
-it in its cache -- and checks at each round (design.md sec. 1):
+It deliberately shares no code with the product (orchestrator/decide/invariant.py is what
+is being tested): a background thread that, every ``interval`` seconds, asks every
+nameserver of every provider directly (RD off, DO on, TCP fallback) for the zone's DNSKEY
+RRset and its signed data RRsets (the SOA unless told otherwise), and every parent server
+for the zone's DS RRset, and feeds every answer to a model of resolver caches
+(cachemodel.py). After each round it checks what RFC 7583 requires: a resolver, or a
+chain of forwarding caches, may hold at one instant ANY DS RRset, ANY DNSKEY RRset and ANY
+signed data RRset that anyone served within its TTL, and EVERY such combination must
+validate. That catches a ZSK withdrawn while data signed with it is still cached, and a DS
+swapped before every cacheable DNSKEY RRset carries the new KSK, which checking only
+today's answers against remembered RRsets misses.
 
-1. every provider's current SOA RRSIGs validate under EVERY remembered, unexpired DNSKEY
-   RRset, whichever provider served it;
-2. every provider's current DNSKEY RRset is signed (validly) by a key matching a DS of
-   EVERY remembered, unexpired DS RRset.
+Times are wall-clock (``time.time()``) so they compare with the product's history. An
+RRset counts as cacheable until the last time the watcher saw it served plus its TTL; it
+may have been served up to one round later, so the watcher errs on the lenient side by
+the length of one round, never the strict one: every breach it reports is real.
 
-Times are wall-clock (``time.time()``) so they compare with the product's history. A
-check uses the instant of the answer it checks: a remembered RRset counts while its
-expiry is later than that instant. The watcher errs on the lenient side only by the
-length of one round (an RRset may be served up to one round after the watcher last saw
-it), never the strict one, so every breach it reports is real.
+Tests without servers feed recorded answers with :meth:`Watcher.observe` and check them
+with :meth:`Watcher.check`.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-import dns.dnssec
 import dns.exception
 import dns.flags
 import dns.message
@@ -36,45 +37,53 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
+from rollover.cachemodel import CacheModel, Identity, Served, Source, Violation
+
 Endpoint = tuple[str, int]
 
 
 @dataclass(frozen=True)
 class Breach:
-    """One violation seen at one instant."""
+    """One violation seen at one instant.
 
-    at: float  # wall-clock time of the answer that breaks the invariant
+    ``kind`` "signature": a data RRset ``provider`` served does not validate under a
+    DNSKEY RRset (``cached_from``) a resolver may hold with it; "ds": a DNSKEY RRset
+    ``provider`` served does not chain to a DS RRset (``cached_from``) a resolver may hold
+    with it; "unsigned": ``provider`` answered without the RRset or its RRSIGs.
+    ``combination`` names the DS, DNSKEY and data RRsets, who served them and when."""
+
+    at: float  # the instant at which a resolver may hold the failing combination
     round: int
-    kind: str  # "signature" (check 1) or "ds" (check 2) or "unsigned"
-    provider: str  # whose current answer fails
-    server: str  # "address:port" of that provider's nameserver
-    tags: tuple[int, ...]  # key tags of the RRSIGs that provider serves now
-    cached_tags: tuple[int, ...]  # key tags in the remembered RRset it fails against
-    cached_from: str  # who served that RRset, when first/last seen, until when remembered
+    kind: str
+    provider: str  # who served the RRset that fails (comma-separated if several did)
+    server: str  # "address:port" of the server(s) that served it
+    tags: tuple[int, ...]  # key tags of the RRSIGs over the RRset that fails
+    cached_tags: tuple[int, ...]  # key tags in the RRset it fails against
+    cached_from: str  # that RRset: who served it, when first/last, until when cacheable
     detail: str = ""
+    combination: str = ""
 
     def __str__(self) -> str:
-        return (f"[round {self.round} t={self.at:.3f}] {self.kind}: {self.provider} "
+        text = (f"[round {self.round} t={self.at:.3f}] {self.kind}: {self.provider} "
                 f"({self.server}) RRSIG tags {list(self.tags)} fail against "
                 f"{list(self.cached_tags)} {self.cached_from}: {self.detail}")
+        return text + (f"\n    combination: {self.combination}" if self.combination else "")
 
 
-@dataclass
-class _Remembered:
-    rrset: dns.rrset.RRset
-    ttl: int
-    first_seen: float
-    last_seen: float
-    sources: set[str] = field(default_factory=set)
-
-    @property
-    def expires(self) -> float:
-        return self.last_seen + self.ttl
-
-    def describe(self) -> str:
-        return (f"(served by {', '.join(sorted(self.sources))}; seen "
-                f"{self.first_seen:.3f}..{self.last_seen:.3f}, cached until "
-                f"{self.expires:.3f})")
+def breach_of(violation: Violation, round_: int) -> Breach:
+    """The report of one failing pair, naming the whole combination."""
+    failing: Served | None
+    against: Served | None
+    if violation.kind == "ds":
+        failing, against = violation.dnskey, violation.ds
+    else:
+        failing, against = violation.data, violation.dnskey
+    assert failing is not None and against is not None
+    return Breach(at=violation.at, round=round_, kind=violation.kind,
+                  provider=failing.providers, server=failing.servers,
+                  tags=failing.sig_tags, cached_tags=against.tags,
+                  cached_from=against.describe(), detail=violation.detail,
+                  combination=violation.combination())
 
 
 @dataclass(frozen=True)
@@ -84,45 +93,43 @@ class _Answer:
     sigs: dns.rrset.RRset | None
 
 
-def _tags(sigs: dns.rrset.RRset | None) -> tuple[int, ...]:
-    return tuple(sorted({int(s.key_tag) for s in sigs})) if sigs else ()
-
-
-def _key_tags(keys: dns.rrset.RRset) -> tuple[int, ...]:
-    return tuple(sorted(dns.dnssec.key_id(k) for k in keys))
-
-
-def _ds_tags(ds: dns.rrset.RRset) -> tuple[int, ...]:
-    return tuple(sorted(int(d.key_tag) for d in ds))
-
-
-def _identity(rrset: dns.rrset.RRset) -> frozenset[bytes]:
-    return frozenset(rd.to_digestable() for rd in rrset)
-
-
 class Watcher:
     """``Watcher(zone, {"p0": [(addr, port)], ...}, [(parent_addr, port)])``;
     ``start()``, then ``stop()`` -> (breaches, rounds)."""
 
     def __init__(self, zone: str, servers: dict[str, list[Endpoint]],
                  parent: list[Endpoint], *, interval: float = 0.15,
-                 timeout: float = 1.0) -> None:
+                 timeout: float = 1.0, data_types: tuple[str, ...] = ("SOA",)) -> None:
         self.zone = dns.name.from_text(zone)
         self.servers = servers
         self.parent = parent
         self.interval = interval
         self.timeout = timeout
+        self.data_types = data_types
+        self.model = CacheModel(self.zone)
         self.breaches: list[Breach] = []
         self.errors: list[str] = []
-        self.rounds = 0
+        self.rounds = 0  # rounds started
+        self.completed = 0  # rounds finished
         self.round_seconds: list[float] = []
-        self.dnskey_sets: dict[frozenset[bytes], _Remembered] = {}
-        self.ds_sets: dict[frozenset[bytes], _Remembered] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._round_done = threading.Condition()
         self.started_at = 0.0
         self.stopped_at = 0.0
+
+    @property
+    def dnskey_sets(self) -> dict[Identity, Served]:
+        return self.model.dnskey_sets
+
+    @property
+    def ds_sets(self) -> dict[Identity, Served]:
+        return self.model.ds_sets
+
+    @property
+    def data_sets(self) -> dict[Identity, Served]:
+        return self.model.data_sets
 
     # ------------------------------------------------------------------ life cycle
 
@@ -154,19 +161,48 @@ class Watcher:
         return self.rounds / max(1e-9, end - self.started_at)
 
     def wait_rounds(self, n: int, timeout: float = 10.0) -> None:
-        """Block until ``n`` more rounds have completed."""
-        target = self.rounds + n
+        """Block until ``n`` more rounds have completed (woken by each round's end)."""
         deadline = time.monotonic() + timeout
-        while self.rounds < target:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"watcher made no {n} rounds in {timeout} s")
-            time.sleep(0.02)
+        with self._round_done:
+            target = self.completed + n
+            while self.completed < target:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"watcher made no {n} rounds in {timeout} s")
+                self._round_done.wait(left)
 
     def summary(self) -> str:
         return (f"{self.rounds} rounds in {self.stopped_at - self.started_at:.1f} s "
                 f"({self.rate:.1f}/s), {len(self.breaches)} breaches, "
-                f"{len(self.errors)} query errors, {len(self.dnskey_sets)} DNSKEY and "
-                f"{len(self.ds_sets)} DS RRsets remembered")
+                f"{len(self.errors)} query errors, {len(self.ds_sets)} DS, "
+                f"{len(self.dnskey_sets)} DNSKEY and {len(self.data_sets)} data RRsets "
+                f"remembered")
+
+    # ------------------------------------------------------------------ recorded answers
+
+    def observe(self, source: Source, at: float, rrset: dns.rrset.RRset | None,
+                sigs: dns.rrset.RRset | None, round_: int = 0) -> None:
+        """``source`` = (provider or "parent", "address:port") answered ``rrset`` with
+        ``sigs`` at ``at``. An answer without the RRset, or (but for a DS RRset) without
+        RRSIGs, is a breach at once; a resolver could not validate it."""
+        is_ds = rrset is not None and rrset.rdtype == dns.rdatatype.DS
+        if rrset is not None and (sigs or is_ds):
+            self.model.observe(source, at, rrset, sigs)
+            return
+        if source[0] == "parent":
+            return  # no DS RRset (yet): nothing a resolver could cache to check against
+        what = "RRset" if rrset is None else f"{dns.rdatatype.to_text(rrset.rdtype)} RRset"
+        self.breaches.append(Breach(
+            at=at, round=round_, kind="unsigned", provider=source[0], server=source[1],
+            tags=tuple(sorted({int(s.key_tag) for s in sigs})) if sigs else (),
+            cached_tags=(), cached_from="", detail=f"no signed {what} in the answer"))
+
+    def check(self, now: float, round_: int = 0) -> list[Breach]:
+        """Check every combination a resolver may hold at ``now``; the breaches found are
+        also appended to ``breaches``."""
+        found = [breach_of(v, round_) for v in self.model.check(now)]
+        self.breaches.extend(found)
+        return found
 
     # ------------------------------------------------------------------ querying
 
@@ -177,24 +213,13 @@ class Watcher:
                                               timeout=self.timeout)
         at = time.time()
         if resp.rcode() != dns.rcode.NOERROR:
-            raise dns.exception.DNSException(
+            raise dns.exception.DNSException(  # type: ignore[no-untyped-call]
                 f"{rdtype} answered {dns.rcode.to_text(resp.rcode())}")
         rtype = dns.rdatatype.from_text(rdtype)
         rrset = resp.get_rrset(resp.answer, qname, dns.rdataclass.IN, rtype)
         sigs = resp.get_rrset(resp.answer, qname, dns.rdataclass.IN, dns.rdatatype.RRSIG,
                               rtype)
         return _Answer(at, rrset, sigs)
-
-    def _remember(self, store: dict[frozenset[bytes], _Remembered],
-                  rrset: dns.rrset.RRset, at: float, source: str) -> None:
-        key = _identity(rrset)
-        seen = store.get(key)
-        if seen is None:
-            store[key] = _Remembered(rrset, int(rrset.ttl), at, at, {source})
-        else:
-            seen.last_seen = max(seen.last_seen, at)
-            seen.ttl = max(seen.ttl, int(rrset.ttl))
-            seen.sources.add(source)
 
     # ------------------------------------------------------------------ one round
 
@@ -206,89 +231,32 @@ class Watcher:
             except Exception as exc:  # a watcher bug must show, not kill the thread
                 self.errors.append(f"round {self.rounds}: {type(exc).__name__}: {exc}")
             self.round_seconds.append(time.monotonic() - started)
+            with self._round_done:
+                self.completed += 1
+                self._round_done.notify_all()
             self._stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
 
     def round(self) -> None:
         with self._lock:
             self.rounds += 1
             n = self.rounds
-            keys: dict[tuple[str, Endpoint], _Answer] = {}
-            soas: dict[tuple[str, Endpoint], _Answer] = {}
             for provider, endpoints in self.servers.items():
                 for ep in endpoints:
-                    try:
-                        keys[provider, ep] = self._ask(ep, self.zone, "DNSKEY")
-                        soas[provider, ep] = self._ask(ep, self.zone, "SOA")
-                    except (dns.exception.DNSException, OSError) as exc:
-                        self.errors.append(f"round {n}: {provider} {ep[0]}:{ep[1]}: {exc}")
+                    server = f"{ep[0]}:{ep[1]}"
+                    for rdtype in ("DNSKEY", *self.data_types):
+                        try:
+                            ans = self._ask(ep, self.zone, rdtype)
+                        except (dns.exception.DNSException, OSError) as exc:
+                            self.errors.append(f"round {n}: {provider} {server} "
+                                               f"{rdtype}: {exc}")
+                            continue
+                        self.observe((provider, server), ans.at, ans.rrset, ans.sigs, n)
             for ep in self.parent:
+                server = f"{ep[0]}:{ep[1]}"
                 try:
                     ds = self._ask(ep, self.zone, "DS")
                 except (dns.exception.DNSException, OSError) as exc:
-                    self.errors.append(f"round {n}: parent {ep[0]}:{ep[1]}: {exc}")
+                    self.errors.append(f"round {n}: parent {server}: {exc}")
                     continue
-                if ds.rrset is not None:
-                    self._remember(self.ds_sets, ds.rrset, ds.at, f"parent {ep[0]}:{ep[1]}")
-            for (provider, ep), ans in keys.items():
-                if ans.rrset is not None:
-                    self._remember(self.dnskey_sets, ans.rrset, ans.at,
-                                   f"{provider} {ep[0]}:{ep[1]}")
-            for (provider, ep), ans in soas.items():
-                self._check_signatures(n, provider, ep, ans)
-            for (provider, ep), ans in keys.items():
-                self._check_ds(n, provider, ep, ans)
-
-    def _breach(self, **kw: object) -> None:
-        self.breaches.append(Breach(**kw))  # type: ignore[arg-type]
-
-    def _check_signatures(self, n: int, provider: str, ep: Endpoint, soa: _Answer) -> None:
-        server = f"{ep[0]}:{ep[1]}"
-        if soa.rrset is None or not soa.sigs:
-            self._breach(at=soa.at, round=n, kind="unsigned", provider=provider, server=server,
-                         tags=_tags(soa.sigs), cached_tags=(), cached_from="",
-                         detail="no signed SOA in the answer")
-            return
-        for cached in self.dnskey_sets.values():
-            if cached.expires <= soa.at:
-                continue
-            try:
-                dns.dnssec.validate(soa.rrset, soa.sigs, {self.zone: cached.rrset})
-            except dns.dnssec.ValidationFailure as exc:
-                self._breach(at=soa.at, round=n, kind="signature", provider=provider,
-                             server=server, tags=_tags(soa.sigs),
-                             cached_tags=_key_tags(cached.rrset),
-                             cached_from="DNSKEY RRset " + cached.describe(), detail=str(exc))
-
-    def _check_ds(self, n: int, provider: str, ep: Endpoint, keys: _Answer) -> None:
-        server = f"{ep[0]}:{ep[1]}"
-        if keys.rrset is None or not keys.sigs:
-            self._breach(at=keys.at, round=n, kind="unsigned", provider=provider,
-                         server=server, tags=_tags(keys.sigs), cached_tags=(),
-                         cached_from="", detail="no signed DNSKEY RRset in the answer")
-            return
-        for cached in self.ds_sets.values():
-            if cached.expires <= keys.at:
-                continue
-            trusted = [k for k in keys.rrset if any(_matches(self.zone, k, d)
-                                                    for d in cached.rrset)]
-            detail = ""
-            if not trusted:
-                detail = "no DNSKEY matches a DS of this DS RRset"
-            else:
-                anchor = dns.rrset.from_rdata_list(self.zone, keys.rrset.ttl, trusted)
-                try:
-                    dns.dnssec.validate(keys.rrset, keys.sigs, {self.zone: anchor})
-                except dns.dnssec.ValidationFailure as exc:
-                    detail = f"no RRSIG by a DS-matching key validates: {exc}"
-            if detail:
-                self._breach(at=keys.at, round=n, kind="ds", provider=provider,
-                             server=server, tags=_tags(keys.sigs),
-                             cached_tags=_ds_tags(cached.rrset),
-                             cached_from="DS RRset " + cached.describe(), detail=detail)
-
-
-def _matches(zone: dns.name.Name, key: object, ds: object) -> bool:
-    try:
-        return bool(dns.dnssec.make_ds(zone, key, ds.digest_type) == ds)  # type: ignore[arg-type,attr-defined]
-    except (dns.exception.UnsupportedAlgorithm, ValueError):
-        return False
+                self.observe(("parent", server), ds.at, ds.rrset, None, n)
+            self.check(time.time(), n)

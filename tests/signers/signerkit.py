@@ -27,8 +27,8 @@ from rollover.rollkit import Result, ask, cli, endpoints, key_text, ok, when
 from rollover.watcher import Endpoint, Watcher
 
 from core.config import load_config
-from lab import Lab
-from lab.zones import ds_text
+from multisigner_lab import Lab
+from multisigner_lab.zones import ds_text
 from orchestrator.engine.runner import Engine
 from orchestrator.runtime import Runtime, holder_id
 from state.store import StateStore
@@ -37,12 +37,12 @@ PHASES = rollkit.PHASES
 ADD_STEPS = ("import-keys", "add-ds", "add-ns", "parent-ns", "cleanup")
 REMOVE_STEPS = ("remove-ns", "drain", "remove-ds", "remove-keys")
 ADD_ABORTS = {"import-keys": ("unimport",), "add-ds": ("revert-ds", "unimport-after-revert")}
-# The hold of each step: design.md sec. 4 ("Add / remove a signer") and the runbook texts.
+# The hold of each step: docs/design-notes.md, "Steps per model" and the runbook texts.
 # DNSKEY-Wait-Time = TTLkey, DS-Wait-Time = TTLds, NS-Wait-Time = TTLns.
 HOLDS: dict[str, tuple[tuple[str, ...], str]] = {
     "import-keys": (("TTLkey",), "sum"),
     "add-ds": (("TTLds", "TTLkey"), "max"),
-    "drain": (("TTLns",), "sum"),
+    "drain": (("TTLns", "TTLkey"), "sum"),
     "remove-ds": (("TTLds", "TTLsig"), "max"),
     "revert-ds": (("TTLds",), "sum"),
 }

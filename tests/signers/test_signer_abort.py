@@ -25,7 +25,7 @@ from rollover.rollkit import (
     write_config,
 )
 
-from lab import Lab
+from multisigner_lab import Lab
 from signers.signerkit import (
     Observed,
     aborted_add_states,

@@ -1,5 +1,5 @@
 """A third PowerDNS provider joins a running two-provider Model 2 zone, then one of the
-original two leaves (design.md sec. 4, "Add / remove a signer"), under the invariant
+original two leaves (docs/design-notes.md, "Steps per model"), under the invariant
 watcher (restricted to the providers resolvers can reach) and the Unbound AD probe.
 
 The lab's TTLs differ per term (DNSKEY/signatures 2 s, DS 3 s, parent NS 4 s) so every
@@ -24,8 +24,8 @@ from rollover.rollkit import (
     write_config,
 )
 
-from lab import Lab
-from lab.powerdns import set_rrset
+from multisigner_lab import Lab
+from multisigner_lab.powerdns import set_rrset
 from signers.signerkit import (
     Observed,
     add_states,

@@ -1,4 +1,5 @@
-"""Signer add/remove interlocks (design.md sec. 7): each refusal exits 1 (2 for a usage
+"""Signer add/remove interlocks (docs/design-notes.md, "Safety interlocks"): each refusal
+exits 1 (2 for a usage
 error) with a message naming the reason, and changes nothing -- at any provider (API
 snapshots before and after), at the parent, in the membership or the processes."""
 
@@ -21,7 +22,7 @@ from rollover.rollkit import (
     write_config,
 )
 
-from lab import Lab
+from multisigner_lab import Lab
 from signers.signerkit import api_snapshot, delete_zone, refused, signers
 from state.store import StateStore
 

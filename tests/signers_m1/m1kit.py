@@ -58,7 +58,7 @@ from rollover.probe import Failure, ResolverProbe
 from rollover.rollkit import cli, wait_until, when
 from signers.signerkit import ReachableWatcher, refused
 
-from lab.model1 import KnotServer, Model1Lab
+from multisigner_lab.model1 import KnotServer, Model1Lab
 
 __all__ = ["LAB", "LONG", "MULTISIGNER", "REPO", "Apex", "Result", "apex", "cli", "config_copy",
            "dnskey", "ds_of", "knot_keys", "ms", "ok", "processes", "refused", "stored_keys",

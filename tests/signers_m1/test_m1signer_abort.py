@@ -19,7 +19,7 @@ import pytest
 from rollover.rollkit import step_until
 from signers.signerkit import advance_until
 
-from lab.model1 import Model1Lab
+from multisigner_lab.model1 import Model1Lab
 from signers_m1.m1kit import (
     LAB,
     LONG,

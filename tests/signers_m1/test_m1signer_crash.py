@@ -28,7 +28,7 @@ import pytest
 from model1roll.m1roll import lab_processes
 from rollover.rollkit import daemon
 
-from lab.model1 import Model1Lab
+from multisigner_lab.model1 import Model1Lab
 from signers_m1.m1kit import (
     LAB,
     LONG,

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import dns.dnssec
 import pytest
 
-from lab.model1 import Model1Lab
+from multisigner_lab.model1 import Model1Lab
 from signers_m1.m1kit import (
     LAB,
     LONG,

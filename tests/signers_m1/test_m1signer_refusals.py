@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from rollover.rollkit import write_config
 
-from lab.knot import KnotInstance
-from lab.model1 import KnotServer, Model1Lab
+from multisigner_lab.knot import KnotInstance
+from multisigner_lab.model1 import KnotServer, Model1Lab
 from signers_m1.m1kit import (
     LAB,
     LONG,

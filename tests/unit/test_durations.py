@@ -1,4 +1,4 @@
-"""core.durations: the duration strings of the config (interface.md)."""
+"""core.durations: the duration strings of the config (docs/configuration.md)."""
 
 from __future__ import annotations
 

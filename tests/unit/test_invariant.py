@@ -1,4 +1,5 @@
-"""orchestrator.decide.invariant.check_zone against real, dnspython-signed data (design.md sec. 1).
+"""decide.invariant.check_zone against real, dnspython-signed data (docs/design-notes.md,
+"The invariant").
 
 Three simulated Model 2 signers p0, p1, p2 (fixture ``providers3``), each with its own
 KSK + ZSK; each signs its DNSKEY RRset with its own KSK and its SOA with its own ZSK.

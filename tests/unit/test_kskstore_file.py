@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import os
-import shutil
 import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from dns.dnssecalgs.base import GenericPrivateKey
 from dns.dnssectypes import Algorithm
 from dns.exception import ValidationFailure
+from prereq import needs
 
 from bench.kskstore_bench import signatures_per_second, typical_dnskey_rrset
 from core.errors import MultisignerError
@@ -86,9 +86,32 @@ def write_bind_private(directory: Path, private: object, algorithm: int, tag: in
 # -- generate, list, sign ------------------------------------------------------------------
 
 
+def test_a_missing_directory_is_an_error_and_is_not_created(tmp_path: Path) -> None:
+    """A typo or an unmounted volume must not look like an empty store."""
+    for directory in (tmp_path / "typo", tmp_path / "not" / "yet"):
+        with pytest.raises(KeyStoreError, match=f"key directory {directory} does not exist.*"
+                           "ksk init"):
+            FileKskStore(directory)
+        assert not directory.exists()
+    config = OwnerKskConfig(store="file", directory=tmp_path / "typo")
+    with pytest.raises(KeyStoreError, match="does not exist"):
+        make_store(config)
+    assert not (tmp_path / "typo").exists()
+
+
+def test_create_makes_only_the_last_component(tmp_path: Path) -> None:
+    with pytest.raises(KeyStoreError, match=f"its parent {tmp_path / 'not'} does not exist"):
+        FileKskStore(tmp_path / "not" / "yet", create=True)
+    assert not (tmp_path / "not").exists()
+
+
 def test_generate_creates_a_private_directory_and_0600_pem(tmp_path: Path) -> None:
-    directory = tmp_path / "not" / "yet"
-    store = FileKskStore(directory)
+    directory = tmp_path / "new"
+    old = os.umask(0o022)
+    try:
+        store = FileKskStore(directory, create=True)
+    finally:
+        os.umask(old)
     assert directory.stat().st_mode & 0o777 == 0o700
     key = store.generate()
     path = directory / f"{key.key_id}.pem"
@@ -238,7 +261,7 @@ def test_ignores_public_and_unrelated_files(keydir: Path) -> None:
 # -- BIND key files ------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(shutil.which("dnssec-keygen") is None, reason="needs BIND dnssec-keygen")
+@needs("dnssec-keygen", what="Debian package bind9-utils")
 def test_imports_a_dnssec_keygen_ksk(keydir: Path) -> None:
     name = subprocess.run(
         [

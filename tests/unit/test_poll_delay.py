@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from orchestrator.engine.runner import PARENT_POLL_CAP, _poll_delay
+from orchestrator.decide.timing import PARENT_POLL_CAP
+from orchestrator.decide.timing import poll_delay as _poll_delay
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

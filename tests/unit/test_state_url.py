@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from core.errors import StateError
-from state.database import parse_url, redact_url
+from core.state_url import parse_url, redact_url
 from state.store import StateStore
 
 

@@ -8,46 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, overload
+from typing import Any
 
-from lab import config
-from lab.errors import LabError
-from lab.lab import DEFAULT_ZONES, Lab
-from lab.model1 import Model1Lab
-
-
-@overload
-def lab_up(
-    directory: Path,
-    providers: int = ...,
-    zones: Sequence[str] = ...,
-    ttl: int = ...,
-    model: Literal[2] = ...,
-    delegated: Sequence[str] | None = ...,
-) -> Lab: ...
-
-
-@overload
-def lab_up(
-    directory: Path,
-    providers: int = ...,
-    zones: Sequence[str] = ...,
-    ttl: int = ...,
-    *,
-    model: Literal[1],
-    delegated: Sequence[str] | None = ...,
-) -> Model1Lab: ...
-
-
-@overload
-def lab_up(
-    directory: Path,
-    providers: int = ...,
-    zones: Sequence[str] = ...,
-    ttl: int = ...,
-    model: int = ...,
-    delegated: Sequence[str] | None = ...,
-) -> Lab | Model1Lab: ...
+from multisigner_lab import config
+from multisigner_lab.errors import LabError
+from multisigner_lab.lab import DEFAULT_ZONES, Lab
+from multisigner_lab.model1 import Model1Lab
 
 
 def lab_up(

@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="leave the lab running at the end")
     args = parser.parse_args(argv)
 
-    from lab.cli import lab_down, lab_up
+    from multisigner_lab.cli import lab_down, lab_up
 
     exe = str(Path(sys.executable).with_name("multisigner"))
     directory = Path(tempfile.mkdtemp(prefix="multisigner-demo-"))

@@ -1,7 +1,7 @@
 """The parent registry of the lab: a CDS scanner (RFC 7344 sec. 4, RFC 8078) and a CSYNC
 scanner (RFC 7477) for the NS RRset of each child.
 
-Run detached by the lab as ``python -m lab.scanner LAB_DIR``; reads the lab
+Run detached by the lab as ``python -m multisigner_lab.scanner LAB_DIR``; reads the lab
 from ``LAB_DIR/lab.json`` and logs every DS and NS change, with a timestamp, to
 ``LAB_DIR/scanner.log``. Each ``interval`` it reads the parent zone ``test.`` from the
 parent's own database (one GET through the PowerDNS API: the registry's view of every
@@ -52,7 +52,7 @@ bailiwick, so there is no child glue to copy):
 8. replace the parent's NS RRset for the child with it (TTL ``ns_ttl``).
 
 Both scans use a cheap path first (only the first delegated server; a header-only
-presence probe, then without DO): without a CDS/CSYNC there, or with one already in effect
+presence probe, then one full query): without a CDS/CSYNC there, or with one already in effect
 at the parent, no answer from the others could lead to a change (all must agree), so they
 are not asked. A round of 200 zones without CDS or CSYNC costs two such probes per zone
 plus one parse of the parent zone: a few ms of CPU.
@@ -63,13 +63,11 @@ for CDS and CSYNC) and retries.
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from threading import Lock
@@ -87,112 +85,30 @@ import dns.rdatatype
 import dns.rrset
 import dns.serial
 
-from lab import dnsq, powerdns, proc
-from lab.zones import PARENT_ZONE
+from core.errors import ObservationError
+from multisigner_lab import dnsq, powerdns, proc
+from multisigner_lab.registry import (
+    CSYNC_IMMEDIATE,
+    CSYNC_SOAMINIMUM,
+    CSYNC_TYPES,
+    Addr,
+    CannotActError,
+    ChildData,
+    Delegation,
+    ParentZone,
+    bitmap_types,
+    ds_matches,
+    ds_text,
+    is_delete,
+    norm_name,
+    ns_names,
+    parse_parent_zone,
+    with_sig,
+)
+from multisigner_lab.zones import PARENT_ZONE
 
 DEFAULT_INTERVAL = 0.5
 _TIMEOUT = 0.5  # loopback answers take < 1 ms; a dead server must not stall a round
-
-CSYNC_IMMEDIATE = 0x0001  # RFC 7477 sec. 2.1.1.1
-CSYNC_SOAMINIMUM = 0x0002
-_CSYNC_TYPES = frozenset({dns.rdatatype.NS, dns.rdatatype.A, dns.rdatatype.AAAA})
-
-Addr = tuple[str, int]
-
-
-def _ds_text(rd: Any) -> str:
-    """DS/CDS rdata in the one-token-digest form the PowerDNS API stores."""
-    return f"{rd.key_tag} {rd.algorithm} {rd.digest_type} {rd.digest.hex()}"
-
-
-def _is_delete(cds: dns.rrset.RRset) -> bool:
-    """RFC 8078 sec. 4: a CDS RRset of the single record ``0 0 0 00`` asks for removal."""
-    return len(cds) == 1 and all(rd.algorithm == 0 and rd.key_tag == 0 for rd in cds)
-
-
-@functools.lru_cache(maxsize=65536)
-def _name(text: str) -> str:
-    """An absolute, lowercase domain name in text form (the parent's and the lab's)."""
-    return dns.name.from_text(text).to_text().lower()
-
-
-@functools.lru_cache(maxsize=65536)
-def _ds_rdata(text: str) -> Any:
-    """A DS rdata from the parent's API text (cached: the parent zone is read each round)."""
-    return dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.DS, text)
-
-
-def _ns_names(rrset: dns.rrset.RRset) -> tuple[str, ...]:
-    return tuple(sorted({rd.target.to_text().lower() for rd in rrset}))
-
-
-def bitmap_types(rd: Any) -> set[dns.rdatatype.RdataType]:
-    """The types in a CSYNC (or NSEC) type bitmap (RFC 4034 sec. 4.1.2 windows)."""
-    found = set()
-    for window, bitmap in rd.windows:
-        for i, byte in enumerate(bitmap):
-            for bit in range(8):
-                if byte & (0x80 >> bit):
-                    found.add(dns.rdatatype.RdataType.make(window * 256 + i * 8 + bit))
-    return found
-
-
-class CannotActError(Exception):
-    """This zone cannot be acted on this round (the message says why)."""
-
-
-@dataclass(frozen=True)
-class Delegation:
-    """What the parent holds for one child zone, from its own database."""
-
-    ns: tuple[str, ...]  # NS target names, sorted, lowercase, absolute
-    ds: tuple[Any, ...]  # DS rdatas
-
-
-@dataclass(frozen=True)
-class ParentZone:
-    children: Mapping[str, Delegation]
-    hosts: frozenset[str]  # names with an A/AAAA record in the parent zone (host objects)
-
-
-@dataclass(frozen=True)
-class ChildData:
-    """What one child nameserver answered during a CSYNC scan (RRsets with their RRSIGs)."""
-
-    serial: int
-    soa: tuple[dns.rrset.RRset | None, dns.rrset.RRset | None]
-    csync: tuple[dns.rrset.RRset | None, dns.rrset.RRset | None]
-    ns: tuple[dns.rrset.RRset | None, dns.rrset.RRset | None]
-    keys: tuple[dns.rrset.RRset | None, dns.rrset.RRset | None]
-
-
-def _with_sig(resp: dns.message.Message, zone: str, rdtype: str) -> tuple[Any, Any]:
-    return dnsq.answer(resp, zone, rdtype), dnsq.answer(resp, zone, "RRSIG", covers=rdtype)
-
-
-def parse_parent_zone(data: Mapping[str, Any], zones: Sequence[str]) -> ParentZone:
-    """The registry's view from ``GET /zones/test.`` (disabled records ignored)."""
-    wanted = {_name(z) for z in zones}
-    ns: dict[str, list[str]] = {}
-    ds: dict[str, list[Any]] = {}
-    hosts: set[str] = set()
-    for rrset in data.get("rrsets", []):
-        owner = _name(str(rrset["name"]))
-        rtype = str(rrset["type"])
-        contents = [str(r["content"]) for r in rrset["records"] if not r.get("disabled")]
-        if not contents:
-            continue
-        if rtype in ("A", "AAAA"):
-            hosts.add(owner)
-        elif rtype == "NS" and owner in wanted:
-            ns[owner] = [_name(c) for c in contents]
-        elif rtype == "DS" and owner in wanted:
-            ds[owner] = [_ds_rdata(c) for c in contents]
-    children = {
-        z: Delegation(tuple(sorted(set(names))), tuple(ds.get(z, []))) for z, names in ns.items()
-    }
-    return ParentZone(children, frozenset(hosts))
-
 
 class Scanner:
     def __init__(self, lab_dir: Path, state: dict[str, Any]) -> None:
@@ -200,12 +116,14 @@ class Scanner:
         self.zones: list[str] = list(state["zones"])
         # The lab's host table: which address answers for which nameserver name.
         self.hosts: dict[str, Addr] = {
-            _name(str(p["ns_name"])): (str(p["address"]), int(p["dns_port"]))
+            norm_name(str(p["ns_name"])): (str(p["address"]), int(p["dns_port"]))
             for p in state["providers"]
         }
         parent = state["parent"]
         self.parent = (str(parent["address"]), int(parent["dns_port"]))
-        self.api = powerdns.api_client(parent["api_url"], parent["api_key"])
+        self.api = powerdns.adapter(
+            "parent", parent["api_url"], parent["api_key"], f"{self.parent[0]}:{self.parent[1]}"
+        )
         self.ds_ttl = int(state["ds_ttl"])
         self.ns_ttl = int(state.get("ns_ttl", state["ttl"]))
         self.interval = float(state.get("scanner_interval", DEFAULT_INTERVAL))
@@ -253,9 +171,8 @@ class Scanner:
 
     def parent_zone(self) -> ParentZone:
         """The registry's own data: one API read of ``test.`` per round for all zones."""
-        resp = self.api.get(f"/zones/{PARENT_ZONE}")
-        resp.raise_for_status()
-        return parse_parent_zone(resp.json(), self.zones)
+        data = powerdns.call(powerdns.read_zone(self.api, PARENT_ZONE))
+        return parse_parent_zone(data, self.zones)
 
     def scan_safely(self, zone: str, parent: ParentZone) -> None:
         for kind, scan in (("CDS", self.scan_cds), ("CSYNC", self.scan_csync)):
@@ -267,12 +184,10 @@ class Scanner:
             except Exception as exc:  # never let one bad answer stop the registry
                 self.note(zone, f"{kind} error: {type(exc).__name__}: {exc}", kind)
 
-    def _ask(
-        self, server: Addr, zone: str, rdtype: str, *, dnssec: bool = True
-    ) -> dns.message.Message:
+    def _ask(self, server: Addr, zone: str, rdtype: str) -> dns.message.Message:
         try:
-            resp = dnsq.query(server[0], server[1], zone, rdtype, _TIMEOUT, dnssec=dnssec)
-        except (dns.exception.DNSException, OSError) as exc:
+            resp = dnsq.query(server[0], server[1], zone, rdtype, _TIMEOUT)
+        except (ObservationError, dns.exception.DNSException, OSError) as exc:
             raise CannotActError(
                 f"{rdtype} query to {server[0]}:{server[1]} failed: {exc}"
             ) from exc
@@ -297,7 +212,7 @@ class Scanner:
 
     def delegated_servers(self, zone: str, parent: ParentZone) -> dict[str, Addr]:
         """NS name -> address of every nameserver the parent delegates ``zone`` to now."""
-        delegation = parent.children.get(_name(zone))
+        delegation = parent.children.get(norm_name(zone))
         if delegation is None or not delegation.ns:
             raise CannotActError(f"the parent has no NS RRset for {zone}")
         unknown = [n for n in delegation.ns if n not in self.hosts]
@@ -309,37 +224,39 @@ class Scanner:
 
     def scan_cds(self, zone: str, parent: ParentZone) -> None:
         servers = list(self.delegated_servers(zone, parent).values())
-        current_set = parent.children[_name(zone)].ds
+        current_set = parent.children[norm_name(zone)].ds
         # Cheap path first (the registry polls every zone twice a second: a header-only
-        # probe, then without DO, no signatures to parse): when the first server's CDS is
+        # probe, then one query of the first server): when the first server's CDS is
         # absent or already what the parent has, no answer from the other servers could
         # lead to a change (all must agree), so they are not asked.
         first = servers[0]
         if not self._present(first, zone, "CDS"):
             return  # nothing published (or not everywhere): nothing to do
-        first_cds = dnsq.answer(self._ask(first, zone, "CDS", dnssec=False), zone, "CDS")
+        first_cds = dnsq.answer(self._ask(first, zone, "CDS"), zone, "CDS")
         if not first_cds:
             return  # nothing published (or not everywhere): nothing to do
-        current = sorted(_ds_text(rd) for rd in current_set)
-        delete = _is_delete(first_cds)
-        if (delete and not current) or sorted(_ds_text(rd) for rd in first_cds) == current:
+        current = sorted(ds_text(rd) for rd in current_set)
+        delete = is_delete(first_cds)
+        if (delete and not current) or sorted(ds_text(rd) for rd in first_cds) == current:
             return
         # A change is due: now ask every server, with signatures, for the real decision.
         answers = {s: self._ask(s, zone, "CDS") for s in servers}
         cds_sets = {s: dnsq.answer(r, zone, "CDS") for s, r in answers.items()}
-        texts = {s: sorted(_ds_text(rd) for rd in (c or [])) for s, c in cds_sets.items()}
+        texts = {s: sorted(ds_text(rd) for rd in (c or [])) for s, c in cds_sets.items()}
         if len({tuple(t) for t in texts.values()}) != 1 or not texts[first]:
             raise CannotActError(
                 "CDS differs between servers: "
                 + json.dumps({f"{a}:{p}": t for (a, p), t in texts.items()})
             )
-        delete = _is_delete(next(c for c in cds_sets.values() if c))
+        delete = is_delete(next(c for c in cds_sets.values() if c))
         if current_set:
             why = self.validated_at(zone, answers, cds_sets, current_set)
         else:
             why = "parent has no DS (bootstrap accepted without checks)"
         new = [] if delete else texts[first]
-        powerdns.set_rrset(self.api, PARENT_ZONE, zone, "DS", ttl=self.ds_ttl, contents=new)
+        powerdns.call(
+            powerdns.patch_rrset(self.api, PARENT_ZONE, zone, "DS", ttl=self.ds_ttl, contents=new)
+        )
         self.log(f"{zone} DS {current} -> {new} ({why})")
 
     def validated_at(
@@ -359,7 +276,7 @@ class Scanner:
                 if not (cds and cds_sig):
                     raise CannotActError("CDS unsigned or missing")
                 keys_resp = self._ask(server, zone, "DNSKEY")
-                keys = self.chained_keys(zone, _with_sig(keys_resp, zone, "DNSKEY"), parent_ds)
+                keys = self.chained_keys(zone, with_sig(keys_resp, zone, "DNSKEY"), parent_ds)
                 dns.dnssec.validate(cds, cds_sig, {name: keys})
                 return f"CDS validated at {a}:{p}"
             except (CannotActError, dns.exception.ValidationFailure) as exc:
@@ -376,7 +293,7 @@ class Scanner:
         keys, keys_sig = keys_and_sig
         if not (keys and keys_sig):
             raise CannotActError("DNSKEY unsigned or missing")
-        trusted = [k for k in keys if any(_matches(name, k, ds) for ds in parent_ds)]
+        trusted = [k for k in keys if any(ds_matches(name, k, ds) for ds in parent_ds)]
         if not trusted:
             raise CannotActError("no DNSKEY matches the parent DS")
         anchor = dns.rrset.from_rdata_list(name, keys.ttl, trusted)
@@ -388,19 +305,19 @@ class Scanner:
 
     def scan_csync(self, zone: str, parent: ParentZone) -> None:
         servers = self.delegated_servers(zone, parent)
-        delegation = parent.children[_name(zone)]
+        delegation = parent.children[norm_name(zone)]
         first = next(iter(servers.values()))
         if not self._present(first, zone, "CSYNC"):
             return
-        first_ns = dnsq.answer(self._ask(first, zone, "NS", dnssec=False), zone, "NS")
-        if first_ns is not None and _ns_names(first_ns) == delegation.ns:
+        first_ns = dnsq.answer(self._ask(first, zone, "NS"), zone, "NS")
+        if first_ns is not None and ns_names(first_ns) == delegation.ns:
             return  # already in effect (a change needs every server to agree with the first)
         seen = {ns: self.child_data(zone, ns, addr) for ns, addr in servers.items()}
         csync = self.agreed_csync(seen)
         types = bitmap_types(csync)
         if dns.rdatatype.NS not in types:
             raise CannotActError(f"CSYNC '{csync}' has no NS in its type bitmap")
-        if extra := types - _CSYNC_TYPES:
+        if extra := types - CSYNC_TYPES:
             raise CannotActError(
                 f"CSYNC '{csync}' also asks for {sorted(dns.rdatatype.to_text(t) for t in extra)}"
                 ": this registry processes NS (A, AAAA) only, and all or nothing"
@@ -420,14 +337,18 @@ class Scanner:
             raise CannotActError("the parent has no DS: CSYNC needs a validated chain")
         for ns, data in seen.items():
             self.validate_child_data(zone, ns, data, delegation.ds)
-        ns_sets = {ns: _ns_names(d.ns[0]) if d.ns[0] else () for ns, d in seen.items()}
+        ns_sets = {ns: ns_names(d.ns[0]) if d.ns[0] else () for ns, d in seen.items()}
         if len(set(ns_sets.values())) != 1:
             raise CannotActError(f"NS differs between servers: {json.dumps(ns_sets)}")
         new = next(iter(ns_sets.values()))
         if new == delegation.ns:
             return
         self.check_new_ns(zone, new, delegation, parent)
-        powerdns.set_rrset(self.api, PARENT_ZONE, zone, "NS", ttl=self.ns_ttl, contents=list(new))
+        powerdns.call(
+            powerdns.patch_rrset(
+                self.api, PARENT_ZONE, zone, "NS", ttl=self.ns_ttl, contents=list(new)
+            )
+        )
         self.log(
             f"{zone} NS {list(delegation.ns)} -> {list(new)} (CSYNC '{csync}' identical and"
             f" validated at {', '.join(servers)})"
@@ -435,11 +356,11 @@ class Scanner:
 
     def child_data(self, zone: str, ns: str, server: Addr) -> ChildData:
         """SOA, CSYNC, NS, DNSKEY with signatures, then SOA again (RFC 7477 sec. 4.1)."""
-        soa = _with_sig(self._ask(server, zone, "SOA"), zone, "SOA")
-        csync = _with_sig(self._ask(server, zone, "CSYNC"), zone, "CSYNC")
-        ns_set = _with_sig(self._ask(server, zone, "NS"), zone, "NS")
-        keys = _with_sig(self._ask(server, zone, "DNSKEY"), zone, "DNSKEY")
-        again = dnsq.answer(self._ask(server, zone, "SOA", dnssec=False), zone, "SOA")
+        soa = with_sig(self._ask(server, zone, "SOA"), zone, "SOA")
+        csync = with_sig(self._ask(server, zone, "CSYNC"), zone, "CSYNC")
+        ns_set = with_sig(self._ask(server, zone, "NS"), zone, "NS")
+        keys = with_sig(self._ask(server, zone, "DNSKEY"), zone, "DNSKEY")
+        again = dnsq.answer(self._ask(server, zone, "SOA"), zone, "SOA")
         if soa[0] is None or again is None:
             raise CannotActError(f"no SOA from {ns}")
         serial, serial_after = int(soa[0][0].serial), int(again[0].serial)
@@ -493,22 +414,15 @@ class Scanner:
             if name.is_subdomain(under_parent) and ns not in parent.hosts:
                 raise CannotActError(f"{ns} has no address record in {PARENT_ZONE}")
             if ns not in delegation.ns:
-                resp = self._ask(self.hosts[ns], zone, "SOA", dnssec=False)
+                resp = self._ask(self.hosts[ns], zone, "SOA")
                 if not (resp.flags & dns.flags.AA and dnsq.answer(resp, zone, "SOA")):
                     raise CannotActError(f"{ns} does not serve {zone} authoritatively")
-
-
-def _matches(name: dns.name.Name, key: Any, ds: Any) -> bool:
-    try:
-        return bool(dns.dnssec.make_ds(name, key, ds.digest_type) == ds)
-    except (dns.exception.UnsupportedAlgorithm, ValueError):
-        return False
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m lab.scanner LAB_DIR", file=sys.stderr)
+        print("usage: python -m multisigner_lab.scanner LAB_DIR", file=sys.stderr)
         return 2
     lab_dir = Path(args[0])
     state = json.loads((lab_dir / "lab.json").read_text())

@@ -2,48 +2,42 @@
 :class:`~lab.Model1Lab` (Knot providers, owner KSK).
 
 Both run a signed PowerDNS parent ``test.``, the CDS/CSYNC scanner and a validating
-Unbound, and record themselves in ``DIR/lab.json``; :class:`LabBase` has the life cycle
-(stop, context manager, ``lab.json``), the starting of the scanner and Unbound, and what
-tests read from either lab. Each lab starts its own servers (``start``/``_build``) and
-says what its providers are (:attr:`LabBase.providers`).
+Unbound, and record themselves in ``DIR/lab.json``. :class:`LabBase` is the one builder
+around them: the start-up frame (directory, refusing a second lab, stopping what started
+when a step fails), starting servers concurrently, the parent zone with its delegations
+and DS, the scanner and Unbound, the life cycle (stop, context manager, ``lab.json``) and
+what tests read from either lab. Each lab adds its providers (``_build``) and says what
+they are (:attr:`LabBase.providers`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Generic, Protocol, Self, TypeVar
+from typing import Any, Generic, Self, TypeVar
 
 import dns.name
 import dns.rdataclass
 import dns.rdatatype
+import httpx
 
 import orchestrator
-from lab import config, dnsq, powerdns, proc, zones
-from lab.errors import LabError
-from lab.server import Server
-from lab.unbound import Unbound
+from multisigner_lab import config, dnsq, powerdns, proc, provision, zones
+from multisigner_lab.errors import LabError
+from multisigner_lab.server import Endpoint, Server
+from multisigner_lab.unbound import Unbound
 
 SCANNER_LOG = "scanner.log"
 
 
-class ProviderServer(Protocol):
-    """What the shared code reads from a provider (:class:`Server`, ``KnotServer``)."""
-
-    @property
-    def name(self) -> str: ...
-    @property
-    def address(self) -> str: ...
-    @property
-    def dns_port(self) -> int: ...
-    @property
-    def ns_name(self) -> str: ...
-
-
-P = TypeVar("P", bound=ProviderServer)
+P = TypeVar("P", bound=Endpoint)  # Server (PowerDNS) or KnotServer
 
 
 def child_env() -> dict[str, str]:
@@ -53,6 +47,27 @@ def child_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
     return env
+
+
+def fqdn(zone: str) -> str:
+    return zone if zone.endswith(".") else zone + "."
+
+
+def check_delegated(names: list[str], delegated: Sequence[str] | None, need: str) -> list[str]:
+    """``delegated`` (default: all ``names``) checked and in provider order; ``need``: a
+    provider every delegation must include (the one whose KSK the parent's first DS
+    names), or "" when any non-empty subset will do."""
+    if delegated is None:
+        return names
+    if isinstance(delegated, str):
+        raise LabError(f"delegated must be a list of provider names, not {delegated!r}")
+    if unknown := sorted(set(delegated) - set(names)):
+        raise LabError(f"delegated names unknown providers {unknown} (have {names})")
+    if need and need not in delegated:
+        raise LabError(f"delegated must include {need}: the parent's initial DS is its KSK")
+    if not delegated:
+        raise LabError("delegated must name at least one provider: a zone needs a delegation")
+    return [n for n in names if n in delegated]
 
 
 class LabBase(Generic[P]):
@@ -74,10 +89,95 @@ class LabBase(Generic[P]):
             if socket_dir is not None:
                 self.state["socket_dirs"].append(str(socket_dir))
 
+    @classmethod
+    def _new(
+        cls, directory: Path, zone_list: Sequence[str], **state: Any
+    ) -> tuple[Self, list[str]]:
+        """A lab object for ``directory`` (created if missing; refused while another lab
+        runs there) and the zone names as FQDNs."""
+        if isinstance(zone_list, str):
+            raise LabError(f"zones must be a list of zone names, not {zone_list!r}")
+        zone_names = [fqdn(z) for z in zone_list]
+        if not zone_names:
+            raise LabError("a lab needs at least one zone")
+        directory = directory.resolve()
+        directory.mkdir(parents=True, exist_ok=True)
+        _refuse_running(directory)
+        initial = {"running": True, "processes": [], "socket_dirs": [], **state}
+        return cls(directory, initial, []), zone_names
+
+    def _build_or_stop(self, build: Callable[[], None], settings: dict[str, Any]) -> Self:
+        """Record ``settings`` and run ``build``; on any failure stop whatever was
+        already started before the error propagates."""
+        started = time.monotonic()
+        self.state.update({"directory": str(self.directory), **settings, "resolver": None})
+        try:
+            build()
+            self.state["startup_seconds"] = round(time.monotonic() - started, 3)
+            self._save()
+        except BaseException:
+            with contextlib.suppress(LabError):  # the original error matters more
+                self.stop()
+            raise
+        return self
+
+    def _concurrently(self, jobs: Sequence[Callable[[], Any]]) -> list[Any]:
+        """Run ``jobs`` at once; their results in order. Every job runs to its end (each
+        registers what it started, so stop() finds it), then the first failure raises."""
+        results: list[Any] = []
+        errors: list[BaseException] = []
+        with ThreadPoolExecutor(max(1, len(jobs))) as pool:
+            for fut in [pool.submit(job) for job in jobs]:
+                try:
+                    results.append(fut.result())
+                except Exception as exc:
+                    results.append(None)
+                    errors.append(exc)
+        self._save()  # pids on disk as early as possible
+        if errors:
+            raise errors[0]
+        return results
+
+    def _start_powerdns(self, name: str) -> powerdns.PowerDNS:
+        """A PowerDNS server in ``DIR/name``, registered for stop()."""
+        server = powerdns.PowerDNS.start(name, self.directory / name)
+        self._add(process=server.proc)
+        if server.socket_dir != server.directory:  # long lab path: removed on stop
+            self._add(socket_dir=server.socket_dir)
+        return server
+
+    def _provision_parent(
+        self, server: powerdns.PowerDNS, glue: Mapping[str, str], ds: Mapping[str, list[str]]
+    ) -> None:
+        """The parent zone ``test.`` at ``server``: the children delegated to the lab's
+        initial providers with DS ``ds``; ``glue``: every provider's address by name."""
+        keys = provision.provision_parent(
+            server,
+            glue,
+            self.zones,
+            ds,
+            delegated=self.state["delegated"],
+            ttl=self.ttl,
+            ds_ttl=self.ds_ttl,
+            ns_ttl=int(self.state["ns_ttl"]),
+        )
+        self.state["parent"] = {
+            **server.to_json(),
+            "ns_name": zones.PARENT_NS,
+            "trust_anchor": [k.dnskey for k in provision.signing_keys(keys)],
+        }
+        self._save()
+
+    def _start_services(self, *, scanner: bool, unbound: bool) -> None:
+        """The scanner and Unbound, at once; the config and lab.json must be written."""
+        jobs = [self._start_scanner] if scanner else []
+        jobs += [self._start_unbound] if unbound else []
+        self._concurrently(jobs)
+
     def _start_scanner(self) -> None:
         p = proc.spawn(
             "scanner",
-            [sys.executable, "-m", "lab.scanner", str(self.directory)],
+            [sys.executable, "-m", "multisigner_lab.scanner", str(self.directory)],
             self.directory / "scanner",
             env=child_env(),
         )
@@ -204,6 +304,24 @@ class LabBase(Generic[P]):
             raise LabError(f"the lab in {self.directory} runs no resolver (unbound=False)")
         return str(r["address"]), int(r["port"])
 
+    @property
+    def ns_ttl(self) -> int:
+        """TTL of the parent's NS RRsets for the children (old state files: the TTL)."""
+        return int(self.state.get("ns_ttl", self.state["ttl"]))
+
+    @property
+    def initially_delegated(self) -> list[str]:
+        """The providers the zones were delegated to (and signed by) at start (old state
+        files: every provider); :meth:`delegated` asks the parent what it is now."""
+        names = self.state.get("delegated")
+        return list(names) if names is not None else [p.name for p in self.providers]
+
+    def parent_pdns_api(self) -> httpx.Client:
+        """A bare API client for the parent (``.../servers/localhost``) for tests that
+        act as the registry's operator; the caller closes it."""
+        p = self.parent
+        return powerdns.test_client(p.api_url, p.api_key)
+
     def parent_ds(self, zone: str) -> list[str]:
         """The DS records the parent serves now (one-token digest, lowercase hex)."""
         p = self.parent
@@ -218,7 +336,7 @@ class LabBase(Generic[P]):
         """The NS names the parent serves for ``zone`` now, sorted (read by DNS: the NS
         RRset in the authority section of the parent's referral)."""
         p = self.parent
-        resp = dnsq.query(p.address, p.dns_port, zone, "NS", dnssec=False)
+        resp = dnsq.query(p.address, p.dns_port, zone, "NS")
         name = dns.name.from_text(zone)
         for section in (resp.authority, resp.answer):
             rrset = resp.get_rrset(section, name, dns.rdataclass.IN, dns.rdatatype.NS)
@@ -234,7 +352,7 @@ class LabBase(Generic[P]):
 
     def dnsviz_probe_args(self, zone: str) -> list[str]:
         """Arguments after ``dnsviz`` for an authoritative probe of ``zone`` with the
-        parent's *current* DS and NS (docs/lab-notes.md recipe; the providers it is
+        parent's *current* DS and NS (recipe in docs/lab.md; the providers it is
         delegated to now, all if none); pipe to ``dnsviz grok``."""
         name = zone.rstrip(".")
         now = set(self.delegated(zone))
@@ -245,3 +363,15 @@ class LabBase(Generic[P]):
         if ds:
             args += ["-D", f"{name}:" + ",".join(ds)]
         return [*args, name, f"www.{name}"]
+
+
+def _refuse_running(directory: Path) -> None:
+    """Two labs in one directory would overwrite each other's state and leak servers."""
+    if not (directory / config.STATE_NAME).exists():
+        return
+    try:
+        old: LabBase[Any] = LabBase.load(directory)
+    except LabError:
+        return
+    if alive := old.alive():
+        raise LabError(f"a lab already runs in {directory} ({', '.join(alive)}); stop it first")

@@ -4,15 +4,16 @@
         lab.config_path      # multisigner.toml for the controller
         lab.resolver         # validating Unbound (address, port)
 
-See :mod:`lab.lab` for what runs, and docs/lab-notes.md for the recipes.
+See :mod:`lab.lab` and :mod:`lab.model1` for what runs, and docs/lab.md for the server
+recipes.
 """
 
 from __future__ import annotations
 
-from lab.errors import LabError
-from lab.lab import Lab
-from lab.model1 import Model1Lab
-from lab.powerdns import CryptoKey
-from lab.server import Server
+from multisigner_lab.errors import LabError
+from multisigner_lab.lab import Lab
+from multisigner_lab.model1 import Model1Lab
+from multisigner_lab.powerdns import CryptoKey
+from multisigner_lab.server import Server
 
 __all__ = ["CryptoKey", "Lab", "LabError", "Model1Lab", "Server"]

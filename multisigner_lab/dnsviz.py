@@ -1,4 +1,4 @@
-"""Run DNSViz on a lab zone as an independent check (docs/lab-notes.md recipe).
+"""Run DNSViz on a lab zone as an independent check (recipe in docs/lab.md).
 
 With ``-N``/``-D`` DNSViz serves the delegation it was given from a BIND ``named`` it starts
 itself on 127.0.0.1 from a *fixed* port (50053 up), so it needs ``named`` and
@@ -18,10 +18,10 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lab.errors import LabError
+from multisigner_lab.errors import LabError
 
 if TYPE_CHECKING:
-    from lab.lab import Lab
+    from multisigner_lab.lab import Lab
 
 LOCK = Path(tempfile.gettempdir()) / "multisigner-dnsviz.lock"
 

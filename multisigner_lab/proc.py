@@ -20,13 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import dns.exception
-import dns.message
-import dns.query
-import dns.rdatatype
 import httpx
 
-from lab.errors import LabError
+from core.errors import ObservationError
+from multisigner_lab import dnsq
+from multisigner_lab.errors import LabError
 
 STOP_GRACE = 3.0  # seconds between SIGTERM and SIGKILL
 _POLL = 0.02
@@ -207,14 +205,42 @@ def tcp_probe(address: str, port: int) -> Callable[[], bool]:
     return probe
 
 
+def run_tool(
+    argv: list[str],
+    what: str,
+    *,
+    timeout: float,
+    env: Mapping[str, str] | None = None,
+    stdin: str | None = None,
+) -> str:
+    """Run a command-line tool to its end; its stdout. A failure (cannot start, timeout,
+    non-zero exit) is a LabError that starts with ``what`` and ends with the tool's
+    stderr (or stdout), whose last lines say why."""
+    try:
+        done = subprocess.run(
+            argv,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=None if env is None else dict(env),
+            timeout=timeout,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise LabError(f"{what}: {exc}") from exc
+    if done.returncode != 0:
+        raise LabError(
+            f"{what} failed (exit {done.returncode}): {(done.stderr or done.stdout).strip()[-800:]}"
+        )
+    return done.stdout
+
+
 def dns_probe(address: str, port: int, qname: str = ".") -> Callable[[], bool]:
     """Any DNS answer counts (REFUSED included): the server is listening and parsing."""
-
     def probe() -> bool:
-        q = dns.message.make_query(qname, dns.rdatatype.SOA)
         try:
-            dns.query.udp(q, address, port=port, timeout=0.3)
-        except dns.exception.Timeout:
+            dnsq.query(address, port, qname, "SOA", timeout=0.3)
+        except ObservationError:
             return False
         return True
 

@@ -1,4 +1,10 @@
-"""Direct (non-recursive) DNS queries to one lab server, as a validator would send them."""
+"""Direct (non-recursive) DNS queries to one lab server, for synchronous lab code and
+tests: :func:`query` is the product's own query (:mod:`providers.nameservers`), run on the
+lab's event loop; :func:`answer` picks an RRset out of a reply.
+
+:func:`answer_count` is the one query of the lab's own: a header-only presence probe for
+the parent scanner's cheap first look at hundreds of zones a round (it goes when the
+scanner is replaced by a product parent agent)."""
 
 from __future__ import annotations
 
@@ -11,29 +17,30 @@ import time
 import dns.flags
 import dns.message
 import dns.name
-import dns.query
 import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
+from multisigner_lab import aio
+from providers import nameservers
+
 
 def query(
-    address: str,
-    port: int,
-    qname: str,
-    rdtype: str,
-    timeout: float = 1.0,
-    *,
-    dnssec: bool = True,
+    address: str, port: int, qname: str, rdtype: str, timeout: float = 1.0
 ) -> dns.message.Message:
-    """Query with RD off and (``dnssec``) the DO bit; retry over TCP when the UDP answer
-    is truncated. Without DO an answer is a fraction of the size and parses several times
-    faster, which matters to the scanner polling hundreds of zones."""
-    q = dns.message.make_query(qname, rdtype, want_dnssec=dnssec, payload=1232)
-    q.flags &= ~dns.flags.RD
-    resp, _ = dns.query.udp_with_fallback(q, address, port=port, timeout=timeout)
-    return resp
+    """The product's authoritative query (:func:`providers.nameservers.query`: RD off, DO
+    bit, TCP on truncation), one try, for synchronous lab code. Raises ObservationError
+    when the server does not answer in time."""
+    return aio.run(
+        nameservers.query(
+            f"{address}:{port}" if ":" not in address else f"[{address}]:{port}",
+            dns.name.from_text(qname),
+            dns.rdatatype.from_text(rdtype),
+            timeout=timeout,
+            tries=1,
+        )
+    )
 
 
 def answer(
@@ -83,6 +90,6 @@ def answer_count(
             if rid == ident and flags & dns.flags.QR:
                 break
     if flags & dns.flags.TC:
-        resp = query(address, port, qname, rdtype, timeout, dnssec=False)
+        resp = query(address, port, qname, rdtype, timeout)
         return resp.rcode(), len(resp.answer)
     return dns.rcode.Rcode.make(flags & 0xF), ancount

@@ -1,4 +1,4 @@
-"""Unbound as the lab's validating resolver (docs/lab-notes.md recipe).
+"""Unbound as the lab's validating resolver (recipe in docs/lab.md).
 
 It trusts the parent zone ``test.`` by its KSK DNSKEY(s) and reaches every server through
 stub zones, so no root or network is involved. Its cache is capped at a few seconds so a
@@ -17,9 +17,9 @@ import dns.flags
 import dns.message
 import dns.query
 
-from lab import net, proc
-from lab.errors import LabError
-from lab.zones import PARENT_ZONE
+from multisigner_lab import net, proc
+from multisigner_lab.errors import LabError
+from multisigner_lab.zones import PARENT_ZONE
 
 _START_ATTEMPTS = 3
 

@@ -1,6 +1,6 @@
 """A Knot DNS 3.2 instance for the lab, in offline-KSK mode (a Model 1 signer).
 
-Configuration follows docs/lab-notes.md ("As a Model 1 signer"): policy ``offline`` with
+Configuration (docs/lab.md, "Knot DNS"): policy ``offline`` with
 ``manual: on`` and ``offline-ksk: on``, ``dnskey-ttl``/``zone-max-ttl`` = the lab TTL, its
 own rundir, control socket, KASP database and zone directory, listening on a random
 loopback address. :meth:`KnotInstance.create` writes the files, pregenerates the ZSK
@@ -14,15 +14,14 @@ Until the zone owner's first SKR is imported, Knot cannot load an offline-KSK zo
 from __future__ import annotations
 
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab import net, proc, zones
-from lab.errors import LabError
+from multisigner_lab import net, proc, zones
+from multisigner_lab.errors import LabError
 
 _START_ATTEMPTS = 3
 _SOCKET_PATH_MAX = 100  # sun_path is 108 bytes
@@ -165,18 +164,7 @@ class KnotInstance:
         )
 
     def _tool(self, argv: list[str]) -> str:
-        try:
-            done = subprocess.run(
-                argv, capture_output=True, text=True, timeout=_TOOL_TIMEOUT, check=False
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise LabError(f"Knot {self.name}: {' '.join(argv)}: {exc}") from exc
-        if done.returncode != 0:
-            raise LabError(
-                f"Knot {self.name}: {' '.join(argv)} failed (exit {done.returncode}): "
-                f"{(done.stderr or done.stdout).strip()[-500:]}"
-            )
-        return done.stdout
+        return proc.run_tool(argv, f"Knot {self.name}: {' '.join(argv)}", timeout=_TOOL_TIMEOUT)
 
     def keymgr(self, *args: str) -> str:
         """Run ``keymgr -c CONF ARGS``; its stdout (LabError on failure)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import socket
 
-from lab.errors import LabError
+from multisigner_lab.errors import LabError
 
 _ATTEMPTS = 50
 

@@ -1,0 +1,142 @@
+"""The Model 2 lab: a signed parent ``test.``, N PowerDNS providers serving the child
+zones, a CDS-scanning registry, and a validating Unbound — all on random loopback
+addresses in one directory, all stopped by :meth:`Lab.stop`.
+
+The zones start in the state "single-signed at p0, other providers added but not yet
+synchronised": every provider signs with its own keys, the parent's DS names p0's KSK only.
+
+With ``delegated=[...]`` only those providers are in the delegation (the parent's NS RRset
+and every provider's apex NS RRset) and in the zones' ``signers``; the others serve the
+zone signed with their own keys, ready to join (``multisigner signer add``). The scanner
+follows CSYNC (RFC 7477) for NS as a registry would; see :mod:`multisigner_lab.scanner`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence, Set
+from functools import partial
+from pathlib import Path
+
+import httpx
+
+from multisigner_lab import config, powerdns, provision, zones
+from multisigner_lab.base import SCANNER_LOG, LabBase, check_delegated
+from multisigner_lab.errors import LabError
+from multisigner_lab.server import Server
+
+DEFAULT_ZONES = ("example.test.",)
+
+__all__ = ["DEFAULT_ZONES", "SCANNER_LOG", "Lab"]  # SCANNER_LOG: lives in base.py now
+
+
+class Lab(LabBase[Server]):
+    """A running (or recorded) lab. Build with :meth:`start` or :meth:`load`."""
+
+    # ----------------------------------------------------------------- life cycle
+
+    @classmethod
+    def start(
+        cls,
+        directory: Path,
+        providers: int = 3,
+        zones: Sequence[str] = DEFAULT_ZONES,
+        ttl: int = 2,
+        *,
+        ds_ttl: int = 2,
+        algorithms: dict[str, str] | None = None,
+        csk: Set[str] = frozenset(),
+        scanner: bool = True,
+        unbound: bool = True,
+        scanner_interval: float = 0.5,
+        delegated: Sequence[str] | None = None,
+        ns_ttl: int | None = None,
+    ) -> Lab:
+        """Start a lab in ``directory`` (created if missing). On any failure, whatever
+        was already started is stopped before the error propagates.
+
+        ``delegated``: the providers the zones are delegated to at first (default: all);
+        must include ``p0``, whose KSK the parent's initial DS names. ``ns_ttl``: TTL of
+        the parent's NS RRsets for the children (default: ``ttl``)."""
+        if providers < 1:
+            raise LabError("a lab needs at least one provider")
+        initial = check_delegated([f"p{i}" for i in range(providers)], delegated, "p0")
+        lab, zone_names = cls._new(directory, zones)
+        settings = {
+            "ttl": ttl,
+            "ds_ttl": ds_ttl,
+            "ns_ttl": ttl if ns_ttl is None else ns_ttl,
+            "delegated": initial,  # at start; lab.delegated(zone) asks the parent
+            "zones": zone_names,
+            "scanner_interval": scanner_interval,
+        }
+
+        def build() -> None:
+            lab._build(providers, algorithms or {}, set(csk))
+            lab._start_services(scanner=scanner, unbound=unbound)
+
+        return lab._build_or_stop(build, settings)
+
+    def _build(self, n: int, algorithms: dict[str, str], csk: set[str]) -> None:
+        names = ["parent"] + [f"p{i}" for i in range(n)]
+        servers = self._concurrently([partial(self._start_powerdns, m) for m in names])
+        parent, providers = servers[0], servers[1:]
+        delegated = self.state["delegated"]
+        keys = provision.provision_children(
+            providers, self.zones, self.ttl, algorithms, csk, delegated=delegated
+        )
+        # Single-signed at p0 before going multi-signer: the parent knows p0's KSK only.
+        ds = {z: [k.ds(z) for k in provision.signing_keys(keys[("p0", z)])] for z in self.zones}
+        self._provision_parent(parent, {p.name: p.address for p in providers}, ds)
+        self.state["providers"] = [
+            {
+                **p.to_json(),
+                "ns_name": zones.ns_name(p.name),
+                "algorithm": algorithms.get(p.name, provision.DEFAULT_ALGORITHM),
+                "csk": p.name in csk,
+            }
+            for p in providers
+        ]
+        self._save()
+        config.write_private(
+            self.config_path,
+            config.config_toml(
+                self.directory,
+                self.state["providers"],
+                self.zones,
+                self.parent.nameserver,
+                signers=delegated,
+            ),
+        )
+
+    # ----------------------------------------------------------------- what tests use
+
+    @property
+    def providers(self) -> list[Server]:
+        return [Server.from_json(p) for p in self.state["providers"]]
+
+    def server(self, name: str) -> Server:
+        """A provider by name, or ``"parent"``."""
+        for s in [self.parent, *self.providers]:
+            if s.name == name:
+                return s
+        raise LabError(f"no server {name!r} in the lab (have parent, p0..)")
+
+    def pdns_api(self, name: str) -> httpx.Client:
+        """A bare API client for provider ``name`` (or ``"parent"``), for tests that act
+        as that provider's operator; base URL ``.../api/v1/servers/localhost``, API key
+        set. The caller closes it."""
+        s = self.server(name)
+        return powerdns.test_client(s.api_url, s.api_key)
+
+    def keys(self, name: str, zone: str) -> list[powerdns.CryptoKey]:
+        """PowerDNS' own keys of ``zone`` at ``name``, read through the product's adapter."""
+        s = self.server(name)
+
+        async def read() -> list[powerdns.CryptoKey]:
+            api = powerdns.adapter(s.name, s.api_url, s.api_key, s.nameserver)
+            try:
+                return await powerdns.keys(api, zone)
+            finally:
+                await api.aclose()
+
+        return powerdns.call(read())
