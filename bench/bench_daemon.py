@@ -78,6 +78,7 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 def _child_daemon(argv: list[str]) -> int:
+    import atexit
     from collections import Counter
 
     import anyio
@@ -128,6 +129,12 @@ def _child_daemon(argv: list[str]) -> int:
                                   "counts": delta}) + "\n")
 
     events.subscribe(on_event)
+
+    def report_failures() -> None:
+        for _callback, exc in events.failures():
+            print(f"bench: the event subscriber failed: {exc!r}", file=sys.stderr)
+
+    atexit.register(report_failures)
     from orchestrator.cli import main
 
     return main(argv)

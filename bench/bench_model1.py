@@ -175,6 +175,8 @@ def child_main(argv: list[str]) -> int:
     events.subscribe(on_event)
 
     def dump() -> None:
+        for _callback, exc in events.failures():
+            print(f"bench: the event subscriber failed: {exc!r}", file=sys.stderr)
         me = resource.getrusage(resource.RUSAGE_SELF)
         kids = resource.getrusage(resource.RUSAGE_CHILDREN)
         orchestrator = sys.modules.get("orchestrator")

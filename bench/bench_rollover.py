@@ -108,6 +108,8 @@ def _child_cli(argv: list[str]) -> int:
     events.subscribe(on_event)
 
     def dump() -> None:
+        for _callback, exc in events.failures():
+            print(f"bench: the event subscriber failed: {exc!r}", file=sys.stderr)
         out = os.environ.get("BENCH_PHASE_COUNTS")
         if out:
             Path(out).write_text(json.dumps(

@@ -78,7 +78,7 @@ NSEC3PARAM, NS per provider nameserver = T types; DS, NS per parent server = U t
   poll; it leaves out only the *re-polls* of waits (the controller's counts show how many
   it made: on the lab, DNSKEY/CDS are live at once, so re-polls are the parent DS
   polls while the scanner has not yet acted). The PATCH bodies are computed before the
-  timer starts, from multisigner_lab B's keys, with the controller's own Key/Digest text forms, so
+  timer starts, from lab B's keys, with the controller's own Key/Digest text forms, so
   they are the same changes. After the timer stops, the final round's answers are
   checked (every server serves 2P DNSKEYs and P CDS); a floor that did not reach the
   synced state is reported as invalid.

@@ -7,22 +7,19 @@ emit is one truth test of a tuple, and the timing helpers (``step``, ``timed``) 
 nothing, so the hooks cost nothing in normal operation.
 
 Subscribers run inline, in the emitting thread and event loop, in subscription order:
-they must be fast and must not block or await. An exception in a subscriber is logged
-(once per subscriber) and otherwise ignored: what the controller does never depends on
-who watches it. The events are not part of the stable CLI/JSON contract.
+they must be fast and must not block or await. A subscriber that raises is dropped and
+its exception kept (``failures()``): what the controller does never depends on who
+watches it. The events are not part of the stable CLI/JSON contract.
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeVar
 
-LOGGER = logging.getLogger("multisigner.events")
 T = TypeVar("T")
 
 
@@ -112,7 +109,7 @@ class _Bus:
 
     def __init__(self) -> None:
         self.subscribers: tuple[Subscriber, ...] = ()
-        self.failed: set[int] = set()  # subscribers whose failure was logged
+        self.failures: list[tuple[Subscriber, Exception]] = []
 
 
 _BUS = _Bus()
@@ -133,31 +130,39 @@ def wanted() -> bool:
     return bool(_BUS.subscribers)
 
 
+def failures() -> list[tuple[Subscriber, Exception]]:
+    """The subscribers that raised, each with its first exception (they were dropped)."""
+    return list(_BUS.failures)
+
+
 def emit(event: Event) -> None:
     for callback in _BUS.subscribers:
         try:
             callback(event)
-        except Exception:  # an observer's bug must not change what the controller does
-            if id(callback) not in _BUS.failed:
-                _BUS.failed.add(id(callback))
-                LOGGER.exception("event subscriber %r failed (further failures not logged)",
-                                 callback)
+        except Exception as exc:
+            # An observer's bug must not change what the controller does: the subscriber
+            # is dropped and its exception kept for it to find (``failures()``). No
+            # logging here: core/ stays free of I/O.
+            _BUS.subscribers = tuple(s for s in _BUS.subscribers if s is not callback)
+            _BUS.failures.append((callback, exc))
 
 
-@contextlib.contextmanager
-def step(zone: str, process_id: str, kind: str, state: str) -> Iterator[None]:
-    """Around the work of one engine phase: ``StepStarted``, then ``StepTimed``."""
-    if not _BUS.subscribers:
-        yield
-        return
-    emit(StepStarted(zone, process_id, kind, state))
-    started = time.perf_counter()
-    ok = False
-    try:
-        yield
-        ok = True
-    finally:
-        emit(StepTimed(zone, process_id, kind, state, time.perf_counter() - started, ok))
+class step:  # noqa: N801 (used as a function: ``with events.step(...)``)
+    """Around the work of one engine phase: ``StepStarted``, then ``StepTimed`` (``ok``
+    False if the block raised); nothing at all when nobody listens."""
+
+    def __init__(self, zone: str, process_id: str, kind: str, state: str) -> None:
+        self._what = (zone, process_id, kind, state)
+        self._started: float | None = None
+
+    def __enter__(self) -> None:
+        if _BUS.subscribers:
+            emit(StepStarted(*self._what))
+            self._started = time.perf_counter()
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if self._started is not None:
+            emit(StepTimed(*self._what, time.perf_counter() - self._started, kind is None))
 
 
 async def timed(provider: str, operation: Callable[[], str], call: Awaitable[T]) -> T:
@@ -181,17 +186,22 @@ def entered(zone: str, process_id: str, kind: str, state: str) -> None:
         emit(PhaseEntered(zone, process_id, kind, state, datetime.now(UTC)))
 
 
-@contextlib.contextmanager
-def recording() -> Iterator[list[Event]]:
+class recording:  # noqa: N801 (used as a function: ``with events.recording() as got``)
     """Collect every event emitted inside the block (tests, one-off measurements)."""
-    got: list[Event] = []
-    unsubscribe = subscribe(got.append)
-    try:
-        yield got
-    finally:
-        unsubscribe()
+
+    def __init__(self) -> None:
+        self._got: list[Event] = []
+        self._unsubscribe: Callable[[], None] | None = None
+
+    def __enter__(self) -> list[Event]:
+        self._unsubscribe = subscribe(self._got.append)
+        return self._got
+
+    def __exit__(self, *_: object) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
 
 
 __all__ = ["DaemonPass", "DaemonPassStarted", "Event", "PhaseEntered", "ProviderCall",
-           "StepStarted", "StepTimed", "Subscriber", "emit", "entered", "recording", "step",
-           "subscribe", "timed", "wanted"]
+           "StepStarted", "StepTimed", "Subscriber", "emit", "entered", "failures",
+           "recording", "step", "subscribe", "timed", "wanted"]
