@@ -13,9 +13,10 @@ it drive a rollover?
 
        multisigner --config C run --poll-interval 10s
 
-   through a thin wrapper (``--child-daemon``, below) that records, for every pass
-   (``Daemon.tick``), its wall time, the CPU time of the process (``time.process_time``,
-   all threads), the provider API requests, new TCP connections and SQL statements it
+   through a thin wrapper (``--child-daemon``, below) that records, for every scan pass
+   (the daemon's ``DaemonPassStarted``/``DaemonPass`` events, docs/hooks.md), its wall
+   time, the CPU time of the process (``time.process_time``, all threads), the provider
+   API requests, new TCP connections and SQL statements it
    made. From outside it samples ``/proc/PID/stat`` (utime+stime) and ``/proc/PID/status``
    (VmRSS, VmHWM) every 0.2 s, and the CPU of the lab's provider PowerDNS servers (what
    the passes cost the providers, net of the scanner's background load). It reports CPU
@@ -70,12 +71,14 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 # =========================================================================== child mode
-# ``bench_daemon.py --child-daemon -- ARGS``: the multisigner CLI with ARGS, each
-# Daemon.tick recorded as one JSON line in $BENCH_TICKS.
+# ``bench_daemon.py --child-daemon -- ARGS``: the multisigner CLI with ARGS, each daemon
+# pass recorded as JSON lines in $BENCH_TICKS. The passes come from the product's event
+# bus (docs/hooks.md: DaemonPassStarted / DaemonPass); the I/O is counted at the libraries
+# (httpx requests, anyio TCP connects, SQLAlchemy's documented cursor event).
 
 
 def _child_daemon(argv: list[str]) -> int:
-    import functools
+    import atexit
     from collections import Counter
 
     import anyio
@@ -83,7 +86,7 @@ def _child_daemon(argv: list[str]) -> int:
     import sqlalchemy
     from sqlalchemy import event
 
-    from orchestrator.engine import daemon as scheduler
+    from core import events
 
     counts: Counter[str] = Counter()
     send = httpx.AsyncClient.send
@@ -107,27 +110,31 @@ def _child_daemon(argv: list[str]) -> int:
         counts["sql"] += 1
 
     out = open(os.environ["BENCH_TICKS"], "a", buffering=1)  # noqa: SIM115 (lives until exit)
-    real_tick = scheduler.Daemon.tick
+    before: dict[str, int] = {}
 
-    @functools.wraps(real_tick)
-    async def tick(self: Any, **kw: Any) -> Any:
-        if kw.get("scan") is False:
-            # a due-process pass: runs beside the scans, so it is only noted (its CPU
-            # shows in the scan it overlaps, if any)
-            out.write(json.dumps({"event": "due", "t": time.time()}) + "\n")
-            return await real_tick(self, **kw)
-        before = dict(counts)
-        rec: dict[str, Any] = {"event": "start", "t": time.time(), "cpu": time.process_time(),
-                               "zones": len(self.rt.config.zones)}
-        out.write(json.dumps(rec) + "\n")
-        try:
-            return await real_tick(self, **kw)
-        finally:
+    def on_event(ev: events.Event) -> None:
+        if isinstance(ev, events.DaemonPassStarted):
+            if not ev.scan:
+                # a due-process pass: runs beside the scans, so it is only noted (its CPU
+                # shows in the scan it overlaps, if any)
+                out.write(json.dumps({"event": "due", "t": time.time()}) + "\n")
+                return
+            before.clear()
+            before.update(counts)
+            out.write(json.dumps({"event": "start", "t": time.time(),
+                                  "cpu": time.process_time(), "zones": ev.zones}) + "\n")
+        elif isinstance(ev, events.DaemonPass) and ev.scan:
             delta = {k: v - before.get(k, 0) for k, v in counts.items()}
             out.write(json.dumps({"event": "end", "t": time.time(), "cpu": time.process_time(),
                                   "counts": delta}) + "\n")
 
-    scheduler.Daemon.tick = tick  # type: ignore[method-assign]
+    events.subscribe(on_event)
+
+    def report_failures() -> None:
+        for _callback, exc in events.failures():
+            print(f"bench: the event subscriber failed: {exc!r}", file=sys.stderr)
+
+    atexit.register(report_failures)
     from orchestrator.cli import main
 
     return main(argv)

@@ -65,31 +65,36 @@ SIGNER_KIND = ("zsk", "ksk", "csk")
 
 # =========================================================================== child mode
 # ``bench_rollover.py --child-cli -- ARGS``: run the multisigner CLI with ARGS, counting
-# every provider API request and DNS query by the engine phase (``<step>:<phase>``) that
-# made it; the counts go to $BENCH_PHASE_COUNTS as JSON at exit.
+# every provider API call and DNS query by the engine phase (``<step>:<phase>``) that made
+# it; the counts go to $BENCH_PHASE_COUNTS as JSON at exit. The phases and the API calls
+# come from the product's event bus (docs/hooks.md: StepStarted/StepTimed, ProviderCall);
+# DNS queries are counted at dnspython's query functions (a library, not product code).
 
 
 def _child_cli(argv: list[str]) -> int:
     import atexit
-    import functools
 
     import dns.asyncquery
     import dns.rdatatype
-    import httpx
 
-    from orchestrator.engine import runner as engine_mod
+    from core import events
 
-    phase = ["cli"]
+    phase = ["start"]  # before the first phase: CLI start-up and starting the process
     counts: dict[str, Counter[str]] = defaultdict(Counter)
     seconds: dict[str, float] = defaultdict(float)
+    udp, tcp = dns.asyncquery.udp, dns.asyncquery.tcp
 
-    send, udp, tcp = httpx.AsyncClient.send, dns.asyncquery.udp, dns.asyncquery.tcp
-
-    async def counted_send(self: Any, request: Any, **kw: Any) -> Any:
-        path = request.url.path
-        what = "cryptokeys" if "/cryptokeys" in path else "zone"
-        counts[phase[0]][f"http {request.method} {what}"] += 1
-        return await send(self, request, **kw)
+    def on_event(event: events.Event) -> None:
+        if isinstance(event, events.StepStarted):
+            phase[0] = event.state
+            counts[event.state]["calls"] += 1
+        elif isinstance(event, events.StepTimed):
+            seconds[event.state] += event.seconds
+            phase[0] = "between phases"  # the CLI's wait loop
+        elif isinstance(event, events.ProviderCall):
+            method = event.operation.split(" ", 1)[0]
+            what = "cryptokeys" if "/cryptokeys" in event.operation else "zone"
+            counts[phase[0]][f"http {method} {what}"] += 1
 
     def dns_counter(transport: str, real: Any) -> Any:
         async def counted(q: Any, where: str, *a: Any, **kw: Any) -> Any:
@@ -98,36 +103,13 @@ def _child_cli(argv: list[str]) -> int:
             return await real(q, where, *a, **kw)
         return counted
 
-    httpx.AsyncClient.send = counted_send  # type: ignore[method-assign]
     dns.asyncquery.udp = dns_counter("udp", udp)  # type: ignore[assignment]
     dns.asyncquery.tcp = dns_counter("tcp", tcp)  # type: ignore[assignment]
-
-    def label_of(name: str, args: tuple[Any, ...]) -> str:
-        if name == "start_rollover":
-            return "start"
-        return str(args[1].state)  # (zone, proc, ...): the state the phase runs in
-
-    def wrap(name: str) -> None:
-        real = getattr(engine_mod.Engine, name)
-
-        @functools.wraps(real)
-        async def wrapped(self: Any, *args: Any, **kw: Any) -> Any:
-            label = label_of(name, args)
-            outer, phase[0] = phase[0], label
-            counts[label]["calls"] += 1
-            started = time.perf_counter()
-            try:
-                return await real(self, *args, **kw)
-            finally:
-                seconds[label] += time.perf_counter() - started
-                phase[0] = outer
-
-        setattr(engine_mod.Engine, name, wrapped)
-
-    for name in ("start_rollover", "_act", "_converge", "_observe"):
-        wrap(name)
+    events.subscribe(on_event)
 
     def dump() -> None:
+        for _callback, exc in events.failures():
+            print(f"bench: the event subscriber failed: {exc!r}", file=sys.stderr)
         out = os.environ.get("BENCH_PHASE_COUNTS")
         if out:
             Path(out).write_text(json.dumps(
@@ -442,7 +424,8 @@ def report(results: dict[str, Any]) -> str:
                       "converge", "late"], rows))
     if results["counted"]:
         out.append("\nrequests per engine phase (counted run; 'calls' = times the phase ran, "
-                   "observe polls included)\n")
+                   "observe polls included; 'start' = before the first phase, 'between "
+                   "phases' = the CLI's wait loop)\n")
         rows = []
         for r in results["counted"]:
             for label, c in r["phase_counts"].items():

@@ -43,16 +43,17 @@ makes (about 1 us per request); one uncounted ``status`` run through the console
 the control.
 
 The floor: the same network requests, issued directly with asyncio + httpx.AsyncClient +
-dns.asyncquery, with no logic in between (no parsing beyond what dnspython does to
-receive a message, no planning, no validation, no state database), with the controller's
-concurrency limits: at most 32 zones in flight (``cli._per_zone``), one AsyncClient per
-provider with at most 16 connections (``PowerDNSProvider``), and within a zone everything
-that the controller issues concurrently issued concurrently. A DNS query is exactly the
-controller's (``providers.nameservers.query``): DO bit, RD clear, EDNS payload 1232, one
-fresh UDP socket per query via ``dns.asyncquery.udp``, TCP on truncation. An HTTP 5xx
-(the lab's PowerDNS answers 500 "database is locked" to concurrent writes to its SQLite
-backend) is retried after 20 ms with no back-off, and counted: the floor must reach the
-same state, so it pays for the retries the server forces, not for a back-off policy.
+dns.asyncquery, with no logic in between (no parsing beyond what dnspython does to receive
+a message, no planning, no validation, no state database), with the controller's
+concurrency limits: at most 32 zones in flight (``cli.ZONE_CONCURRENCY``), one AsyncClient
+per provider with at most 16 connections (``powerdns.HTTP_CONNECTIONS``), and within a
+zone everything that the controller issues concurrently issued concurrently. A DNS query
+is exactly the controller's (``providers.nameservers.query``): DO bit, RD clear, EDNS
+payload 1232, one fresh UDP socket per query via ``dns.asyncquery.udp``, TCP on
+truncation. An HTTP 5xx (the lab's PowerDNS answers 500 "database is locked" to concurrent
+writes to its SQLite backend) is retried after 20 ms with no back-off, and counted: the
+floor must reach the same state, so it pays for the retries the server forces, not for a
+back-off policy.
 
 One *observation* = the query types the controller asks each provider nameserver and each
 parent nameserver for one zone. The floor does not hard-code them: it reads them from the
@@ -77,7 +78,7 @@ NSEC3PARAM, NS per provider nameserver = T types; DS, NS per parent server = U t
   poll; it leaves out only the *re-polls* of waits (the controller's counts show how many
   it made: on the lab, DNSKEY/CDS are live at once, so re-polls are the parent DS
   polls while the scanner has not yet acted). The PATCH bodies are computed before the
-  timer starts, from multisigner_lab B's keys, with the controller's own Key/Digest text forms, so
+  timer starts, from lab B's keys, with the controller's own Key/Digest text forms, so
   they are the same changes. After the timer stops, the final round's answers are
   checked (every server serves 2P DNSKEYs and P CDS); a floor that did not reach the
   synced state is reported as invalid.
@@ -87,8 +88,8 @@ migrations, leases, history and observation writes, planning, interlocks (DNSSEC
 validation), waiting for the parent, and the controller's polling back-off. The ratio
 wall/floor is how far the controller is from being bound by the network requests it
 makes. For the first sync, also shown: the time excluding the parent DS wait, estimated
-from the history evidence (sum of ``parent_ds_wait_s`` over zones / 32 concurrent zone
-slots: each zone holds its slot while it waits) and measured directly on lab C.
+from the history evidence (sum over zones of the parent step's ``observed_after_s`` / 32
+concurrent zone slots: each zone holds its slot while it waits) and measured directly on lab C.
 
 Output: the main table (operation, wall s, per-zone ms, peak RSS MB, floor s, ratio, and
 the same ratio in CPU seconds: controller child vs. the bench process during the floor,
@@ -104,7 +105,6 @@ import argparse
 import asyncio
 import collections
 import contextlib
-import inspect
 import itertools
 import json
 import os
@@ -140,21 +140,20 @@ from multisigner_lab import powerdns as lab_pdns  # noqa: E402
 from multisigner_lab.lab import Lab  # noqa: E402
 from multisigner_lab.zones import PARENT_ZONE  # noqa: E402
 from orchestrator import cli  # noqa: E402
-from providers import nameservers  # noqa: E402
+from providers import nameservers, powerdns  # noqa: E402
 from state.store import StateStore  # noqa: E402
 
-ZONE_LIMIT = int(inspect.signature(cli._per_zone).parameters["limit"].default)  # 32
-HTTP_CONNECTIONS = 16  # PowerDNSProvider's httpx.Limits
-PAYLOAD = 1232  # providers.nameservers.PAYLOAD
+# The product's concurrency and query shape, from its public constants (docs/hooks.md).
+ZONE_LIMIT = cli.ZONE_CONCURRENCY
+HTTP_CONNECTIONS = powerdns.HTTP_CONNECTIONS
+PAYLOAD = nameservers.PAYLOAD
 DNS_TIMEOUT = 2.0
 RETRIES, RETRY_PAUSE = 50, 0.02  # floor: retry a 5xx at once (no back-off)
 # One observation's queries, as the controller makes them: per provider nameserver
 # (observe_server) and per parent nameserver (observe_parent). The defaults come from the
 # product; bench() replaces both with what the controller's no-op sync was *counted*
 # doing, so the floor follows the controller when its observation changes.
-APEX_TYPES: tuple[str, ...] = tuple(
-    dns.rdatatype.to_text(t) for t in getattr(nameservers, "_APEX_TYPES", ())
-) or ("SOA", "DNSKEY", "CDS", "CDNSKEY", "NSEC3PARAM")
+APEX_TYPES: tuple[str, ...] = tuple(dns.rdatatype.to_text(t) for t in nameservers.APEX_TYPES)
 PARENT_TYPES: tuple[str, ...] = ("DS",)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -551,60 +550,61 @@ def preseed_parent(lab: Lab, zones: Sequence[str]) -> None:
 # ----------------------------------------------------------------------------- history
 
 
-PHASES = ("planned", "importing-keys", "keys-propagating", "publishing-cds",
-          "cds-propagating", "waiting-parent", "done")
+# The sync runbook's (runbooks/sync-model2.toml) ``<step>:hold`` transitions carry the
+# evidence ``observed_after_s``: from the end of the step's converge phase to the moment
+# every nameserver (the parent, for the last step) served the change.
+OBSERVED = {"import-keys:hold": "dnskey_propagation_s", "publish-cds:hold": "cds_propagation_s",
+            "parent:hold": "parent_ds_wait_s"}
 
 
 def sync_history(lab: Lab, zones: Sequence[str]) -> dict[str, Any]:
-    """Per-zone phase times of the last sync process, from the history."""
+    """Per-zone phase times of each zone's last sync process, from the history: its
+    persisted states in order (a wait that stays in its state is not a new one)."""
     store = StateStore.open(load_config(lab.config_path).state.url)
     try:
         entries = store.history()
     finally:
         store.close()
-    by_zone: dict[str, dict[str, Any]] = collections.defaultdict(dict)
+    by_zone: dict[str, list[Any]] = {}
     for e in entries:
-        if e.process_id is None:
+        if e.process_id is None or e.kind != "sync":
             continue
-        states = by_zone[e.zone]
-        if e.to_state == "planned":
-            states.clear()
-        states[e.to_state] = e
+        if e.from_state is None:
+            by_zone[e.zone] = [e]
+        elif e.zone in by_zone and e.to_state != by_zone[e.zone][-1].to_state:
+            by_zone[e.zone].append(e)
     phase_times: dict[str, list[float]] = collections.defaultdict(list)
-    totals, parent_waits, excl, dnskey_prop, cds_prop = [], [], [], [], []
+    observed: dict[str, list[float]] = collections.defaultdict(list)
+    totals, excl = [], []
     first_planned, last_done = None, None
     missing = []
     for zone in zones:
-        states = by_zone.get(zone, {})
-        if "planned" not in states or "done" not in states:
+        seq = by_zone.get(zone, [])
+        if len(seq) < 2 or seq[-1].to_state != "done":
             missing.append(zone)
             continue
-        seq = [s for s in PHASES if s in states]
         for a, b in itertools.pairwise(seq):
-            phase_times[f"{a} -> {b}"].append((states[b].at - states[a].at).total_seconds())
-        total = (states["done"].at - states["planned"].at).total_seconds()
-        wait = float(states["done"].evidence.get("parent_ds_wait_s", 0.0))
+            phase_times[f"{a.to_state} -> {b.to_state}"].append((b.at - a.at).total_seconds())
+        mine = {OBSERVED[e.to_state]: float(e.evidence["observed_after_s"]) for e in seq
+                if e.to_state in OBSERVED and "observed_after_s" in e.evidence}
+        for name, value in mine.items():
+            observed[name].append(value)
+        total = (seq[-1].at - seq[0].at).total_seconds()
         totals.append(total)
-        parent_waits.append(wait)
-        excl.append(total - wait)
-        # each value is repeated in later states' evidence: take its first appearance
-        for name, bucket in (("dnskey_propagation_s", dnskey_prop),
-                             ("cds_propagation_s", cds_prop)):
-            found = [st.evidence[name] for st in states.values() if name in st.evidence]
-            if found:
-                bucket.append(float(found[0]))
-        p, d = states["planned"].at, states["done"].at
+        excl.append(total - mine.get("parent_ds_wait_s", 0.0))
+        p, d = seq[0].at, seq[-1].at
         first_planned = p if first_planned is None or p < first_planned else first_planned
         last_done = d if last_done is None or d > last_done else last_done
+    waits = observed["parent_ds_wait_s"]
     return {
         "zones_done": len(totals),
         "zones_missing": missing,
         "zone_s": _stats(totals),
         "zone_excl_parent_s": _stats(excl),
-        "parent_ds_wait_s": _stats(parent_waits),
-        "parent_ds_wait_sum_s": round(sum(parent_waits), 3),
-        "dnskey_propagation_s": _stats(dnskey_prop),
-        "cds_propagation_s": _stats(cds_prop),
+        "parent_ds_wait_s": _stats(waits),
+        "parent_ds_wait_sum_s": round(sum(waits), 3),
+        "dnskey_propagation_s": _stats(observed["dnskey_propagation_s"]),
+        "cds_propagation_s": _stats(observed["cds_propagation_s"]),
         "phases_s": {k: _stats(v) for k, v in phase_times.items()},
         "first_planned": first_planned.timestamp() if first_planned else None,
         "last_done": last_done.timestamp() if last_done else None,
@@ -851,11 +851,11 @@ def report(result: dict[str, Any]) -> str:
                   "done" + (f", {len(h['zones_missing'])} missing" if h["zones_missing"] else "")
                   + ")"]
         lines.append(f"  {'':<44} {'mean':>7} {'p50':>7} {'p95':>7} {'max':>7} {'sum':>9}")
-        stats = [("zone: planned -> done", h["zone_s"]),
-                 ("zone excl. parent_ds_wait_s", h["zone_excl_parent_s"]),
-                 ("parent_ds_wait_s (evidence)", h["parent_ds_wait_s"]),
-                 ("dnskey_propagation_s (evidence)", h["dnskey_propagation_s"]),
-                 ("cds_propagation_s (evidence)", h["cds_propagation_s"])]
+        stats = [("zone: start -> done", h["zone_s"]),
+                 ("zone excl. the parent wait", h["zone_excl_parent_s"]),
+                 ("parent wait (parent:hold observed_after_s)", h["parent_ds_wait_s"]),
+                 ("DNSKEY propagation (import-keys:hold ...)", h["dnskey_propagation_s"]),
+                 ("CDS propagation (publish-cds:hold ...)", h["cds_propagation_s"])]
         stats += [(f"  {phase}", s) for phase, s in h["phases_s"].items()]
         for name, s in stats:
             if s:
@@ -863,7 +863,7 @@ def report(result: dict[str, Any]) -> str:
                              f"{s['max']:7.3f} {s['sum']:9.2f}")
         if h["first_planned"] and h["last_done"]:
             lines.append(
-                f"  run start -> first zone planned {h['first_planned'] - run.started_at:.2f} s;"
+                f"  run start -> first zone's process {h['first_planned'] - run.started_at:.2f} s;"
                 f" last zone done -> exit {run.started_at + run.wall - h['last_done']:.2f} s")
     return "\n".join(lines)
 

@@ -93,7 +93,7 @@ def _check_authoritative(server: str, zone: dns.name.Name, response: dns.message
         raise ObservationError(f"{server} is not authoritative for {zone} (no AA bit)")
 
 
-_APEX_TYPES = (
+APEX_TYPES = (  # what one observation asks each nameserver (public: the benchmarks)
     dns.rdatatype.SOA,
     dns.rdatatype.DNSKEY,
     dns.rdatatype.CDS,
@@ -111,7 +111,7 @@ async def observe_server(
     ``only`` limits the query to what a wait condition needs (polling loops)."""
     at = datetime.now(UTC)
     types = list(only) if only is not None else [
-        *_APEX_TYPES, *((dns.rdatatype.CSYNC,) if csync else ())]
+        *APEX_TYPES, *((dns.rdatatype.CSYNC,) if csync else ())]
     try:
         answers = await asyncio.gather(
             *(query(server, zone, t, timeout=timeout) for t in types)

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from core import events
 from core.config import ZoneConfig
 from core.errors import MultisignerError
 from core.keys import Role
@@ -93,6 +94,8 @@ class Daemon:
             due = {p.zone for p in self.rt.store.due_processes(start)}
             zones = [z for z in self.rt.config.zones if z.name in due]
         gate = self._gates[scan]
+        if events.wanted():
+            events.emit(events.DaemonPassStarted(scan, len(zones), start))
 
         async def one(zone: ZoneConfig) -> None:
             async with gate:
@@ -111,6 +114,8 @@ class Daemon:
                         self.failed.discard(zone.name)
 
         await asyncio.gather(*(one(z) for z in zones))
+        if events.wanted():
+            events.emit(events.DaemonPass(scan, len(zones), start, datetime.now(UTC)))
         if scan:
             self.next_scan = start + timedelta(seconds=self.poll_interval)
 

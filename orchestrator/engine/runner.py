@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
+from core import events
 from core.config import ZoneConfig
 from core.errors import Refused, UsageError
 from core.observation import ApiZoneState, ZoneView
@@ -132,13 +133,14 @@ class Engine(ProcessStarts):
             return Outcome(proc.id, proc.state, True)
         here = self._here(zone, proc)
         phase = proc.state.rsplit(":", 1)[1]
-        if phase == "act":
-            return await self._act(here)
-        if phase == "converge":
-            return await self._converge(here)
-        if phase == "observe":
-            return await self._observe(here)
-        return self._hold(here)
+        with events.step(zone.name, proc.id, proc.kind, proc.state):
+            if phase == "act":
+                return await self._act(here)
+            if phase == "converge":
+                return await self._converge(here)
+            if phase == "observe":
+                return await self._observe(here)
+            return self._hold(here)
 
     async def refresh(self, zone: ZoneConfig, process_id: str) -> bool:
         """While a process waits (observe/hold), keep the step's target applied: an
@@ -201,6 +203,7 @@ class Engine(ProcessStarts):
         self.rt.store.transition(here.proc.id, new_state, actor=self.rt.actor, reason=reason,
                                  evidence=evidence, data=data.as_json(),
                                  next_check_at=next_check_at or _now(), waiting_for=waiting_for)
+        events.entered(here.zone.name, here.proc.id, here.proc.kind, new_state)
         return Outcome(here.proc.id, new_state, False, moved=[new_state])
 
     # -- phases -----------------------------------------------------------------------------
@@ -340,6 +343,7 @@ class Engine(ProcessStarts):
             self.rt.store.transition(proc.id, final, actor=self.rt.actor,
                                      reason=f"{here.step.title}: complete", status=final,
                                      evidence=late, member=change)
+            events.entered(here.zone.name, proc.id, proc.kind, final)
             self.report(f"{here.zone.name}: {proc.kind} {proc.id[:8]} {final}")
             return Outcome(proc.id, final, True, moved=[final])
         nxt = here.book.step(ids[index])
@@ -348,6 +352,7 @@ class Engine(ProcessStarts):
                                  reason=f"{here.step.title}: hold over; next: {nxt.title}",
                                  data=data.but(index=index).as_json(), evidence=late,
                                  next_check_at=now, waiting_for=nxt.title)
+        events.entered(here.zone.name, proc.id, proc.kind, new_state)
         return Outcome(proc.id, new_state, False, moved=[new_state])
 
     def _wait(self, here: ProcessAt, what: str, *, parent: bool = False,

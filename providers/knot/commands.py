@@ -32,6 +32,7 @@ import time
 from collections.abc import Sequence
 from typing import Literal
 
+from core import events
 from core.config import KnotProviderConfig
 from core.errors import ProviderError, ProviderUnreachable, ZoneMissing
 
@@ -104,8 +105,10 @@ class KnotCommands:
             check_zone_name(self.name, zone)
         for delay in (0.1, 0.3, 0.9, None):
             try:
-                return await self._run_once(tool, *args, zone=zone, stdin=stdin,
-                                            error_lines_fail=error_lines_fail, options=options)
+                return await events.timed(
+                    self.name, lambda: _operation(tool, args, zone, options),
+                    self._run_once(tool, *args, zone=zone, stdin=stdin,
+                                   error_lines_fail=error_lines_fail, options=options))
             except ControlSocketBusy:
                 if delay is None:
                     raise
@@ -193,6 +196,14 @@ class KnotCommands:
         """Kill any command still running (a cancelled caller's)."""
         for process in list(self._children):
             await kill(process)
+
+
+def _operation(tool: Tool, args: Sequence[str], zone: str | None,
+               options: Sequence[str]) -> str:
+    """A command's kind for ``ProviderCall`` events: the tool and its verb (``keymgr
+    list``, ``knotc zone-status``), without the zone, key ids and files."""
+    verb = next((a for a in args if a != zone), " ".join(options))
+    return f"{tool} {verb}".strip()
 
 
 def _tail(text: str) -> str:

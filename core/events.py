@@ -1,0 +1,207 @@
+"""In-process events: what the engine, the daemon and the provider adapters report while
+they work, for whoever subscribes (the benchmarks in ``bench/``, later metrics).
+
+A process-wide bus: ``subscribe(callback)`` returns an unsubscribe function; the product
+calls ``emit(event)`` at a few documented points (docs/hooks.md). With no subscriber an
+emit is one truth test of a tuple, and the timing helpers (``step``, ``timed``) measure
+nothing, so the hooks cost nothing in normal operation.
+
+Subscribers run inline, in the emitting thread and event loop, in subscription order:
+they must be fast and must not block or await. A subscriber that raises is dropped and
+its exception kept (``failures()``): what the controller does never depends on who
+watches it. The events are not part of the stable CLI/JSON contract.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class StepStarted:
+    """The engine starts the work of one phase of a process (``state`` is
+    ``<step>:<phase>`` or ``abort:<step>:<phase>``). Every ``StepStarted`` is followed by
+    a ``StepTimed`` for the same process, also when the work raises."""
+
+    zone: str
+    process_id: str
+    kind: str
+    state: str
+
+
+@dataclass(frozen=True)
+class StepTimed:
+    """The work of one phase is over: ``seconds`` of wall time (API reads and writes, DNS
+    queries, state DB writes; the waits between polls are not in it). ``ok`` is False if
+    it raised (the process stays where it was and is retried)."""
+
+    zone: str
+    process_id: str
+    kind: str
+    state: str
+    seconds: float
+    ok: bool
+
+    @property
+    def phase(self) -> str:
+        return self.state.rsplit(":", 1)[-1]
+
+    @property
+    def step(self) -> str:
+        return self.state.rsplit(":", 1)[0]
+
+
+@dataclass(frozen=True)
+class PhaseEntered:
+    """A process's persisted state changed to ``state`` (written to the store before this
+    is emitted); ``done`` / ``aborted`` when it finished."""
+
+    zone: str
+    process_id: str
+    kind: str
+    state: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class DaemonPassStarted:
+    """The daemon starts a pass over ``zones`` zones: a scan of every zone (``scan``) or a
+    pass over the zones whose process is due."""
+
+    scan: bool
+    zones: int
+    at: datetime
+
+
+@dataclass(frozen=True)
+class DaemonPass:
+    """A daemon pass is over (a pass that raises ends the daemon and emits nothing)."""
+
+    scan: bool
+    zones: int
+    started: datetime
+    ended: datetime
+
+
+@dataclass(frozen=True)
+class ProviderCall:
+    """One call to a provider: a PowerDNS API request (``operation`` like
+    ``GET /zones/{zone}/cryptokeys``; each retry is a call) or one Knot command
+    (``keymgr generate-ksr``, ``knotc zone-status``)."""
+
+    provider: str
+    operation: str
+    seconds: float
+    ok: bool
+
+
+Event = StepStarted | StepTimed | PhaseEntered | DaemonPassStarted | DaemonPass | ProviderCall
+Subscriber = Callable[[Event], None]
+
+class _Bus:
+    """The subscribers (a tuple, replaced whole: emitting never sees a half-made list)."""
+
+    def __init__(self) -> None:
+        self.subscribers: tuple[Subscriber, ...] = ()
+        self.failures: list[tuple[Subscriber, Exception]] = []
+
+
+_BUS = _Bus()
+
+
+def subscribe(callback: Subscriber) -> Callable[[], None]:
+    """Call ``callback`` with every event from now on; returns the unsubscribe function."""
+    _BUS.subscribers = (*_BUS.subscribers, callback)
+
+    def unsubscribe() -> None:
+        _BUS.subscribers = tuple(s for s in _BUS.subscribers if s is not callback)
+
+    return unsubscribe
+
+
+def wanted() -> bool:
+    """Whether anyone listens (to skip building an event nobody receives)."""
+    return bool(_BUS.subscribers)
+
+
+def failures() -> list[tuple[Subscriber, Exception]]:
+    """The subscribers that raised, each with its first exception (they were dropped)."""
+    return list(_BUS.failures)
+
+
+def emit(event: Event) -> None:
+    for callback in _BUS.subscribers:
+        try:
+            callback(event)
+        except Exception as exc:
+            # An observer's bug must not change what the controller does: the subscriber
+            # is dropped and its exception kept for it to find (``failures()``). No
+            # logging here: core/ stays free of I/O.
+            _BUS.subscribers = tuple(s for s in _BUS.subscribers if s is not callback)
+            _BUS.failures.append((callback, exc))
+
+
+class step:  # noqa: N801 (used as a function: ``with events.step(...)``)
+    """Around the work of one engine phase: ``StepStarted``, then ``StepTimed`` (``ok``
+    False if the block raised); nothing at all when nobody listens."""
+
+    def __init__(self, zone: str, process_id: str, kind: str, state: str) -> None:
+        self._what = (zone, process_id, kind, state)
+        self._started: float | None = None
+
+    def __enter__(self) -> None:
+        if _BUS.subscribers:
+            emit(StepStarted(*self._what))
+            self._started = time.perf_counter()
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if self._started is not None:
+            emit(StepTimed(*self._what, time.perf_counter() - self._started, kind is None))
+
+
+async def timed(provider: str, operation: Callable[[], str], call: Awaitable[T]) -> T:
+    """Await ``call``, emitting a ``ProviderCall`` (``operation()`` is only evaluated when
+    someone listens)."""
+    if not _BUS.subscribers:
+        return await call
+    started = time.perf_counter()
+    ok = False
+    try:
+        result = await call
+        ok = True
+        return result
+    finally:
+        emit(ProviderCall(provider, operation(), time.perf_counter() - started, ok))
+
+
+def entered(zone: str, process_id: str, kind: str, state: str) -> None:
+    """Emit ``PhaseEntered`` (now) if anyone listens."""
+    if _BUS.subscribers:
+        emit(PhaseEntered(zone, process_id, kind, state, datetime.now(UTC)))
+
+
+class recording:  # noqa: N801 (used as a function: ``with events.recording() as got``)
+    """Collect every event emitted inside the block (tests, one-off measurements)."""
+
+    def __init__(self) -> None:
+        self._got: list[Event] = []
+        self._unsubscribe: Callable[[], None] | None = None
+
+    def __enter__(self) -> list[Event]:
+        self._unsubscribe = subscribe(self._got.append)
+        return self._got
+
+    def __exit__(self, *_: object) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+
+
+__all__ = ["DaemonPass", "DaemonPassStarted", "Event", "PhaseEntered", "ProviderCall",
+           "StepStarted", "StepTimed", "Subscriber", "emit", "entered", "failures",
+           "recording", "step", "subscribe", "timed", "wanted"]
