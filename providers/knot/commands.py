@@ -3,10 +3,21 @@
 Every command goes through :meth:`KnotCommands.run`, the one place where an external
 failure becomes a ``ProviderError``. Facts it relies on (Knot 3.2.6):
 
-* knotc prints its errors on stdout; keymgr takes ``-1d`` for an option unless ``--`` ends
-  the options.
-* Under load knotc cannot always connect to knotd's control socket ("failed to connect");
-  nothing ran then, so the command is retried a few times.
+* knotc prints its errors on stdout (a failed connect on stderr); keymgr takes ``-1d`` for
+  an option unless ``--`` ends the options.
+* knotd serves its control socket one connection at a time, in its main thread, and a
+  ``-b`` (blocking) command holds that thread until its zone event (a key load, a
+  re-sign) is done. Connections arriving meanwhile wait in the socket's queue: the
+  backlog is 5 and Linux admits one more, so 6 wait. knotc connects without blocking, so
+  the next one fails at once with EAGAIN: ``failed to connect to socket '...' (OS lacked
+  necessary resources)``. Nothing ran then. Knot 3.2 has no option to change this.
+* Hence at most :data:`KNOTC_SLOTS` knotc per provider at a time. That is below the 6, and
+  leaves room for other clients: an operator's knotc, another controller.
+* A full queue (filled by others) is retried with exponential back-off and jitter for up
+  to :data:`BUSY_RETRY_BUDGET` seconds, then reported as busy, not as down.
+* keymgr does not use the socket. It opens the KASP database (LMDB, which serialises
+  writers across processes itself; 96 concurrent keymgr, reads and writes mixed, all
+  succeed), so keymgr calls are not bounded.
 
 ``command_prefix`` (e.g. ``["ssh", "dns1"]``) runs the tools elsewhere. ssh joins its
 arguments with spaces and hands the result to the remote user's shell, so with a prefix
@@ -154,7 +165,7 @@ class KnotCommands:
             except ControlSocketBusy as exc:
                 pause = delay * random.uniform(0.5, 1.0)  # jitter: callers spread out
                 waited = time.monotonic() - started
-                if waited + pause > self.busy_retry_budget:
+                if waited >= self.busy_retry_budget:
                     raise ControlSocketBusy(
                         f"knotd's control socket stayed busy for {waited:.1f} s ({attempts} "
                         f"attempts; knotc: {exc.detail}): knotd is running but serves one "
@@ -165,7 +176,7 @@ class KnotCommands:
                     ) from None
                 LOGGER.debug("%s: knotd's control socket is busy; retry in %.2f s",
                              self.name, pause, extra={"provider": self.name, "zone": exc.zone})
-                await asyncio.sleep(pause)
+                await asyncio.sleep(min(pause, self.busy_retry_budget - waited))
                 delay = min(delay * 2, _BUSY_MAX_DELAY)
 
     async def _run_once(
