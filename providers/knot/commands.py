@@ -3,10 +3,21 @@
 Every command goes through :meth:`KnotCommands.run`, the one place where an external
 failure becomes a ``ProviderError``. Facts it relies on (Knot 3.2.6):
 
-* knotc prints its errors on stdout; keymgr takes ``-1d`` for an option unless ``--`` ends
-  the options.
-* Under load knotc cannot always connect to knotd's control socket ("failed to connect");
-  nothing ran then, so the command is retried a few times.
+* knotc prints its errors on stdout (a failed connect on stderr); keymgr takes ``-1d`` for
+  an option unless ``--`` ends the options.
+* knotd serves its control socket one connection at a time, in its main thread, and a
+  ``-b`` (blocking) command holds that thread until its zone event (a key load, a
+  re-sign) is done. Connections arriving meanwhile wait in the socket's queue: the
+  backlog is 5 and Linux admits one more, so 6 wait. knotc connects without blocking, so
+  the next one fails at once with EAGAIN: ``failed to connect to socket '...' (OS lacked
+  necessary resources)``. Nothing ran then. Knot 3.2 has no option to change this.
+* Hence at most :data:`KNOTC_SLOTS` knotc per provider at a time. That is below the 6, and
+  leaves room for other clients: an operator's knotc, another controller.
+* A full queue (filled by others) is retried with exponential back-off and jitter for up
+  to :data:`BUSY_RETRY_BUDGET` seconds, then reported as busy, not as down.
+* keymgr does not use the socket. It opens the KASP database (LMDB, which serialises
+  writers across processes itself; 96 concurrent keymgr, reads and writes mixed, all
+  succeed), so keymgr calls are not bounded.
 
 ``command_prefix`` (e.g. ``["ssh", "dns1"]``) runs the tools elsewhere. ssh joins its
 arguments with spaces and hands the result to the remote user's shell, so with a prefix
@@ -25,11 +36,12 @@ import contextlib
 import logging
 import math
 import os
+import random
 import re
 import shlex
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Literal
 
 from core import events
@@ -47,9 +59,24 @@ _TAIL_CHARS = 600
 _LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
 _ZONE_NAME = re.compile(rf"^(?:\.|{_LABEL}(?:\.{_LABEL})*\.?)$")
 
+# knotc per provider at a time: knotd 3.2 queues 6 connections beyond the one it serves.
+KNOTC_SLOTS = 4
+# How long a knotc refused by a full control-socket queue is retried, in seconds (sleeps
+# of 0.05 s doubling up to 2 s, each jittered to 50-100 % so that callers spread out).
+BUSY_RETRY_BUDGET = 10.0
+_BUSY_FIRST_DELAY = 0.05
+_BUSY_MAX_DELAY = 2.0
+_EAGAIN = "OS lacked necessary resources"  # Knot's text for EAGAIN (knot_strerror)
+
 
 class ControlSocketBusy(ProviderUnreachable):
-    """knotc could not connect to knotd: nothing ran, so the command may be retried."""
+    """knotd's control-socket queue was full (EAGAIN): knotd runs but is busy, and
+    nothing ran, so the command may be retried. ``detail``: what knotc said."""
+
+    def __init__(self, message: str, *, detail: str, provider: str, zone: str | None,
+                 endpoint: str | None) -> None:
+        super().__init__(message, provider=provider, zone=zone, endpoint=endpoint)
+        self.detail = detail
 
 
 def check_zone_name(provider: str, zone: str) -> None:
@@ -82,6 +109,12 @@ class KnotCommands:
         self._prefix = list(config.command_prefix)
         self._timeout = config.timeout.total_seconds()
         self._children: set[asyncio.subprocess.Process] = set()
+        # Instance attributes so that a test can lift the cap or shorten the retries.
+        self.knotc_slots = KNOTC_SLOTS
+        self.busy_retry_budget = BUSY_RETRY_BUDGET
+        # A semaphore binds to the event loop it first waits in; the adapter may be used
+        # from successive loops (one asyncio.run per CLI command or test step).
+        self._slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
 
     def error(self, message: str, *, zone: str | None = None,
               endpoint: str | None = None) -> ProviderError:
@@ -97,23 +130,57 @@ class KnotCommands:
         error_lines_fail: bool = False,
         options: Sequence[str] = (),
     ) -> str:
-        """``_run_once``, retried when knotc could not even connect to knotd's control
-        socket: under load it refuses connections ("OS lacked necessary resources") and
-        nothing was executed, so trying again is safe. ``zone``: the zone the command is
-        about (checked for hostname characters first; named in errors)."""
+        """``_run_once``; a knotc waits for one of the provider's :attr:`knotc_slots` and is
+        retried while knotd's control-socket queue is full (nothing was executed then, so
+        trying again is safe). ``zone``: the zone the command is about (checked for
+        hostname characters first; named in errors)."""
         if zone is not None:
             check_zone_name(self.name, zone)
-        for delay in (0.1, 0.3, 0.9, None):
+
+        def once() -> Awaitable[str]:
+            return events.timed(
+                self.name, lambda: _operation(tool, args, zone, options),
+                self._run_once(tool, *args, zone=zone, stdin=stdin,
+                               error_lines_fail=error_lines_fail, options=options))
+
+        if tool != "knotc":
+            return await once()
+        async with self._knotc_slot():
+            return await self._retry_busy(once)
+
+    def _knotc_slot(self) -> asyncio.Semaphore:
+        """This event loop's semaphore of :attr:`knotc_slots`."""
+        loop = asyncio.get_running_loop()
+        if self._slots is None or self._slots[0] is not loop:
+            self._slots = (loop, asyncio.Semaphore(self.knotc_slots))
+        return self._slots[1]
+
+    async def _retry_busy(self, once: Callable[[], Awaitable[str]]) -> str:
+        """``once()``, again after a growing, jittered sleep while it raises
+        ControlSocketBusy, for up to :attr:`busy_retry_budget` seconds. The slot stays
+        taken meanwhile: more knotc from here would only meet the same full queue."""
+        started = time.monotonic()
+        delay, attempts = _BUSY_FIRST_DELAY, 0
+        while True:
+            attempts += 1
             try:
-                return await events.timed(
-                    self.name, lambda: _operation(tool, args, zone, options),
-                    self._run_once(tool, *args, zone=zone, stdin=stdin,
-                                   error_lines_fail=error_lines_fail, options=options))
-            except ControlSocketBusy:
-                if delay is None:
-                    raise
-                await asyncio.sleep(delay)
-        raise AssertionError("unreachable")  # pragma: no cover
+                return await once()
+            except ControlSocketBusy as exc:
+                pause = delay * random.uniform(0.5, 1.0)  # jitter: callers spread out
+                waited = time.monotonic() - started
+                if waited >= self.busy_retry_budget:
+                    raise ControlSocketBusy(
+                        f"knotd's control socket stayed busy for {waited:.1f} s ({attempts} "
+                        f"attempts; knotc: {exc.detail}): knotd is running but serves one "
+                        "control connection at a time and queues only a few; other knotc "
+                        "clients or a long `-b` command hold it. Nothing ran; retry later",
+                        detail=exc.detail, provider=self.name, zone=exc.zone,
+                        endpoint=exc.endpoint,
+                    ) from None
+                LOGGER.debug("%s: knotd's control socket is busy; retry in %.2f s",
+                             self.name, pause, extra={"provider": self.name, "zone": exc.zone})
+                await asyncio.sleep(min(pause, self.busy_retry_budget - waited))
+                delay = min(delay * 2, _BUSY_MAX_DELAY)
 
     async def _run_once(
         self,
@@ -185,9 +252,13 @@ class KnotCommands:
                 provider=self.name, zone=zone, endpoint=command,
             )
         if tool == "knotc" and "failed to connect" in output:
-            return ControlSocketBusy(
-                f"knotd's control socket refused the connection ({tail}); is knotd running "
-                "(or overloaded)?",
+            if _EAGAIN in output:  # the queue is full: busy, not down
+                return ControlSocketBusy(f"knotd's control socket is busy ({tail})",
+                                         detail=tail, provider=self.name, zone=zone,
+                                         endpoint=command)
+            return ProviderUnreachable(  # "not exists", "connection refused": no knotd
+                f"knotd's control socket does not accept connections ({tail}); is knotd "
+                f"running, listening on the control socket that {self.conf} names?",
                 provider=self.name, zone=zone, endpoint=command,
             )
         return self.error(f"failed (exit {code}): {tail}", zone=zone, endpoint=command)
