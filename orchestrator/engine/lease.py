@@ -61,7 +61,7 @@ class HeldLease:
             late = time.monotonic() - self.valid_until
             self.lost = (f"lease lost: zone {self.zone}: this controller "
                          f"({holder_label(self.holder)}) was paused or blocked past the end "
-                         f"of its lease ({late:.0f}s late); it stops here, acting on no "
+                         f"of its lease (by {late:.1f}s); it stops here, acting on no "
                          "provider, and the process resumes from its last recorded state")
         if self.lost is not None:
             raise LeaseLost(self.lost)
