@@ -7,11 +7,11 @@ and runs steps in the engine's order: intent written, a provider called, outcome
 for RUN seconds. Waiting for the lease, it retries every 50 ms. PAUSE ("before-call",
 "before-write" or "none"): once the test sends SIGUSR1, the worker stops itself
 (SIGSTOP) at its next provider call, or its next outcome write, right before it, and goes
-on when the test sends SIGCONT. Stopping itself there, rather than being stopped at a random moment, puts
-the pause outside any database transaction: a controller stopped *inside* one holds the
-database's write lock and blocks every other controller until it is resumed (SQLite) or
-the lock timeout ends their wait (PostgreSQL), which is a matter of liveness, not of the
-fencing tested here.
+on when the test sends SIGCONT. Stopping itself there, rather than being stopped at a
+random moment, puts the pause outside any database transaction: a controller stopped
+*inside* one holds the database's write lock and blocks every other controller until it
+is resumed (SQLite) or the lock timeout ends their wait (PostgreSQL), which is a matter of
+liveness, not of the fencing tested here.
 
 The provider is a fake that prints each call it receives, in this process: the guard under
 test sits in ``Runtime.provider``, before any adapter, so a real adapter (and a server

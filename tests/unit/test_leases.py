@@ -13,7 +13,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -88,10 +88,10 @@ def test_two_same_host_pid_1_holders_do_not_share_a_lease(store: StateStore) -> 
     first, second = make_holder(1), make_holder(1)
     assert store.acquire_lease(ZONE, first, 60, _now())
     assert not store.acquire_lease(ZONE, second, 60, _now())
-    with pytest.raises(StateError, match=rf"zone {ZONE} is being handled by "
-                       rf"{holder_label(first)} until \S+Z; wait"):
-        with store.lease(ZONE, second, 60):
-            pass
+    with (pytest.raises(StateError, match=rf"zone {ZONE} is being handled by "
+                        rf"{holder_label(first)} until \S+Z; wait"),
+          store.lease(ZONE, second, 60)):
+        pass
 
 
 # -- the dead-holder rule ----------------------------------------------------------------------
