@@ -1,4 +1,5 @@
-"""Per-zone leases: only one controller acts on a zone at a time (design.md sec. 7).
+"""Per-zone leases: only one controller acts on a zone at a time (operator view:
+docs/operator-guide.md, "Running several controllers").
 
 A lease is a row (zone, holder, expires_at). Taking it is a serialized write transaction,
 so two controllers racing for a free or expired lease cannot both win. A controller that

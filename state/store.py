@@ -1,4 +1,4 @@
-"""StateStore: the controller's memory (design.md sec. 2, "Remember").
+"""StateStore: the controller's memory.
 
 A synchronous facade over the state database. Every change that matters for safety is
 one transaction together with its history entry: a process never changes state without a
