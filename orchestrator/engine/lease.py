@@ -113,11 +113,14 @@ async def zone_lease(store: StateStore, zone: str, seconds: float, *,
             _undo_cancel(work, held)
             raise LeaseLost(held.lost)
     finally:
+        # The renewer only ever waits in its sleep: once cancelled it cannot renew again,
+        # so the lease is released before waiting for it (a second interrupt arriving
+        # during that wait must not leave the lease behind).
         keeper.cancel()
-        await asyncio.gather(keeper, return_exceptions=True)
         _HELD.reset(token)
         with contextlib.suppress(Exception):  # unreleased, it simply expires
             store.release_lease(zone, held.holder)
+        await asyncio.gather(keeper, return_exceptions=True)
 
 
 def _undo_cancel(work: asyncio.Task[object], held: HeldLease) -> None:
