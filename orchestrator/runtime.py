@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import getpass
 import os
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from core.config import Config, ZoneConfig
+from orchestrator.engine.lease import check_lease
 from providers import Provider, build_provider
+from state.holders import process_holder
 from state.store import StateStore
 
 Reporter = Callable[[str], None]  # where progress lines go (stderr, or the daemon's log)
-# How long one holder keeps a zone without renewing; every long wait renews it.
+# How long one holder keeps a zone without renewing; orchestrator/engine/lease.py renews it
+# every third of that while work runs.
 LEASE_SECONDS = 120
 
 
@@ -30,8 +32,9 @@ def default_actor() -> str:
 
 
 def holder_id() -> str:
-    """Who holds a zone lease: unique per process, readable in an error message."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """Who holds a zone lease: ``HOST:PID:NONCE:PROOF``, unique per process even where
+    containers share hostname and PID (state/holders.py); made once per process."""
+    return process_holder()
 
 
 @dataclass
@@ -40,6 +43,13 @@ class Runtime:
     store: StateStore
     actor: str = field(default_factory=default_actor)
     _providers: dict[str, Provider] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Everything a command writes about a zone's procedure is fenced by this
+        # process's lease (state/leases.py): a controller paused past its lease and
+        # resumed after another took the zone over has its next write refused.
+        if self.store.fence_holder is None:
+            self.store.fence(holder_id())
 
     def signers(self, zone: ZoneConfig) -> list[str]:
         """The zone's signers now: the membership in the state DB (changed only by signer
@@ -59,6 +69,10 @@ class Runtime:
         return dict(self.store.members(zone.name)).get(provider)
 
     def provider(self, name: str) -> Provider:
+        """The adapter of provider *name*. Inside a zone lease (engine/lease.py), refused
+        once the lease may have lapsed: a controller resumed after a pause acts on no
+        provider before its renewal has found out whether it still holds the zone."""
+        check_lease()
         if name not in self._providers:
             self._providers[name] = build_provider(self.config.provider(name))
         return self._providers[name]

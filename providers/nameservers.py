@@ -28,16 +28,26 @@ from core.observation import ParentView, ServerView, SignedRRset
 PAYLOAD = 1232  # DNS flag day 2020: avoids fragmentation; larger answers go to TCP
 
 
-def _address(host: str) -> str:
+RESOLVE_TIMEOUT = 10.0  # a nameserver's host name; the system resolver may hang
+
+
+async def _address(host: str) -> str:
     try:
         socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
         return host
     except OSError:
         pass
+    # The loop's getaddrinfo runs in a thread: a slow resolver must not block the event
+    # loop (which renews the zone's lease) the way a bare socket.getaddrinfo would.
     try:
-        return str(socket.getaddrinfo(host, None, proto=socket.IPPROTO_UDP)[0][4][0])
+        found = await asyncio.wait_for(asyncio.get_running_loop().getaddrinfo(
+            host, None, proto=socket.IPPROTO_UDP), RESOLVE_TIMEOUT)
+        return str(found[0][4][0])
     except socket.gaierror as exc:
         raise ObservationError(f"cannot resolve nameserver {host!r}: {exc}") from None
+    except TimeoutError:
+        raise ObservationError(f"cannot resolve nameserver {host!r}: no answer within "
+                               f"{RESOLVE_TIMEOUT:g}s") from None
 
 
 async def query(
@@ -50,7 +60,7 @@ async def query(
 ) -> dns.message.Message:
     """One authoritative query; raise ObservationError with the server named on failure."""
     host, port = hostport(server)
-    where = _address(host)
+    where = await _address(host)
     request = dns.message.make_query(qname, rdtype, want_dnssec=True, payload=PAYLOAD)
     request.flags &= ~dns.flags.RD
     last: Exception | None = None

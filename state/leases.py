@@ -1,29 +1,89 @@
-"""Per-zone leases: only one controller acts on a zone at a time (design.md sec. 7).
+"""Per-zone leases: only one controller acts on a zone at a time (operator view:
+docs/operator-guide.md, "Running several controllers").
 
 A lease is a row (zone, holder, expires_at). Taking it is a serialized write transaction,
 so two controllers racing for a free or expired lease cannot both win. A controller that
-dies simply stops renewing; its lease expires and another may take over.
+dies simply stops renewing; its lease expires and another may take over (sooner only when
+its death is certain: state/holders.py).
+
+Fencing: a lease alone does not stop a holder that was paused (SIGSTOP, a VM freeze, a
+long GC or blocking call) past its expiry from writing when it resumes, after another
+controller took the zone over. So a store given a holder (``fence``) checks, inside the
+same serialized write transaction, that this holder still has the zone's unexpired lease
+before every write that belongs to a zone's procedure, and refuses it (``LeaseLost``)
+otherwise. Which writes are fenced, and why the others are not, is listed at
+``FENCED_WRITES`` below.
 """
 
 from __future__ import annotations
 
-import os
-import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 
+from sqlmodel import Session
+
 from core.errors import StateError
 from state.canonical import now_utc, rfc3339, utc
 from state.database import Database
+from state.holders import holder_dead, holder_label
 from state.info import LeaseInfo
 from state.models import Lease
+
+# Writes refused unless the writer holds the zone's unexpired lease (with a fence set):
+# they move a procedure, so a controller that lost the zone must not make them.
+FENCED_WRITES = (
+    "start_process", "transition", "set_wait", "set_member", "append_history",
+)
+# Not fenced, on purpose:
+# - record_observations/record_*: facts seen on the wire, written by read-only commands
+#   (status, verify) that hold no lease; upserts of what was observed, from which no
+#   step is taken without a fenced transition that re-reads the providers;
+# - ensure_zone/ensure_provider/seed_members: the config mirrored into the database,
+#   written by every command at start; seeding only writes where nothing exists yet;
+# - seal_history: the audit trail of no zone in particular (``audit seal``);
+# - the lease itself (acquire/release), which is what the fence checks.
+
+
+class LeaseLost(StateError):
+    """A fenced write by a controller that no longer holds the zone's lease."""
 
 
 class LeaseMixin:
     """The lease half of StateStore."""
 
     _db: Database
+    _fence_holder: str | None
+
+    def fence(self, holder: str | None) -> None:
+        """From now on, refuse zone writes (FENCED_WRITES) unless *holder* has the zone's
+        unexpired lease; None switches the fence off (tools, tests)."""
+        self._fence_holder = holder
+
+    @property
+    def fence_holder(self) -> str | None:
+        return self._fence_holder
+
+    def _check_fence(self, session: Session, zone: str, what: str) -> None:
+        """Inside a write transaction: refuse *what* on *zone* unless the fence holder has
+        the zone's lease until after now (this host's clock, the one that took it)."""
+        me = self._fence_holder
+        if me is None:
+            return
+        lease = session.get(Lease, zone)
+        if lease is not None and lease.holder == me and utc(lease.expires_at) > now_utc():
+            return
+        if lease is None or utc(lease.expires_at) <= now_utc():
+            now = "nobody holds it now" if lease is None else (
+                f"it expired at {rfc3339(lease.expires_at)}")
+        else:
+            now = (f"zone {zone} is being handled by {holder_label(lease.holder)} until "
+                   f"{rfc3339(lease.expires_at)}")
+        raise LeaseLost(
+            f"lease lost: {what} on zone {zone} refused, this controller "
+            f"({holder_label(me)}) no longer holds the zone's lease ({now}); nothing was "
+            "written, and the process resumes from its last recorded state under "
+            "whichever controller holds the lease")
 
     def acquire_lease(self, zone: str, holder: str, ttl_seconds: float, now: datetime) -> bool:
         """Take or extend the zone's lease; False if another holder's lease is current.
@@ -48,7 +108,7 @@ class LeaseMixin:
                     )
                 )
                 return True
-            if lease.holder != holder and lease.expires_at > at and not _holder_dead(
+            if lease.holder != holder and utc(lease.expires_at) > at and not holder_dead(
                 lease.holder
             ):
                 return False
@@ -72,17 +132,21 @@ class LeaseMixin:
             lease = session.get(Lease, zone)
             return LeaseInfo.from_row(lease) if lease is not None else None
 
+    def lease_refusal(self, zone: str) -> StateError:
+        """The error for a zone whose lease another controller holds."""
+        current = self.lease_info(zone)
+        other = holder_label(current.holder) if current else "another controller"
+        until = rfc3339(current.expires_at) if current else "soon"
+        return StateError(
+            f"zone {zone} is being handled by {other} until {until}; wait or stop that "
+            "controller (its lease expires by itself if it died)"
+        )
+
     @contextmanager
     def lease(self, zone: str, holder: str, ttl_seconds: float) -> Iterator[LeaseInfo]:
         """Hold the zone's lease for the block; refuse if another controller holds it."""
         if not self.acquire_lease(zone, holder, ttl_seconds, now_utc()):
-            current = self.lease_info(zone)
-            other = current.holder if current else "another controller"
-            until = rfc3339(current.expires_at) if current else "soon"
-            raise StateError(
-                f"zone {zone} is being handled by {other} until {until}; wait or stop that "
-                "controller (its lease expires by itself if it died)"
-            )
+            raise self.lease_refusal(zone)
         info = self.lease_info(zone)
         assert info is not None  # ours and unexpired: nobody else may have taken it
         try:
@@ -90,18 +154,3 @@ class LeaseMixin:
         finally:
             self.release_lease(zone, holder)
 
-
-def _holder_dead(holder: str) -> bool:
-    """A lease held by a process of *this* host that no longer exists (a controller killed
-    with SIGKILL) is free: waiting for its expiry would stall the zone for nothing. Holders
-    on other hosts are trusted until their lease expires."""
-    host, _, pid = holder.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False  # alive, owned by someone else
-    return False

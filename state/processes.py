@@ -5,12 +5,14 @@ again (``next_check_at``, persisted so a restart neither forgets a wait nor rest
 Every change of state is written together with its history entry in one transaction, so
 the audit trail can never disagree with the process table. At most one process runs per
 zone: start_process refuses a second one (and a partial unique index backs that up).
+With a fence set on the store (state/leases.py), every write here is also refused unless
+this controller holds the zone's lease, checked in the write's own transaction.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -30,6 +32,7 @@ class ProcessMixin:
 
     _db: Database
     _history_key: HistoryKey | None
+    _check_fence: Callable[[Session, str, str], None]  # LeaseMixin's
 
     def start_process(
         self,
@@ -51,6 +54,7 @@ class ProcessMixin:
         (provider, state) changes the zone's membership in the same transaction."""
         at = utc_or_now(now)
         with self._db.write() as session:
+            self._check_fence(session, zone, f"starting a {kind} process")
             running = _running(session, zone)
             if running is not None:
                 raise StateError(
@@ -130,6 +134,8 @@ class ProcessMixin:
                     f"process {process_id} ({process.kind} on zone {process.zone}) is already "
                     f"{process.status}; start a new process instead"
                 )
+            self._check_fence(session, process.zone,
+                              f"moving {process.kind} {process.id[:8]} to {to_state}")
             from_state = process.state
             process.state = to_state
             process.updated_at = at
@@ -170,6 +176,8 @@ class ProcessMixin:
             process = session.get(Process, process_id)
             if process is None or process.status != "running":
                 raise StateError(f"process {process_id} is not running")
+            self._check_fence(session, process.zone,
+                              f"rescheduling {process.kind} {process.id[:8]}")
             process.waiting_for = waiting_for
             process.next_check_at = _opt_utc(next_check_at)
 

@@ -1,4 +1,4 @@
-"""StateStore: the controller's memory (design.md sec. 2, "Remember").
+"""StateStore: the controller's memory.
 
 A synchronous facade over the state database. Every change that matters for safety is
 one transaction together with its history entry: a process never changes state without a
@@ -48,17 +48,19 @@ class StateStore(ProcessMixin, LeaseMixin):
     """The state database: observations, processes, history, leases."""
 
     def __init__(self, url: str, *, busy_timeout: float = 30.0,
-                 history_key: HistoryKey | None = None) -> None:
+                 history_key: HistoryKey | None = None, fence: str | None = None) -> None:
         """Connect lazily to *url*; raises StateError for a bad URL or unwritable path.
-        With *history_key*, every history entry written is authenticated with it."""
+        With *history_key*, every history entry written is authenticated with it. With
+        *fence* (a holder id), zone writes need that holder's lease (state/leases.py)."""
         self._db = Database(url, busy_timeout=busy_timeout)
         self._history_key = history_key
+        self._fence_holder = fence
 
     @classmethod
     def open(cls, url: str, *, busy_timeout: float = 30.0,
-             history_key: HistoryKey | None = None) -> Self:
+             history_key: HistoryKey | None = None, fence: str | None = None) -> Self:
         """Create the store and bring its schema to the newest revision."""
-        store = cls(url, busy_timeout=busy_timeout, history_key=history_key)
+        store = cls(url, busy_timeout=busy_timeout, history_key=history_key, fence=fence)
         try:
             store.migrate()
         except BaseException:
@@ -188,6 +190,7 @@ class StateStore(ProcessMixin, LeaseMixin):
     ) -> HistoryInfo:
         """Record an event outside a process transition (e.g. a refused step)."""
         with self._db.write() as session:
+            self._check_fence(session, zone, f"recording {kind} {to_state}")
             return append_entry(
                 session,
                 zone=zone,
@@ -271,4 +274,5 @@ class StateStore(ProcessMixin, LeaseMixin):
     def set_member(self, zone: str, provider: str, state: str | None) -> None:
         """Add or change a signer's membership state; ``None`` removes it."""
         with self._db.write() as session:
+            self._check_fence(session, zone, f"changing signer {provider}")
             _set_member(session, zone, provider, state, utc_or_now(None))

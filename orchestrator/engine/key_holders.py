@@ -1,13 +1,40 @@
 """Where a rolled key lives, behind one interface: a provider's own-key API, or the zone
-owner's KSK store (file, PKCS#11, KMS)."""
+owner's KSK store (file, PKCS#11, KMS).
+
+Key stores are synchronous (boto3 retries for minutes, a PKCS#11 token may never answer),
+so their calls run in a worker thread under a timeout (``off_loop``): the event loop stays
+free to renew the zone's lease and to notice when it is lost.
+"""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+from typing import TypeVar
+
 from core.config import ZoneConfig
+from core.errors import Refused
 from core.keys import Role
 from core.observation import ApiKey, ZoneView
 from providers.base import Provider
-from providers.kskstore import KskStore, make_store
+from providers.kskstore import KskStore, StoredKey, make_store
+
+T = TypeVar("T")
+# Bounds one key-store call: KMS with five attempts of 10 s connect + 30 s read stays
+# within it; a KSK generation on a slow HSM takes seconds.
+KEY_STORE_TIMEOUT = 240.0
+
+
+async def off_loop(what: str, call: Callable[[], T], timeout: float = KEY_STORE_TIMEOUT) -> T:
+    """*call* in a worker thread; Refused if it takes longer than *timeout*. The thread
+    cannot be stopped: a late answer is dropped (a key generated after the timeout is
+    adopted by the next attempt, which lists the store first)."""
+    try:
+        return await asyncio.wait_for(asyncio.to_thread(call), timeout)
+    except TimeoutError:
+        raise Refused(f"{what}: the owner's key store did not answer within {timeout:g}s; "
+                      "nothing was recorded as done; check the store (HSM, KMS) and retry") \
+            from None
 
 
 class ProviderKeys:
@@ -46,13 +73,19 @@ class OwnerStoreKeys:
         self.zone = zone
 
     async def own_keys(self, view: ZoneView) -> tuple[ApiKey, ...]:
-        with open_store(self.zone) as store:
-            return tuple(ApiKey(s.dnskey, "ksk", True, True, s.key_id)
-                         for s in store.list_keys())
+        def listed() -> list[StoredKey]:
+            with open_store(self.zone) as store:
+                return store.list_keys()
+
+        stored = await off_loop(f"{self.zone.name}: listing the owner's KSKs", listed)
+        return tuple(ApiKey(s.dnskey, "ksk", True, True, s.key_id) for s in stored)
 
     async def create(self, role: Role, active: bool) -> ApiKey:
-        with open_store(self.zone) as store:
-            made = store.generate()
+        def generated() -> StoredKey:
+            with open_store(self.zone) as store:
+                return store.generate()
+
+        made = await off_loop(f"{self.zone.name}: generating an owner KSK", generated)
         return ApiKey(made.dnskey, "ksk", True, True, made.key_id)
 
     async def set_state(self, key_id: str, active: bool) -> None:

@@ -20,6 +20,7 @@ from core.observation import ZoneView
 from orchestrator.decide.evidence import ceil_seconds
 from orchestrator.decide.owner_signing import Model1Target, build_keyset
 from orchestrator.engine.fanout import at_every_provider
+from orchestrator.engine.key_holders import off_loop
 from orchestrator.runtime import Runtime
 from providers.kskstore import KskStore, sign_rrset_with
 
@@ -29,12 +30,14 @@ async def deliver(rt: Runtime, zone: ZoneConfig, store: KskStore, target: Model1
     """Sign the target and hand it to every provider; returns the new signatures'
     expiration and what was done. All providers get the same set; if one delivery fails
     the others still hold a superset-safe set and the next attempt delivers everywhere."""
-    by_key = {s.dnskey: s.key_id for s in store.list_keys()}
+    listed = await off_loop(f"{zone.name}: listing the owner's KSKs", store.list_keys)
+    by_key = {s.dnskey: s.key_id for s in listed}
     missing = sorted(k.key_tag for k in target.signing if k not in by_key)
     if missing:
         raise Refused(f"{zone.name}: the owner KSK(s) {missing} are not in the key store "
                       f"{store.name}; nothing was delivered")
-    signers = [store.signer(by_key[k]) for k in sorted(target.signing)]
+    signers = await off_loop(f"{zone.name}: opening the owner's signing keys", lambda: [
+        store.signer(by_key[k]) for k in sorted(target.signing)])
 
     def sign(rrset: dns.rrset.RRset, inception: datetime, expiration: datetime) -> Any:
         return sign_rrset_with(rrset, signers, zone.name, inception, expiration)
@@ -45,7 +48,10 @@ async def deliver(rt: Runtime, zone: ZoneConfig, store: KskStore, target: Model1
                                    for n in target.zsks))
     ttl = (max((t for t in asked if t), default=0)
            or max((s.dnskey.ttl for s in view.servers if s.dnskey), default=0) or 3600)
-    keyset = build_keyset(target, sign, datetime.now(UTC), zone.policy, ttl)
+    # Signing (PKCS#11, KMS) blocks: in a thread, bounded, like every key-store call.
+    keyset = await off_loop(f"{zone.name}: signing the key set with the owner's KSK",
+                            lambda: build_keyset(target, sign, datetime.now(UTC), zone.policy,
+                                                 ttl))
     problems = lacking_keys(keyset.blocks, frozenset().union(*target.zsks.values()))
     if problems:
         raise Refused(f"{zone.name}: refusing to deliver an SKR that lacks a provider's ZSK; "

@@ -37,11 +37,12 @@ from orchestrator.decide.rollover import adoptable, key_ops
 from orchestrator.decide.timing import deadline, measure, poll_delay
 from orchestrator.engine.apex import converge_apex
 from orchestrator.engine.converge import Converger, converger_for
+from orchestrator.engine.lease import zone_lease
 from orchestrator.engine.phase_state import ProcessAt, StepTarget
 from orchestrator.engine.starts import ProcessStarts
 from orchestrator.observe.observer import observe
 from orchestrator.reports import content_findings
-from orchestrator.runtime import LEASE_SECONDS, Reporter, Runtime, holder_id
+from orchestrator.runtime import LEASE_SECONDS, Reporter, Runtime
 from providers.base import Capability
 from runbooks import Step, runbook
 from state.info import ProcessInfo
@@ -106,7 +107,7 @@ class Engine(ProcessStarts):
         caller already holds the zone's lease (a foreground sync)."""
         if leased:
             return await self._advance(zone, process_id)
-        with self.rt.store.lease(zone.name, holder_id(), LEASE_SECONDS):
+        async with zone_lease(self.rt.store, zone.name, LEASE_SECONDS):
             return await self._advance(zone, process_id)
 
     async def _advance(self, zone: ZoneConfig, process_id: str) -> Outcome:
@@ -146,7 +147,7 @@ class Engine(ProcessStarts):
         """While a process waits (observe/hold), keep the step's target applied: an
         owner-signed set is re-signed before its signatures run out (a slow parent can take
         days for a DS change), a change an API lost is applied again."""
-        with self.rt.store.lease(zone.name, holder_id(), LEASE_SECONDS):
+        async with zone_lease(self.rt.store, zone.name, LEASE_SECONDS):
             proc = self.rt.store.get_process(process_id)
             if proc is None or proc.status != "running" or \
                     proc.state.rsplit(":", 1)[1] not in ("observe", "hold"):

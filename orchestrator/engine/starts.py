@@ -15,6 +15,7 @@ from orchestrator.decide.evidence import view_evidence
 from orchestrator.decide.membership import Member
 from orchestrator.decide.process_data import Payload, ProcessData
 from orchestrator.decide.timing import measure
+from orchestrator.engine.lease import zone_lease
 from orchestrator.observe.observer import observe
 from orchestrator.runtime import LEASE_SECONDS, Reporter, Runtime, holder_id
 from providers.base import Capability
@@ -63,7 +64,7 @@ class ProcessStarts:
 
     async def start_rollover(self, zone: ZoneConfig, key_role: Role, signer: str | None,
                              reason: str = "rollover requested") -> ProcessInfo:
-        with self.rt.store.lease(zone.name, holder_id(), LEASE_SECONDS):
+        async with zone_lease(self.rt.store, zone.name, LEASE_SECONDS):
             conv = self.converger(zone)
             self._refuse_busy(zone)
             kind = KINDS[key_role]
@@ -83,7 +84,7 @@ class ProcessStarts:
 
     async def start_signer(self, zone: ZoneConfig, provider: str, direction: str) -> ProcessInfo:
         """Start a signer-add or signer-remove process after checking everything first."""
-        with self.rt.store.lease(zone.name, holder_id(), LEASE_SECONDS):
+        async with zone_lease(self.rt.store, zone.name, LEASE_SECONDS):
             kind = f"signer-{direction}"
             known = [p.name for p in self.rt.config.providers]
             if provider not in known:

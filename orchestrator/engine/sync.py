@@ -18,9 +18,10 @@ from core.config import ZoneConfig
 from core.durations import format_duration
 from core.errors import MultisignerError, Refused
 from orchestrator.decide.evidence import cache_settles_at, ceil_seconds
+from orchestrator.engine.lease import zone_lease
 from orchestrator.engine.runner import Engine
 from orchestrator.observe.observer import observe
-from orchestrator.runtime import LEASE_SECONDS, Reporter, Runtime, holder_id
+from orchestrator.runtime import LEASE_SECONDS, Reporter, Runtime
 from state.info import ProcessInfo
 
 Status = Literal["in-sync", "synced", "dry-run", "failed", "refused"]
@@ -48,7 +49,7 @@ async def sync_zone(rt: Runtime, zone: ZoneConfig, *, dry_run: bool, report: Rep
     conv = engine.converger(zone)
     if dry_run:
         return await _preview(engine, zone, out, dry_run=True)
-    with rt.store.lease(zone.name, holder_id(), LEASE_SECONDS):
+    async with zone_lease(rt.store, zone.name, LEASE_SECONDS):
         return await _preview(engine, zone, out, dry_run=False, reason=reason,
                               kind=conv.kind)
 
@@ -105,7 +106,6 @@ async def _run_to_end(engine: Engine, zone: ZoneConfig, proc: ProcessInfo) -> No
                               f" after {format_duration(limit)} ({what}); {hint}")
             now = datetime.now(UTC)
             wake = outcome.next_check_at or now
-            store.acquire_lease(zone.name, holder_id(), LEASE_SECONDS, now)
             await asyncio.sleep(max(0.0, (wake - now).total_seconds()))
     except (MultisignerError, asyncio.CancelledError) as exc:
         why = str(exc) if isinstance(exc, MultisignerError) else "interrupted"

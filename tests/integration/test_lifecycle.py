@@ -103,7 +103,7 @@ def test_running_sync_is_visible_locked_and_gives_up(lab: Lab, cfg: Path, ms: Ru
         res = ms(cfg, "sync", WAIT)
         assert res.rc == 1, res
         assert f"zone {WAIT} is being handled by " in res.err, res.err
-        assert f":{child.pid} until " in res.err
+        assert f":{child.pid}:" in res.err and " until " in res.err  # HOST:PID:NONCE
         assert api_snapshot(lab, WAIT) == before
         out, err = child.communicate(timeout=PARENT_TIMEOUT + 30)
     finally:

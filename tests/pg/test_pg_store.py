@@ -4,7 +4,6 @@ server meets in operation (a stuck writer, dropped connections)."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
 import subprocess
@@ -20,6 +19,7 @@ from pgserver import PgServer
 from core.errors import AuditError, StateError
 from state import StateStore
 from state.database import _PG_LOCK_KEY
+from state.holders import process_holder
 
 T0 = datetime(2026, 11, 25, 12, 0, 0, 123456, tzinfo=UTC)
 ZONE = "example.test."
@@ -48,16 +48,19 @@ def test_second_holder_is_refused_until_expiry_then_reclaims(store: StateStore) 
 
 
 def test_lease_of_a_dead_local_controller_is_reclaimed_at_once(store: StateStore) -> None:
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
-    dead = f"{socket.gethostname()}:{gone.stdout.strip()}"
+    # The holder id a controller that has exited had (state/holders.py).
+    gone = subprocess.run([sys.executable, "-c", "from state.holders import process_holder; "
+                           "print(process_holder())"], capture_output=True, text=True, check=True)
+    dead = gone.stdout.strip()
     assert store.acquire_lease(ZONE, dead, 3600, T0)
-    # A live holder on this host, or one on another host, keeps it until it expires.
-    alive = f"{socket.gethostname()}:{os.getpid()}"
-    assert store.acquire_lease("live.test.", alive, 3600, T0)
+    # A live holder on this host, one on another host, or an id that cannot prove which
+    # process it was (an older version's host:pid), keeps it until it expires.
+    assert store.acquire_lease("live.test.", process_holder(), 3600, T0)
     assert store.acquire_lease("remote.test.", "elsewhere:1", 3600, T0)
-    assert not store.acquire_lease("live.test.", "ctl-b", 60, T0 + timedelta(seconds=1))
-    assert not store.acquire_lease("remote.test.", "ctl-b", 60, T0 + timedelta(seconds=1))
+    old = f"{socket.gethostname()}:{dead.split(':')[1]}"
+    assert store.acquire_lease("old.test.", old, 3600, T0)
+    for zone in ("live.test.", "remote.test.", "old.test."):
+        assert not store.acquire_lease(zone, "ctl-b", 60, T0 + timedelta(seconds=1))
     assert store.acquire_lease(ZONE, "ctl-b", 60, T0 + timedelta(seconds=1))
     lease = store.lease_info(ZONE)
     assert lease is not None and lease.holder == "ctl-b"

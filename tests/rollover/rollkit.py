@@ -545,7 +545,7 @@ def reclaim_dead_leases(config: Path) -> list[str]:
     try:
         with conn:
             for zone, holder in list(conn.execute("SELECT zone, holder FROM lease")):
-                name, _, pid = holder.rpartition(":")
+                name, pid = [*holder.split(":"), ""][:2]  # HOST:PID[:NONCE:PROOF]
                 if name == host and pid.isdigit() and not pid_alive(int(pid)):
                     conn.execute("DELETE FROM lease WHERE zone = ? AND holder = ?",
                                  (zone, holder))

@@ -181,7 +181,8 @@ def test_process_transitions_are_authenticated(url: str) -> None:
 def test_commands_write_with_the_configured_key(tmp_path: Path) -> None:
     """The CLI's runtime store (every command that moves a process) carries the key."""
     from orchestrator.cli_common import run_with as _run
-    from orchestrator.runtime import Runtime
+    from orchestrator.engine.lease import zone_lease
+    from orchestrator.runtime import LEASE_SECONDS, Runtime
 
     path = write_config(tmp_path, f'[history]\nkey_file = "{key_file(tmp_path)}"\n')
     config = load_config(path)
@@ -189,7 +190,8 @@ def test_commands_write_with_the_configured_key(tmp_path: Path) -> None:
     assert key is not None
 
     async def body(rt: Runtime) -> list[HistoryInfo]:
-        note(rt.store, 1)
+        async with zone_lease(rt.store, ZONE, LEASE_SECONDS):  # the zone's writes are fenced
+            note(rt.store, 1)
         return rt.store.history()
 
     (entry,) = _run(config, body)
