@@ -235,13 +235,16 @@ class Engine(ProcessStarts):
         holder = self.converger(zone).key_holder(rolled.signer)
         state = ApiZoneState(rolled.signer, await holder.own_keys(view), frozenset(),
                              frozenset(), frozenset())
+        adopted: list[str] = []
         if rolled.new is None and step.keys.get("new") is not None:
             found = adoptable(state, rolled)
             if found is not None:
                 rolled = replace(rolled, new=found.key, new_id=found.key_id)
+                adopted.append(f"adopted {rolled.role.upper()} {found.key.key_tag} at "
+                               f"{rolled.signer}: created by an interrupted attempt")
                 self.report(f"{zone.name}: adopting successor {found.key.key_tag} created by "
                             "an interrupted attempt")
-        done: list[str] = []
+        done: list[str] = adopted
         for op in key_ops(step, rolled, state):
             note = None
             if op.kind == "create":
@@ -288,8 +291,8 @@ class Engine(ProcessStarts):
             kept = await self.converger(here.zone).keep(goal, view)
             self._targets[here.proc.id] = StepTarget(here.proc.state, now, view.api, intent, goal)
             if kept.changes:
-                self.report(f"{here.zone.name}: applied again what the providers do not "
-                            "show: " + "; ".join(kept.changes))
+                self.report(f"{here.zone.name}: re-applying {len(kept.changes)} change(s) the "
+                            "provider APIs do not show: " + "; ".join(kept.changes))
                 self._targets.pop(here.proc.id, None)
                 if kept.fresh_until is not None:
                     # a re-signed set: wait until it, not the older one, is served

@@ -75,7 +75,9 @@ def test_retired_zsk_is_kept_then_removed(lab: Lab, ms: Run) -> None:
     for provider, s in served(lab, KEEP):
         assert (old.dnskey in s.keys) == (provider != "p2"), s.where
         assert new.dnskey in s.keys, s.where
-    if (until - datetime.now(UTC)).total_seconds() > 0.5:
+    # Only with time to spare: a CLI start on a loaded machine takes seconds, and a sync
+    # that plans after the grace period rightly removes the key.
+    if (until - datetime.now(UTC)).total_seconds() > 8:
         res = ms(cfg, "sync", KEEP)
         assert res.rc == 0 and "in sync; nothing to change" in res.out, res
 

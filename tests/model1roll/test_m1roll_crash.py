@@ -242,5 +242,6 @@ def test_successor_generated_before_a_crash_is_adopted(lab: Model1Lab) -> None:
     assert pid == orphan["process"]
     assert new == dnskey(orphan["dnskey"]), "the orphan was not adopted as the successor"
     ops = entries[1]["evidence"]["key_ops"]
-    assert ops == [f"adopted owner KSK {dns.dnssec.key_id(new)} in the key store"], ops
+    assert ops == [f"adopted KSK {dns.dnssec.key_id(new)} at owner: created by an interrupted "
+                   "attempt"], ops
 
