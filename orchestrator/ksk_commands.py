@@ -75,13 +75,14 @@ async def ksk_init(rt: Runtime, zone: ZoneConfig) -> NewKsk:
                     f"changed ('multisigner sync {zone.name}' signs with it)")
             made = store.generate()
             name = store.name
-    ds = made.dnskey.ds(zone.name)
-    new = NewKsk(zone.name, name, made.key_id, made.key_tag,
-                 f"{zone.name} IN DNSKEY {made.dnskey.text}", f"{zone.name} IN DS {ds.text}")
-    rt.store.append_history(zone.name, process_id=None, kind="ksk-init", from_state=None,
-                            to_state="generated", actor=rt.actor,
-                            reason=f"first owner KSK {made.key_tag} in {name}",
-                            evidence={"key_tag": made.key_tag, "key_id": made.key_id,
-                                      "dnskey": made.dnskey.text, "ds": ds.text,
-                                      "store": name})
+        ds = made.dnskey.ds(zone.name)
+        new = NewKsk(zone.name, name, made.key_id, made.key_tag,
+                     f"{zone.name} IN DNSKEY {made.dnskey.text}", f"{zone.name} IN DS {ds.text}")
+        # under the lease: a history entry for the zone is a fenced write
+        rt.store.append_history(zone.name, process_id=None, kind="ksk-init", from_state=None,
+                                to_state="generated", actor=rt.actor,
+                                reason=f"first owner KSK {made.key_tag} in {name}",
+                                evidence={"key_tag": made.key_tag, "key_id": made.key_id,
+                                          "dnskey": made.dnskey.text, "ds": ds.text,
+                                          "store": name})
     return new

@@ -26,11 +26,11 @@ from typing import Any, TypeVar
 
 import pytest
 from knotkit import NEEDS_KNOT, ZONE_TEXT, OwnerKsk, combined_skr, keyset, provider
-from lab.errors import LabError
-from lab.knot import KnotInstance
 
 from core.config import KnotProviderConfig
 from core.errors import ProviderUnreachable
+from multisigner_lab.errors import LabError
+from multisigner_lab.knot import KnotInstance
 from providers.knot.commands import KNOTC_SLOTS, ControlSocketBusy, KnotCommands
 
 T = TypeVar("T")

@@ -12,8 +12,9 @@ import pytest
 from core import events
 from core.config import load_config
 from orchestrator.decide.process_data import ProcessData
-from orchestrator.engine.runner import Engine
-from orchestrator.runtime import Runtime
+from orchestrator.engine.lease import zone_lease
+from orchestrator.engine.runner import Engine, Outcome
+from orchestrator.runtime import LEASE_SECONDS, Runtime
 from state import StateStore
 
 CONFIG = """\
@@ -133,8 +134,12 @@ def test_an_engine_transition_emits_phase_entered(tmp_path: Path, store: StateSt
         zone.name, "sync", signer=None, actor="test", reason="test", state="import-keys:hold",
         data=ProcessData(deadline=past, observed_at=past).as_json(), next_check_at=past)
     engine = Engine(Runtime(config, store), lambda _line: None)
+    async def one_phase() -> Outcome:
+        async with zone_lease(store, zone.name, LEASE_SECONDS):  # state writes are fenced
+            return await engine._one(zone, proc.id)
+
     with events.recording() as got:
-        outcome = asyncio.run(engine._one(zone, proc.id))
+        outcome = asyncio.run(one_phase())
     assert outcome.state == "publish-cds:act"
     started, entered, timed = got
     assert started == events.StepStarted(zone.name, proc.id, "sync", "import-keys:hold")
