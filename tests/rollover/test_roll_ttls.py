@@ -21,6 +21,7 @@ from rollover.rollkit import (
     LAB,
     ask,
     check_exact_holds,
+    endpoints,
     lab_ttls,
     roll_and_check,
     rrset_of,
@@ -28,6 +29,7 @@ from rollover.rollkit import (
     sync_zones,
     write_config,
 )
+from rollover.watcher import Watcher
 
 pytestmark = LAB
 
@@ -39,7 +41,21 @@ DNSKEY_TTL, DATA_TTL, DS_TTL = 3, 7, 5
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     with running_lab(tmp_path_factory, "ttls", providers=2, zones=[ZSK, KSK], ttl=DATA_TTL,
                      dnskey_ttl=DNSKEY_TTL, ds_ttl=DS_TTL) as running:
-        sync_zones(running, [ZSK, KSK])
+        # The sync to the steady state under the watcher too: from the lab's start only
+        # p0's answers are valid (p1 serves keys no DS names yet), and they must stay so
+        # in every combination a resolver may hold, whatever the TTLs.
+        parent = [(running.parent.address, running.parent.dns_port)]
+        watchers = [Watcher(z, {"p0": endpoints(running)["p0"]}, parent) for z in (ZSK, KSK)]
+        for w in watchers:
+            w.start()
+            w.wait_rounds(2)
+        try:
+            sync_zones(running, [ZSK, KSK])
+        finally:
+            found = [(w.stop(), list(w.errors)) for w in watchers]
+        for (breaches, rounds), errors in found:
+            assert rounds >= 5 and not errors, errors[:20]
+            assert not breaches, "\n".join(map(str, breaches[:20]))
         yield running
 
 
