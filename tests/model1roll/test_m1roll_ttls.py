@@ -3,7 +3,7 @@ differ: DNSKEY TTL 3 s (Knot's ``dnskey-ttl``, which its KSR asks the owner's ke
 for), signed data 7 s, DS 5 s. With one TTL for everything a hold on the wrong term
 passes; here each hold must last exactly its own term, the product must have measured
 exactly the lab's TTLs, and the cache-modelling watcher must see no breach (the negative
-controls are in tests/unit/test_watcher.py)."""
+controls: tests/unit/test_watcher.py, "wrong term", and tests/unit/test_hold_terms.py)."""
 
 from __future__ import annotations
 

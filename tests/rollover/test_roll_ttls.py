@@ -4,9 +4,11 @@ the runbook needs TTLsig, say) lasts exactly as long as the right one and passes
 every hold must have exactly the length of its own term, the product must have measured
 exactly the lab's TTLs, and the cache-modelling watcher must see no breach.
 
-The same check fed a hold on the wrong term fails: tests/unit/test_watcher.py has the
-negative controls (the breach a ZSK withdrawn after TTLkey instead of TTLsig causes, and
-check_exact_holds rejecting such a history)."""
+Fed a hold on the wrong term, these checks fail: tests/unit/test_watcher.py ("wrong
+term") has the breach a ZSK withdrawn TTLkey instead of TTLsig after the switch causes
+(and an old KSK withdrawn TTLkey instead of TTLds after the DS swap),
+tests/unit/test_hold_terms.py has check_exact_holds rejecting such histories, also a
+hold on a longer wrong term, which breaks nothing the watcher could see."""
 
 from __future__ import annotations
 
