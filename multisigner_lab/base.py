@@ -275,7 +275,14 @@ class LabBase(Generic[P]):
 
     @property
     def ttl(self) -> int:
+        """The data TTL: every RRset of the child zones but the DNSKEY RRset (the SOA's own
+        TTL included), and of the parent but its DS and the children's NS RRsets."""
         return int(self.state["ttl"])
+
+    @property
+    def dnskey_ttl(self) -> int:
+        """TTL of the child zones' DNSKEY RRsets (old state files: the TTL)."""
+        return int(self.state.get("dnskey_ttl", self.state["ttl"]))
 
     @property
     def ds_ttl(self) -> int:

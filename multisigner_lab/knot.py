@@ -1,7 +1,8 @@
 """A Knot DNS 3.2 instance for the lab, in offline-KSK mode (a Model 1 signer).
 
 Configuration (docs/lab.md, "Knot DNS"): policy ``offline`` with
-``manual: on`` and ``offline-ksk: on``, ``dnskey-ttl``/``zone-max-ttl`` = the lab TTL, its
+``manual: on`` and ``offline-ksk: on``, ``dnskey-ttl`` = the lab's DNSKEY TTL,
+``zone-max-ttl`` = the larger of it and the data TTL, its
 own rundir, control socket, KASP database and zone directory, listening on a random
 loopback address. :meth:`KnotInstance.create` writes the files, pregenerates the ZSK
 (``keymgr ZONE pregenerate``) and checks the config; :meth:`start` runs ``knotd`` in the
@@ -47,8 +48,8 @@ policy:
     algorithm: {algorithm}
     manual: on
     offline-ksk: on
-    dnskey-ttl: {ttl}
-    zone-max-ttl: {ttl}
+    dnskey-ttl: {dnskey_ttl}
+    zone-max-ttl: {max_ttl}
     rrsig-lifetime: {rrsig_lifetime}
     rrsig-refresh: {rrsig_refresh}
 
@@ -64,11 +65,14 @@ zone:
 """
 
 
-def zone_text(zone: str, ns_names: Sequence[str], ttl: int) -> str:
+def zone_text(
+    zone: str, ns_names: Sequence[str], ttl: int, dnskey_ttl: int | None = None
+) -> str:
     """The child zone in zone-file form: the same records every lab provider serves
-    (``zones.child_rrsets``), SOA serial 1 and SOA minimum = ``ttl``."""
+    (``zones.child_rrsets``), SOA serial 1 and SOA minimum = ``dnskey_ttl`` (default
+    ``ttl``), as at the PowerDNS providers."""
     lines = [f"$TTL {ttl}"]
-    for rrset in zones.child_rrsets(zone, list(ns_names), ttl):
+    for rrset in zones.child_rrsets(zone, list(ns_names), ttl, dnskey_ttl):
         for record in rrset["records"]:
             lines.append(f"{rrset['name']} {rrset['ttl']} IN {rrset['type']} {record['content']}")
     return "\n".join(lines) + "\n"
@@ -85,6 +89,7 @@ class KnotInstance:
     dir: Path
     zones: tuple[str, ...] = ("example.test.",)
     ttl: int = 2
+    dnskey_ttl: int | None = None  # None: ``ttl``
     rrsig_lifetime: str = "14d"
     rrsig_refresh: str = "7d"
     algorithm: str = "ecdsap256sha256"
@@ -101,6 +106,7 @@ class KnotInstance:
         *,
         zones: Sequence[str] = ("example.test.",),
         ttl: int = 2,
+        dnskey_ttl: int | None = None,
         ns_names: Sequence[str] | None = None,
         rrsig_lifetime: str = "14d",
         rrsig_refresh: str = "7d",
@@ -127,6 +133,7 @@ class KnotInstance:
             dir=directory,
             zones=zone_names,
             ttl=ttl,
+            dnskey_ttl=dnskey_ttl,
             rrsig_lifetime=rrsig_lifetime,
             rrsig_refresh=rrsig_refresh,
             algorithm=algorithm,
@@ -134,13 +141,19 @@ class KnotInstance:
         )
         for zone in zone_names:
             names = list(ns_names) if ns_names else [zones_ns_name(name)]
-            (directory / "zones" / f"{zone}zone").write_text(zone_text(zone, names, ttl))
+            text = zone_text(zone, names, ttl, dnskey_ttl)
+            (directory / "zones" / f"{zone}zone").write_text(text)
         knot.write_conf()
         knot.knotc("conf-check")
         if pregenerate is not None:
             for zone in zone_names:
                 knot.keymgr(zone, "pregenerate", pregenerate)
         return knot
+
+    @property
+    def key_ttl(self) -> int:
+        """The DNSKEY TTL Knot's policy asks for (``dnskey-ttl``)."""
+        return self.ttl if self.dnskey_ttl is None else self.dnskey_ttl
 
     @property
     def socket(self) -> Path:
@@ -156,7 +169,8 @@ class KnotInstance:
                 port=self.port,
                 directory=self.dir,
                 algorithm=self.algorithm,
-                ttl=self.ttl,
+                dnskey_ttl=self.key_ttl,
+                max_ttl=max(self.ttl, self.key_ttl),
                 rrsig_lifetime=self.rrsig_lifetime,
                 rrsig_refresh=self.rrsig_refresh,
                 zone_list=zone_list,

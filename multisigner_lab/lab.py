@@ -50,13 +50,18 @@ class Lab(LabBase[Server]):
         scanner_interval: float = 0.5,
         delegated: Sequence[str] | None = None,
         ns_ttl: int | None = None,
+        dnskey_ttl: int | None = None,
     ) -> Lab:
         """Start a lab in ``directory`` (created if missing). On any failure, whatever
         was already started is stopped before the error propagates.
 
         ``delegated``: the providers the zones are delegated to at first (default: all);
-        must include ``p0``, whose KSK the parent's initial DS names. ``ns_ttl``: TTL of
-        the parent's NS RRsets for the children (default: ``ttl``)."""
+        must include ``p0``, whose KSK the parent's initial DS names.
+
+        TTLs: ``ttl`` every RRset of the child zones (the SOA's own included) and of the
+        parent, ``dnskey_ttl`` the children's DNSKEY RRsets (default ``ttl``; it is their
+        SOA minimum, see :mod:`multisigner_lab.zones`), ``ds_ttl`` the parent's DS RRsets,
+        ``ns_ttl`` the parent's NS RRsets for the children (default ``ttl``)."""
         if providers < 1:
             raise LabError("a lab needs at least one provider")
         initial = check_delegated([f"p{i}" for i in range(providers)], delegated, "p0")
@@ -65,6 +70,7 @@ class Lab(LabBase[Server]):
             "ttl": ttl,
             "ds_ttl": ds_ttl,
             "ns_ttl": ttl if ns_ttl is None else ns_ttl,
+            "dnskey_ttl": ttl if dnskey_ttl is None else dnskey_ttl,
             "delegated": initial,  # at start; lab.delegated(zone) asks the parent
             "zones": zone_names,
             "scanner_interval": scanner_interval,
@@ -82,7 +88,8 @@ class Lab(LabBase[Server]):
         parent, providers = servers[0], servers[1:]
         delegated = self.state["delegated"]
         keys = provision.provision_children(
-            providers, self.zones, self.ttl, algorithms, csk, delegated=delegated
+            providers, self.zones, self.ttl, algorithms, csk, delegated=delegated,
+            dnskey_ttl=self.dnskey_ttl,
         )
         # Single-signed at p0 before going multi-signer: the parent knows p0's KSK only.
         ds = {z: [k.ds(z) for k in provision.signing_keys(keys[("p0", z)])] for z in self.zones}

@@ -91,6 +91,8 @@ class Model1Lab(LabBase[KnotServer]):
         rrsig_refresh: str = "7d",
         pkcs11_module: str = DEFAULT_PKCS11_MODULE,
         delegated: Sequence[str] | None = None,
+        dnskey_ttl: int | None = None,
+        ns_ttl: int | None = None,
     ) -> Model1Lab:
         """Start a Model 1 lab in ``directory`` (created if missing). On any failure,
         whatever was already started is stopped before the error propagates.
@@ -99,7 +101,12 @@ class Model1Lab(LabBase[KnotServer]):
         with its ZSK); the owner's over the key RRsets come with each SKR. ``delegated``:
         the Knots the zones are delegated to at first (default: all; any non-empty subset,
         the parent's DS names the owner KSK whoever serves): the parent's NS RRsets, every
-        Knot's apex NS RRset and the zones' ``signers`` name only them."""
+        Knot's apex NS RRset and the zones' ``signers`` name only them.
+
+        TTLs as in :meth:`Lab.start`: ``ttl`` the zone data (SOA included), ``dnskey_ttl``
+        the DNSKEY RRset (Knot's ``dnskey-ttl``, which its KSR asks the owner for, and the
+        SOA minimum; default ``ttl``), ``ds_ttl`` the parent's DS, ``ns_ttl`` the parent's
+        NS RRsets for the children (default ``ttl``)."""
         if providers < 1:
             raise LabError("a Model 1 lab needs at least one Knot provider")
         initial = check_delegated([f"k{i}" for i in range(providers)], delegated, "")
@@ -109,7 +116,8 @@ class Model1Lab(LabBase[KnotServer]):
         settings = {
             "ttl": ttl,
             "ds_ttl": ds_ttl,
-            "ns_ttl": ttl,
+            "ns_ttl": ttl if ns_ttl is None else ns_ttl,
+            "dnskey_ttl": ttl if dnskey_ttl is None else dnskey_ttl,
             "delegated": initial,  # at start; lab.delegated(zone) asks the parent
             "zones": zone_names,
             "scanner_interval": scanner_interval,
@@ -169,6 +177,7 @@ class Model1Lab(LabBase[KnotServer]):
             self.directory / name,
             zones=self.zones,
             ttl=self.ttl,
+            dnskey_ttl=self.dnskey_ttl,
             ns_names=[zones.ns_name(k) for k in self.state["delegated"]],
             rrsig_lifetime=rrsig_lifetime,
             rrsig_refresh=rrsig_refresh,

@@ -28,10 +28,13 @@ def provision_children(
     csk: frozenset[str] | set[str],
     *,
     delegated: Sequence[str] | None = None,
+    dnskey_ttl: int | None = None,
 ) -> dict[tuple[str, str], list[CryptoKey]]:
     """Every child zone at every provider, identical content, each signed with the
     provider's own keys; the apex NS RRset names the ``delegated`` providers (default:
-    all), at every provider. Returns the keys by (provider, zone)."""
+    all), at every provider. RRsets have TTL ``ttl``, the DNSKEY RRset ``dnskey_ttl``
+    (default ``ttl``; PowerDNS serves it with the SOA minimum). Returns the keys by
+    (provider, zone)."""
     names = [s.name for s in servers] if delegated is None else list(delegated)
     ns_names = [zones.ns_name(n) for n in names]
 
@@ -42,7 +45,8 @@ def provision_children(
         async def one(server: PowerDNS, zone: str) -> list[CryptoKey]:
             api = adapters[server.name]
             async with slots:
-                await powerdns.create_zone(api, zone, zones.child_rrsets(zone, ns_names, ttl))
+                rrsets = zones.child_rrsets(zone, ns_names, ttl, dnskey_ttl)
+                await powerdns.create_zone(api, zone, rrsets)
                 return await powerdns.add_keys(
                     api,
                     zone,

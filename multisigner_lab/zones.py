@@ -1,8 +1,11 @@
 """Zone content of the lab as PowerDNS API rrsets, and DNSKEY/DS text helpers.
 
-Every TTL is the lab TTL (2 s by default), the SOA minimum included: PowerDNS serves the
-DNSKEY RRset with the SOA minimum as TTL and negative answers are cached for it, so a
-short lab TTL makes every wait in a test short.
+Every TTL is the lab TTL (2 s by default), so a short lab TTL makes every wait in a test
+short. A lab may give the DNSKEY RRset a TTL of its own (``dnskey_ttl``): PowerDNS 4.7
+serves the DNSKEY RRset (and the CDS/CDNSKEY it makes) with the SOA *minimum* as TTL,
+whatever TTL a DNSKEY RRset was stored with, so the SOA minimum is the DNSKEY TTL, while
+the SOA's own TTL and every other RRset keep the data TTL. Negative answers are then
+cached for min(SOA TTL, SOA minimum).
 """
 
 from __future__ import annotations
@@ -36,16 +39,21 @@ def rrset(name: str, rtype: str, ttl: int, contents: Iterable[str]) -> dict[str,
     }
 
 
-def soa(zone: str, mname: str, ttl: int) -> dict[str, Any]:
+def soa(zone: str, mname: str, ttl: int, minimum: int | None = None) -> dict[str, Any]:
     # Serial 1: PowerDNS' SOA-EDIT-API=DEFAULT turns it into YYYYMMDDnn and bumps it on
-    # every API change, as a real deployment would. Minimum = TTL (see module doc).
-    return rrset(zone, "SOA", ttl, [f"{mname} hostmaster.{zone} 1 3600 600 86400 {ttl}"])
+    # every API change, as a real deployment would. Minimum: the DNSKEY TTL at PowerDNS
+    # (see module doc), default the TTL.
+    low = ttl if minimum is None else minimum
+    return rrset(zone, "SOA", ttl, [f"{mname} hostmaster.{zone} 1 3600 600 86400 {low}"])
 
 
-def child_rrsets(zone: str, ns_names: list[str], ttl: int) -> list[dict[str, Any]]:
-    """The child zone as every provider serves it (identical content everywhere)."""
+def child_rrsets(
+    zone: str, ns_names: list[str], ttl: int, dnskey_ttl: int | None = None
+) -> list[dict[str, Any]]:
+    """The child zone as every provider serves it (identical content everywhere): every
+    RRset with TTL ``ttl``, the SOA minimum ``dnskey_ttl`` (default ``ttl``)."""
     return [
-        soa(zone, ns_names[0], ttl),
+        soa(zone, ns_names[0], ttl, dnskey_ttl),
         rrset(zone, "NS", ttl, ns_names),
         rrset(zone, "A", ttl, ["192.0.2.1"]),
         rrset(zone, "MX", ttl, [f"10 mail.{zone}"]),

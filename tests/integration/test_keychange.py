@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -19,6 +19,8 @@ from itkit import (
     sync_ok,
     wait_settled,
 )
+from rollover.watcher import Breach
+from watchkit import Watching, cached_from_only
 
 from multisigner_lab import Lab
 from multisigner_lab.powerdns import CryptoKey
@@ -52,11 +54,38 @@ def replace_zsk(lab: Lab, provider: str, zone: str) -> tuple[CryptoKey, CryptoKe
     return old, new
 
 
+def the_providers_own(old: CryptoKey, new: CryptoKey) -> Callable[[Breach], bool]:
+    """The breaches p2's abrupt roll causes by itself, which the watcher must see but no
+    sync can prevent: data signed by the new ZSK before every cacheable DNSKEY RRset has
+    it (p2 signs with it at once, unpublished), and data signed by the old ZSK against
+    p2's own DNSKEY RRset (p2 deleted it at once). What sync must prevent is the rest:
+    data signed by the old ZSK failing under the *other* providers' DNSKEY RRsets, which
+    happens if they drop it while such data may still be cached."""
+
+    def accepted(b: Breach) -> bool:
+        if b.kind != "signature":
+            return False
+        if b.tags == (new.key_tag,):
+            return new.key_tag not in b.cached_tags
+        return b.tags == (old.key_tag,) and cached_from_only(b, {"p2"})
+
+    return accepted
+
+
 def test_retired_zsk_is_kept_then_removed(lab: Lab, ms: Run) -> None:
     cfg = lab.config_path
     wait_settled(sync_ok(ms, cfg, KEEP), lab)
     assert ms(cfg, "status", KEEP).rc == 0  # the controller sees p2's keys (API) now
-    old, new = replace_zsk(lab, "p2", KEEP)
+    # Synced and settled: every provider is watched from before p2's roll to the end.
+    with Watching(lab, KEEP) as watching:
+        old, new = replace_zsk(lab, "p2", KEEP)
+        _keep_then_remove(lab, ms, old, new)
+    seen = watching.assert_clean(accepted=the_providers_own(old, new))
+    assert seen, "the watcher did not see p2's abrupt roll"  # its positive control
+
+
+def _keep_then_remove(lab: Lab, ms: Run, old: CryptoKey, new: CryptoKey) -> None:
+    cfg = lab.config_path
 
     res = ms(cfg, "verify", KEEP, "--json")
     assert res.rc == 1, res
@@ -96,6 +125,17 @@ def test_retired_zsk_is_kept_then_removed(lab: Lab, ms: Run) -> None:
 def test_retired_zsk_grace_starts_when_controller_sees_it_gone(lab: Lab, ms: Run) -> None:
     cfg = lab.config_path
     sync_ok(ms, cfg, ROLL)
+    # Watched from the synced state on (the pre-sync RRsets are the lab's starting state,
+    # see test_sync.py), through p2's roll and the sync, until the retired key's
+    # signatures are out of every cache.
+    with Watching(lab, ROLL) as watching:
+        old, new = _grace_from_when_seen(lab, ms)
+    seen = watching.assert_clean(accepted=the_providers_own(old, new))
+    assert seen, "the watcher did not see p2's abrupt roll"
+
+
+def _grace_from_when_seen(lab: Lab, ms: Run) -> tuple[CryptoKey, CryptoKey]:
+    cfg = lab.config_path
     # the last API read was sync's; let more than the grace (max TTL + margin = 3 s) pass
     time.sleep(lab.ttl + 1 + 1.5)
     old, new = replace_zsk(lab, "p2", ROLL)
@@ -107,6 +147,8 @@ def test_retired_zsk_grace_starts_when_controller_sees_it_gone(lab: Lab, ms: Run
         if provider != "p2":
             assert old.dnskey in s.keys, f"{s.where} dropped ZSK {old.key_tag} at once"
     assert "keeping retired key" in res.out, res.out
+    time.sleep(lab.ttl + 0.5)  # watched while the old ZSK's signatures run out of caches
+    return old, new
 
 
 def test_plan_does_not_wait_for_a_parent_that_already_follows(lab: Lab, ms: Run) -> None:

@@ -27,6 +27,7 @@ from itkit import (
     zone_entry,
 )
 from rollover.rollkit import exit_within
+from watchkit import Watching
 
 from multisigner_lab import Lab
 
@@ -87,6 +88,15 @@ def publish_ds_by_hand(lab: Lab, zone: str) -> None:
 
 
 def test_running_sync_is_visible_locked_and_gives_up(lab: Lab, cfg: Path, ms: Run) -> None:
+    # From the lab's starting state (only p0 valid: p1 serves keys no DS names) through
+    # the sync, its giving up, the registry following by hand and the re-run, p0 is
+    # watched: nothing of it a resolver may hold, with whichever DS, may stop validating.
+    with Watching(lab, WAIT, ["p0"]) as watching:
+        _gives_up_then_registry_follows(lab, cfg, ms)
+    watching.assert_clean()
+
+
+def _gives_up_then_registry_follows(lab: Lab, cfg: Path, ms: Run) -> None:
     child = start_sync(cfg, WAIT)
     try:
         wait_state(ms, cfg, WAIT, "parent:observe", child)
@@ -145,6 +155,12 @@ def test_running_sync_says_until_when(lab: Lab, cfg: Path, ms: Run) -> None:
 
 
 def test_ctrl_c_interrupts_cleanly(lab: Lab, cfg: Path, ms: Run) -> None:
+    with Watching(lab, INTR, ["p0"]) as watching:  # p0: valid from the start, as above
+        _interrupted_then_rerun(cfg, lab, ms)
+    watching.assert_clean()
+
+
+def _interrupted_then_rerun(cfg: Path, lab: Lab, ms: Run) -> None:
     child = start_sync(cfg, INTR)
     try:
         wait_state(ms, cfg, INTR, "parent:observe", child)

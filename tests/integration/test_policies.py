@@ -29,10 +29,16 @@ from itkit import (
     zone_entry,
 )
 from prereq import require
+from watchkit import Watching
 
 from multisigner_lab import Lab, dnsviz
 
 pytestmark = [pytest.mark.lab, NEEDS_SERVERS]
+
+# Every sync here starts from the lab's "single-signed at p0, the others not yet
+# synchronised": only p0's answers are valid from the start (p1, p2 serve keys no DS
+# names), so the invariant watcher watches p0 through the sync until it has settled:
+# whatever DS RRset and whatever of p0's a resolver holds must keep validating.
 
 NOKSK = "noksk.test."
 CHECK = "check.test."
@@ -58,7 +64,10 @@ def test_import_ksks_false_imports_only_zsks(lab: Lab, ms: Run, tmp_path: Path) 
 
     cfg = write_config(lab, tmp_path / "noksk.toml", zsk_only)
     keys = own_keys(lab, NOKSK)
-    res = sync_ok(ms, cfg, NOKSK)
+    with Watching(lab, NOKSK, ["p0"]) as watching:
+        res = sync_ok(ms, cfg, NOKSK)
+        wait_settled(res, lab)
+    watching.assert_clean()
     for p in keys:  # the plan names only the other providers' ZSKs
         line = next(x for x in res.out.splitlines() if x.startswith(f"  1. {p}: foreign"))
         assert "KSK" not in line and line.count("ZSK") == 2, line
@@ -70,7 +79,6 @@ def test_import_ksks_false_imports_only_zsks(lab: Lab, ms: Run, tmp_path: Path) 
         assert len(s.keys) == 4  # own KSK + own ZSK + two foreign ZSKs
     assert len({s.keys for _, s in served(lab, NOKSK)}) == 3  # different by design
 
-    wait_settled(res, lab)
     res = ms(cfg, "verify", NOKSK, "--json")
     assert res.rc == 0, res
     item = res.json()["zones"][0]
@@ -152,9 +160,11 @@ def test_nsec_and_nsec3_signers_mixed(lab: Lab, ms: Run) -> None:
     with lab.pdns_api("p1") as api:
         assert api.put(f"/zones/{NSEC3}", json={"nsec3param": "1 0 0 -"}).status_code == 204
         assert api.put(f"/zones/{NSEC3}/rectify").status_code == 200
-    res = sync_ok(ms, lab.config_path, NSEC3)
+    with Watching(lab, NSEC3, ["p0"]) as watching:
+        res = sync_ok(ms, lab.config_path, NSEC3)
+        wait_settled(res, lab)
+    watching.assert_clean()
     assert_synced(lab, NSEC3)
-    wait_settled(res, lab)
     res = ms(lab.config_path, "verify", NSEC3, "--json")
     assert res.rc == 0, res
     item = res.json()["zones"][0]
@@ -169,14 +179,16 @@ def test_csk_provider_syncs_and_validates(csk_lab: Lab, ms: Run) -> None:
     cfg = csk_lab.config_path
     keys = own_keys(csk_lab, CSK)
     assert [(k.keytype, k.flags) for k in keys["p1"]] == [("csk", 257)]
-    res = sync_ok(ms, cfg, CSK)
+    with Watching(csk_lab, CSK, ["p0"]) as watching:
+        res = sync_ok(ms, cfg, CSK)
+        wait_settled(res, csk_lab)
+    watching.assert_clean()
     assert_synced(csk_lab, CSK)
     (csk,) = keys["p1"]
     for _, s in served(csk_lab, CSK):
         assert csk.dnskey in s.keys and len(s.keys) == 5  # 2 KSK + 2 ZSK + the CSK
         assert any(t.startswith(f"{csk.key_tag} 13 2 ") for t in s.cds_texts)
     assert len(csk_lab.parent_ds(CSK)) == 3
-    wait_settled(res, csk_lab)
     res = ms(cfg, "verify", CSK)
     assert res.rc == 0, res
     res = ms(cfg, "status", CSK, "--json")

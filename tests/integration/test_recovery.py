@@ -5,6 +5,7 @@ and ``audit verify`` catching an edited history row."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -27,6 +28,8 @@ from itkit import (
     sync_states,
     wait_settled,
 )
+from rollover.watcher import Breach
+from watchkit import Watching, cached_from_only
 
 from core.keys import Digest, Key
 from multisigner_lab import Lab
@@ -64,44 +67,49 @@ def test_provider_dies_mid_sync_then_rerun_completes(
         await original(self, zone, cds, cdnskey, ttl)
 
     monkeypatch.setattr(PowerDNSProvider, "set_cds", dies_first)
-    try:
-        res = ms(cfg, "sync", MIDSYNC)
-    finally:
-        monkeypatch.undo()
-        if killed:
-            restart_provider(lab, "p1")
-    assert killed == ["p1"]
-    assert res.rc == 1, res
-    assert f"error: {MIDSYNC}: 1 of 3 changes failed; the others were applied" in res.err
-    assert f"provider 'p1', zone {MIDSYNC}, PATCH /zones/{MIDSYNC}: cannot connect" in res.err
-    rows = history(ms, cfg, MIDSYNC)
-    assert [r["to_state"] for r in rows] == [*sync_states()[:6], "failed"]
-    failed = rows[-1]
-    assert failed["from_state"] == "publish-cds:converge"
-    assert failed["reason"].startswith("failed in publish-cds:converge: ")
-    assert "'p1'" in failed["reason"]
-    assert len({r["process_id"] for r in rows}) == 1
-    # what the failure left: keys everywhere, CDS at p0 and p2 only, parent unchanged
-    keys = own_keys(lab, MIDSYNC)
-    assert len(lab.parent_ds(MIDSYNC)) == 1  # still p0's DS only: CDS differ between providers
-    for provider, s in served(lab, MIDSYNC):
-        assert len(s.keys) == 6, s.where
-        assert (s.cds is None) == (provider == "p1"), s.where
-    status = ms(cfg, "status", MIDSYNC, "--json").json()["zones"][0]
-    assert status["process"] is None  # failed processes are not "running"
+    # The zone starts not yet multi-signer (p1, p2 serve keys no DS names): the watcher
+    # watches p0, valid from the start, through the failed sync, the re-run and its
+    # settling; neither the failure nor the repair may break what p0 serves.
+    with Watching(lab, MIDSYNC, ["p0"]) as watching:
+        try:
+            res = ms(cfg, "sync", MIDSYNC)
+        finally:
+            monkeypatch.undo()
+            if killed:
+                restart_provider(lab, "p1")
+        assert killed == ["p1"]
+        assert res.rc == 1, res
+        assert f"error: {MIDSYNC}: 1 of 3 changes failed; the others were applied" in res.err
+        assert f"provider 'p1', zone {MIDSYNC}, PATCH /zones/{MIDSYNC}: cannot connect" in res.err
+        rows = history(ms, cfg, MIDSYNC)
+        assert [r["to_state"] for r in rows] == [*sync_states()[:6], "failed"]
+        failed = rows[-1]
+        assert failed["from_state"] == "publish-cds:converge"
+        assert failed["reason"].startswith("failed in publish-cds:converge: ")
+        assert "'p1'" in failed["reason"]
+        assert len({r["process_id"] for r in rows}) == 1
+        # what the failure left: keys everywhere, CDS at p0 and p2 only, parent unchanged
+        keys = own_keys(lab, MIDSYNC)
+        assert len(lab.parent_ds(MIDSYNC)) == 1  # still p0's DS only: CDS differ between providers
+        for provider, s in served(lab, MIDSYNC):
+            assert len(s.keys) == 6, s.where
+            assert (s.cds is None) == (provider == "p1"), s.where
+        status = ms(cfg, "status", MIDSYNC, "--json").json()["zones"][0]
+        assert status["process"] is None  # failed processes are not "running"
 
-    res = ms(cfg, "sync", MIDSYNC)
-    assert res.rc == 0, res
-    assert f"{MIDSYNC}: plan (1 change)" in res.out
-    assert "  2. p1: CDS/CDNSKEY: add " in res.out and "  1. " not in res.out
-    assert_synced(lab, MIDSYNC)
-    assert len(lab.parent_ds(MIDSYNC)) == 3
-    assert {k.dnskey for ks in keys.values() for k in ks} == next(
-        s.keys for _, s in served(lab, MIDSYNC))
-    rows = history(ms, cfg, MIDSYNC)
-    assert rows[-1]["to_state"] == "done"
-    assert [r["to_state"] for r in rows[7:]] == sync_states()
-    wait_settled(res, lab)
+        res = ms(cfg, "sync", MIDSYNC)
+        assert res.rc == 0, res
+        assert f"{MIDSYNC}: plan (1 change)" in res.out
+        assert "  2. p1: CDS/CDNSKEY: add " in res.out and "  1. " not in res.out
+        assert_synced(lab, MIDSYNC)
+        assert len(lab.parent_ds(MIDSYNC)) == 3
+        assert {k.dnskey for ks in keys.values() for k in ks} == next(
+            s.keys for _, s in served(lab, MIDSYNC))
+        rows = history(ms, cfg, MIDSYNC)
+        assert rows[-1]["to_state"] == "done"
+        assert [r["to_state"] for r in rows[7:]] == sync_states()
+        wait_settled(res, lab)
+    watching.assert_clean()
     res = ms(cfg, "verify", MIDSYNC)
     assert res.rc == 0, res
     assert_validates(lab, MIDSYNC)
@@ -129,7 +137,9 @@ def test_provider_process_down_refuses_sync(lab: Lab, ms: Run) -> None:
     res = ms(cfg, "verify", STOPPED, "--json")
     # back up: not synced yet, but observable (no UNOBSERVABLE breach for p2)
     assert "UNOBSERVABLE" not in {b["code"] for b in res.json()["zones"][0]["breaches"]}
-    sync_ok(ms, cfg, STOPPED)
+    with Watching(lab, STOPPED, ["p0"]) as watching:  # p0: valid from the start
+        wait_settled(sync_ok(ms, cfg, STOPPED), lab)
+    watching.assert_clean()
     assert_synced(lab, STOPPED)
 
 
@@ -153,41 +163,56 @@ def test_verify_detects_missing_zsk_and_sync_repairs(lab: Lab, ms: Run) -> None:
     wait_settled(res, lab)
     assert ms(cfg, "verify", REPAIR).rc == 0
     (zsk,) = [k for k in lab.keys("p1", REPAIR) if k.keytype == "zsk"]
-    with lab.pdns_api("p0") as api:
-        (rrset,) = [r for r in api.get(f"/zones/{REPAIR}").json()["rrsets"]
-                    if r["type"] == "DNSKEY" and r["name"] == REPAIR]
-        kept = [r for r in rrset["records"] if r["content"] != zsk.dnskey]
-        assert len(kept) == len(rrset["records"]) - 1
-        resp = api.patch(f"/zones/{REPAIR}", json={"rrsets": [{
-            "name": REPAIR, "type": "DNSKEY", "ttl": rrset["ttl"], "changetype": "REPLACE",
-            "records": kept}]})
-        assert resp.status_code == 204, resp.text
-    p0, p1 = lab.server("p0"), lab.server("p1")
+    # Synced and settled: every provider is watched, from before the operator's break
+    # to after the repair has settled. The break itself breaches the invariant (p1's
+    # data, signed by its ZSK, fails under p0's DNSKEY RRset without it); those breaches
+    # are the starting state's and are accepted, but only those, and only until the
+    # broken RRset has run out of caches: the repair must not add one of its own.
+    with Watching(lab, REPAIR) as watching:
+        with lab.pdns_api("p0") as api:
+            (rrset,) = [r for r in api.get(f"/zones/{REPAIR}").json()["rrsets"]
+                        if r["type"] == "DNSKEY" and r["name"] == REPAIR]
+            kept = [r for r in rrset["records"] if r["content"] != zsk.dnskey]
+            assert len(kept) == len(rrset["records"]) - 1
+            resp = api.patch(f"/zones/{REPAIR}", json={"rrsets": [{
+                "name": REPAIR, "type": "DNSKEY", "ttl": rrset["ttl"], "changetype": "REPLACE",
+                "records": kept}]})
+            assert resp.status_code == 204, resp.text
+        p0, p1 = lab.server("p0"), lab.server("p1")
 
-    res = ms(cfg, "verify", REPAIR)
-    assert res.rc == 1, res
-    assert f"{REPAIR}: BROKEN" in res.out
-    breach = (f"BREACH ZSK_MISSING: p1 ({p1.nameserver}) signs its data with key "
-              f"{zsk.key_tag}, which is missing from the DNSKEY RRset served by p0 "
-              f"({p0.nameserver})")
-    assert breach in res.out, res.out
-    res = ms(cfg, "verify", REPAIR, "--json")
-    assert res.rc == 1, res
-    item = res.json()["zones"][0]
-    assert item["ok"] is False
-    missing = [b for b in item["breaches"] if b["code"] == "ZSK_MISSING"]
-    assert missing and all(b["provider"] == "p1" and b["key_tag"] == zsk.key_tag
-                           for b in missing), item["breaches"]
-    assert {b["code"] for b in item["breaches"]} == {"ZSK_MISSING"}
-    status = ms(cfg, "status", REPAIR, "--json").json()["zones"][0]
-    assert status["consistent"] is False
+        res = ms(cfg, "verify", REPAIR)
+        assert res.rc == 1, res
+        assert f"{REPAIR}: BROKEN" in res.out
+        breach = (f"BREACH ZSK_MISSING: p1 ({p1.nameserver}) signs its data with key "
+                  f"{zsk.key_tag}, which is missing from the DNSKEY RRset served by p0 "
+                  f"({p0.nameserver})")
+        assert breach in res.out, res.out
+        res = ms(cfg, "verify", REPAIR, "--json")
+        assert res.rc == 1, res
+        item = res.json()["zones"][0]
+        assert item["ok"] is False
+        missing = [b for b in item["breaches"] if b["code"] == "ZSK_MISSING"]
+        assert missing and all(b["provider"] == "p1" and b["key_tag"] == zsk.key_tag
+                               for b in missing), item["breaches"]
+        assert {b["code"] for b in item["breaches"]} == {"ZSK_MISSING"}
+        status = ms(cfg, "status", REPAIR, "--json").json()["zones"][0]
+        assert status["consistent"] is False
 
-    res = ms(cfg, "sync", REPAIR)
-    assert res.rc == 0, res
+        res = ms(cfg, "sync", REPAIR)
+        repaired = time.time()
+        assert res.rc == 0, res
+        wait_settled(res, lab)
+
+    def the_break(b: Breach) -> bool:
+        return (b.kind == "signature" and b.tags == (zsk.key_tag,)
+                and zsk.key_tag not in b.cached_tags and cached_from_only(b, {"p0"})
+                and b.at < repaired + lab.dnskey_ttl + 1.0)
+
+    seen = watching.assert_clean(accepted=the_break)
+    assert seen, "the watcher did not see the operator's break"  # its positive control
     assert f"  1. p0: foreign DNSKEYs: add {zsk.key_tag}/ECDSAP256SHA256/ZSK" in res.out
     assert "  2. " not in res.out  # CDS was never touched
     assert_synced(lab, REPAIR)
-    wait_settled(res, lab)
     res = ms(cfg, "verify", REPAIR)
     assert res.rc == 0, res
 

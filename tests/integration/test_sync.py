@@ -27,6 +27,7 @@ from itkit import (
     wait_settled,
 )
 from prereq import require
+from watchkit import Watching
 
 from multisigner_lab import Lab, dnsviz
 
@@ -66,7 +67,15 @@ def test_sync_from_scratch(ms: Run, request: pytest.FixtureRequest, which: str,
         assert s.keys == {k.dnskey for k in keys[provider]}, s.where
         assert s.cds is None
 
-    res = sync_ok(ms, cfg, zone)
+    # The starting state breaks the invariant on purpose (p1.. serve DNSKEY RRsets that
+    # chain to no DS), so during the sync the watcher watches p0, the one provider whose
+    # answers are valid from the start: whatever a resolver holds of p0's, and whichever
+    # DS RRset, must keep validating while the sync changes p0 and the parent. Once the
+    # sync has settled, every provider is watched.
+    with Watching(lab, zone, ["p0"]) as valid_at_start:
+        res = sync_ok(ms, cfg, zone)
+        wait_settled(res, lab)
+    valid_at_start.assert_clean()
     # the plan is printed first, naming what is imported where
     assert f"{zone}: plan ({2 * n} changes)" in res.out, res.out
     for p in keys:
@@ -79,8 +88,9 @@ def test_sync_from_scratch(ms: Run, request: pytest.FixtureRequest, which: str,
     rows = history(ms, cfg, zone)
     assert [r["to_state"] for r in rows] == sync_states()
 
-    wait_settled(res, lab)
-    res = ms(cfg, "verify", zone)
+    with Watching(lab, zone) as everyone:
+        res = ms(cfg, "verify", zone)
+    everyone.assert_clean()
     assert res.rc == 0, res
     assert f"{zone}: OK — {n} nameservers checked" in res.out
     assert "BREACH" not in res.out
@@ -118,7 +128,9 @@ def test_second_sync_changes_nothing(lab3: Lab, ms: Run) -> None:
     sync_ok(ms, cfg, IDEM)
     rows = history(ms, cfg, IDEM)
     before = api_snapshot(lab3, IDEM)
-    res = ms(cfg, "sync", IDEM)
+    with Watching(lab3, IDEM) as watching:  # synced: every provider valid from here on
+        res = ms(cfg, "sync", IDEM)
+    watching.assert_clean()
     assert res.rc == 0, res
     assert res.out.strip() == f"{IDEM}: in sync; nothing to change"
     assert history(ms, cfg, IDEM) == rows

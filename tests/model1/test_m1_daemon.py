@@ -69,6 +69,9 @@ class Run:
     daemon_rc: int | None = None
     watched: list[tuple[list[Breach], int]] = field(default_factory=list)
     watcher_errors: list[list[str]] = field(default_factory=list)
+    # the watcher over ROLLING: (breaches, rounds)
+    rolling_watched: tuple[list[Breach], int] = field(default_factory=lambda: ([], 0))
+    rolling_errors: list[str] = field(default_factory=list)
     probed: list[tuple[list[Failure], int]] = field(default_factory=list)
     verifies: list[tuple[float, str, int, dict[str, Any]]] = field(default_factory=list)
     rolling_states: list[tuple[float, str | None]] = field(default_factory=list)
@@ -107,11 +110,14 @@ def run(lab: Model1Lab, tmp_path_factory: pytest.TempPathFactory) -> Run:
     servers = {k.name: [endpoint(k)] for k in lab.providers}
     parent = [(lab.parent.address, lab.parent.dns_port)]
     watchers = [Watcher(z, servers, parent, interval=0.2) for z in STEADY]
+    # ROLLING too, from its rollover's first wait on: the daemon re-signs it while the
+    # rollover waits for the parent, and no combination may fail meanwhile
+    rolling = Watcher(ROLLING, servers, parent, interval=0.2)
     probes = [ResolverProbe(lab.resolver, z, interval=0.2) for z in STEADY]
     log = tmp_path_factory.mktemp("daemon") / "daemon.log"
     with SigWatch(lab, [*STEADY, ROLLING]) as watch:
         out = Run(fast, watch)
-        for o in (*watchers, *probes):
+        for o in (*watchers, rolling, *probes):
             o.start()
         try:
             with daemon(fast, log, "--poll-interval", "1s") as p:
@@ -135,6 +141,8 @@ def run(lab: Model1Lab, tmp_path_factory: pytest.TempPathFactory) -> Run:
         finally:
             out.watched = [w.stop() for w in watchers]
             out.watcher_errors = [list(w.errors) for w in watchers]
+            out.rolling_watched = rolling.stop()
+            out.rolling_errors = list(rolling.errors)
             out.probed = [pr.stop() for pr in probes]
         print(log.read_text()[-1500:])
 
@@ -215,6 +223,9 @@ def test_daemon_resigns_while_a_ksk_rollover_waits_for_the_parent(run: Run) -> N
     waiting = [t for t, state in run.rolling_states if state == "swap-ds:observe"]
     assert waiting, f"the rollover never waited for the parent: {run.rolling_states[-3:]}"
     assert run.rolling_states[-1][1] == "swap-ds:observe"  # still waiting, as it should
+    breaches, rounds = run.rolling_watched
+    assert rounds > 100 and not run.rolling_errors, run.rolling_errors[:20]
+    assert not breaches, "invariant breaches:\n" + "\n".join(map(str, breaches[:20]))
     lapsed = [s for s in run.watch.snapshot(ROLLING) if s.problem and s.at < run.stopped]
     bug_unless(not lapsed, f"{len(lapsed)} samples: the owner's RRSIGs lapsed "
                            f"{lapsed[0].at - waiting[0]:.1f} s after the rollover began to "

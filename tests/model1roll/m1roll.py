@@ -47,6 +47,7 @@ from rollover.rollkit import (
     check_holds,
     cli,
     cli_proc,
+    lab_ttls,
     main_states,
     ok,
     wait_until,
@@ -175,8 +176,9 @@ def processes(config: Path, zone: str) -> list[dict[str, Any]]:
 
 
 def ttls(lab: Model1Lab) -> dict[str, int]:
-    """The lab's TTL terms (every record has ``lab.ttl``, SOA minimum included)."""
-    return {"TTLkey": lab.ttl, "TTLsig": lab.ttl, "TTLds": lab.ds_ttl}
+    """The lab's TTL terms (rollkit.lab_ttls: TTLkey the DNSKEY TTL, TTLsig the largest
+    signed-data TTL, TTLds the parent's DS TTL)."""
+    return lab_ttls(lab)
 
 
 @dataclass(frozen=True)
@@ -630,7 +632,7 @@ def roll_zsk(lab: Model1Lab, config: Path, zone: str, signer: str) -> Rolled:
         res = ms(config, "rollover", zone, "--key", "zsk", "--signer", signer, "--wait")
         took = time.monotonic() - started
         if res.rc == 0:
-            time.sleep(lab.ttl)  # the watcher keeps watching while old caches run out
+            time.sleep(ttls(lab)["TTLsig"])  # the watcher keeps watching while caches run out
             verify_ok(config, zone)
     ok(res)
     watched.assert_clean()
@@ -684,11 +686,12 @@ def roll_zsk(lab: Model1Lab, config: Path, zone: str, signer: str) -> Rolled:
     switched = tl.first(signer, lambda s: old.tag not in s.soa_signers)
     withdrawn = tl.any_first(lambda s: old.tag not in s.keys)
     assert switched is not None
+    terms = ttls(lab)
     print(f"{zone}: successor served everywhere -> signs: {switched - published:.2f} s "
-          f"(TTLkey {lab.ttl}); signs -> predecessor out: {withdrawn - switched:.2f} s "
-          f"(TTLsig {lab.ttl})")
-    assert switched - published >= lab.ttl - SLACK
-    assert withdrawn - switched >= lab.ttl - SLACK
+          f"(TTLkey {terms['TTLkey']}); signs -> predecessor out: "
+          f"{withdrawn - switched:.2f} s (TTLsig {terms['TTLsig']})")
+    assert switched - published >= terms["TTLkey"] - SLACK
+    assert withdrawn - switched >= terms["TTLsig"] - SLACK
     d = durations(entries)
     _report(f"zsk-rollover ({len(lab.providers)} providers, {signer})", zone, took, d)
     return Rolled(zone, pid, entries, took, old.dnskey, new.dnskey, d)
@@ -710,7 +713,7 @@ def roll_ksk(lab: Model1Lab, config: Path, zone: str) -> Rolled:
         res = ms(config, "rollover", zone, "--key", "ksk", "--wait")
         took = time.monotonic() - started
         if res.rc == 0:
-            time.sleep(max(lab.ttl, lab.ds_ttl))
+            time.sleep(max(ttls(lab).values()))
             verify_ok(config, zone)
     ok(res)
     watched.assert_clean()
@@ -761,10 +764,10 @@ def roll_ksk(lab: Model1Lab, config: Path, zone: str) -> Rolled:
     ds_new = tl.ds_first(lambda ds: ds == n_)
     withdrawn = tl.any_first(lambda s: old_tag not in s.keys)
     print(f"{zone}: both-signed set everywhere -> CDS names successor: "
-          f"{cds_new - published:.2f} s (TTLkey {lab.ttl}); CDS -> parent DS: "
+          f"{cds_new - published:.2f} s (TTLkey {lab.dnskey_ttl}); CDS -> parent DS: "
           f"{ds_new - cds_new:.2f} s (Dreg); parent DS -> predecessor out: "
           f"{withdrawn - ds_new:.2f} s (TTLds {lab.ds_ttl})")
-    assert cds_new - published >= lab.ttl - SLACK
+    assert cds_new - published >= lab.dnskey_ttl - SLACK
     assert ds_new >= cds_new - SLACK
     assert withdrawn - ds_new >= lab.ds_ttl - SLACK
     d = durations(entries)

@@ -20,6 +20,7 @@ from rollover.rollkit import daemon
 from model1roll.m1roll import (
     LAB,
     LONG,
+    Watched,
     config_copy,
     model1_lab,
     ms,
@@ -59,6 +60,15 @@ def test_daemon_killed_in_a_resign_resigns_after_restart(lab: Model1Lab) -> None
     config = config_copy(lab, "resign.toml", zones=[RESIGN],
                          policy={"signature_validity": "1h", "signature_refresh": "3590s"})
     sync(config, RESIGN)
+    # Synced: from here on the zone is valid, and the daemon's re-signs, its death in
+    # one, the restarted daemon's re-sign and the rollover started and aborted after it
+    # must keep every combination a resolver may hold valid.
+    with Watched(lab, RESIGN) as watched:
+        _kill_in_resign_then_restart(lab, config)
+    watched.assert_clean()
+
+
+def _kill_in_resign_then_restart(lab: Model1Lab, config: Path) -> None:
     log = lab.directory / "resign-daemon.log"
 
     def running_sync() -> dict[str, object] | None:
@@ -115,13 +125,17 @@ def test_daemon_does_not_spin_on_a_killed_sync(lab: Model1Lab) -> None:
         store.close()
     log = lab.directory / "spin-daemon.log"
     poll, window = 60.0, 6.0  # one pass at the start, the next one a minute later
-    with daemon(config, log, "--poll-interval", f"{poll:g}s") as proc:
+    # OTHER, synced, stays valid under the daemon (SPIN was never synced: Knot cannot
+    # load it without an owner SKR and answers SERVFAIL, so there is nothing to watch)
+    with Watched(lab, OTHER) as watched, daemon(config, log, "--poll-interval",
+                                                 f"{poll:g}s") as proc:
         wait_until(lambda: f"{OTHER}: in sync" in log.read_text(), 30,
                    "the daemon's first pass", interval=0.05)
         time.sleep(0.5)
         cpu = _cpu_seconds(proc.pid)
         time.sleep(window)
         cpu = _cpu_seconds(proc.pid) - cpu
+    watched.assert_clean()
     passes = log.read_text().count(f"{OTHER}: in sync")
     print(f"daemon with --poll-interval {poll:g}s, between passes: {cpu:.2f} s CPU in "
           f"{window:g} s; {passes} passes over {OTHER}")

@@ -34,6 +34,7 @@ import pytest
 from prereq import needs
 
 from multisigner_lab import Lab
+from multisigner_lab.base import LabBase
 from multisigner_lab.zones import ds_text
 from orchestrator.cli import main
 from rollover.probe import Failure, ResolverProbe
@@ -72,6 +73,17 @@ HOLD_TERMS: dict[tuple[str, str], tuple[tuple[str, ...], str]] = {
     ("csk", "swap-ds"): (("TTLds",), "sum"),
     ("csk", "revert-ds"): (("TTLds",), "sum"),
 }
+
+
+TERM_FIELDS = {"TTLkey": "key", "TTLsig": "sig", "TTLds": "ds"}  # evidence["ttls"] keys
+
+
+def lab_ttls(lab: LabBase[Any]) -> dict[str, int]:
+    """The TTL terms the lab's zones must produce, from how the lab built them: TTLkey the
+    DNSKEY TTL; TTLsig the largest TTL of any signed RRset (the DNSKEY RRset is one, so
+    never below TTLkey); TTLds the parent's DS TTL."""
+    return {"TTLkey": lab.dnskey_ttl, "TTLsig": max(lab.ttl, lab.dnskey_ttl),
+            "TTLds": lab.ds_ttl}
 
 
 class BugReproduced(AssertionError):
@@ -323,6 +335,35 @@ def check_holds(entries: list[dict[str, Any]], key: str, ttls: dict[str, int]) -
             assert left >= deadline, f"left {e['to_state']} at {left}, before {deadline}"
         checked += 1
     return checked
+
+
+def check_exact_holds(entries: list[dict[str, Any]], key: str,
+                      ttls: dict[str, int]) -> dict[str, float]:
+    """Stricter than :func:`check_holds`, for labs whose TTLkey, TTLsig and TTLds differ:
+    every hold names exactly the step's terms (``HOLD_TERMS``, written out independently
+    of the runbooks), the TTLs the product measured are exactly the lab's (none larger,
+    none smaller), and ``deadline - observed_at`` is exactly those terms + propagation
+    delay + safety margin. With distinct TTLs a hold on the wrong term shows as a wrong
+    length. Returns the hold length per held step (``{"publish": 3.0, ...}``)."""
+    lengths: dict[str, float] = {}
+    for e in entries:
+        if not e["to_state"].endswith(":hold"):
+            continue
+        step = e["to_state"].split(":")[-2]
+        terms, combine = HOLD_TERMS.get((key, step), ((), "sum"))
+        ev = e["evidence"]
+        assert ev["hold"] == list(terms), f"{e['to_state']}: hold terms {ev['hold']}"
+        seen = {t: ev["ttls"][f] for t, f in TERM_FIELDS.items()}
+        assert seen == ttls, f"{e['to_state']}: measured TTLs {seen}, the lab's are {ttls}"
+        values = [ttls[t] for t in terms]
+        need = (max(values) if combine == "max" else sum(values)) if values else 0
+        margin = ev["propagation_delay_s"] + ev["safety_margin_s"] if terms else 0.0
+        held = (when(ev["deadline"]) - when(ev["observed_at"])).total_seconds()
+        assert abs(held - (need + margin)) < 0.001, (
+            f"{e['to_state']}: held {held} s, the term {'+'.join(terms) or '-'} is "
+            f"{need} s + {margin} s")
+        lengths[step] = held
+    return lengths
 
 
 # --------------------------------------------------------------------------- DNS
@@ -590,10 +631,12 @@ def daemon(config: Path, log: Path, *args: str) -> Iterator[subprocess.Popen[byt
 ROLE_FLAGS = {"zsk": 256, "ksk": 257, "csk": 257}
 
 
-def roll_and_check(lab: Lab, config: Path, zone: str, key: str, signer: str) -> None:
+def roll_and_check(lab: Lab, config: Path, zone: str, key: str,
+                   signer: str) -> list[dict[str, Any]]:
     """``rollover ZONE --key KEY --signer SIGNER --wait`` under the watcher and the
-    Unbound checker, then everything a finished rollover must show."""
-    ttls = {"TTLkey": lab.ttl, "TTLsig": lab.ttl, "TTLds": lab.ds_ttl}
+    Unbound checker, then everything a finished rollover must show; the process's
+    history entries."""
+    ttls = lab_ttls(lab)
     before = lab.keys(signer, zone)
     old = [k for k in before if k.active and k.flags == ROLE_FLAGS[key]]
     assert len(old) == 1, before
@@ -640,3 +683,4 @@ def roll_and_check(lab: Lab, config: Path, zone: str, key: str, signer: str) -> 
         assert lab.parent_ds(zone) == want
         assert any(d.startswith(f"{new_key.key_tag} ") for d in want)
         assert not any(d.startswith(f"{old_key.key_tag} ") for d in lab.parent_ds(zone))
+    return entries

@@ -4,6 +4,7 @@ xfail)."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import time
@@ -114,42 +115,58 @@ def test_policy_starts_zsk_rollovers(lab: Lab) -> None:
 def test_daemon_keeps_ticking_after_a_zone_it_could_not_advance(lab: Lab) -> None:
     config = write_config(lab, "busy.toml", zones=[BUSY1, BUSY2], policy=FAST)
     log = lab.directory / "busy-daemon.log"
+    # both zones under the watcher from before their rollovers start until they are done
+    # (or aborted by ``finish``): the daemon, the operator's hanging step and the lease
+    # handover must never break either zone
+    watched = [Observed(lab, zone, resolver=False) for zone in (BUSY1, BUSY2)]
+    with contextlib.ExitStack() as stack:
+        for obs in watched:
+            stack.enter_context(obs)
+        try:
+            progressed, stuck = _busy_daemon(lab, config, log)
+        finally:
+            for zone in (BUSY1, BUSY2):
+                finish(config, zone)
+    for obs in watched:
+        obs.assert_clean()
+    bug_unless(progressed, f"the daemon stopped ticking; states then: {stuck}")
+
+
+def _busy_daemon(lab: Lab, config: Path, log: Path) -> tuple[bool, list[tuple[str, str]]]:
+    """Two rollovers the daemon must finish while an operator's step holds one zone's
+    lease at its start; whether it did, and the states if not."""
     for zone in (BUSY1, BUSY2):
         ok(cli(config, "rollover", zone, "--key", "zsk", "--signer", "p0"))
     due = max(when(str(latest(config, z)["next_check_at"])) for z in (BUSY1, BUSY2))
     time.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds()) + 0.1)
-    try:
-        with BlackholeApi() as hole:
-            slow = with_api_url(lab, "busy-slow.toml", "p1", hole.url, timeout="3s")
-            # an operator's 'step' on BUSY2 holds its lease (its provider API hangs) ...
-            operator = subprocess.Popen(
-                [str(MULTISIGNER), "--config", str(slow), "step", BUSY2],
-                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO)
-            try:
-                wait_until(lambda: select(config, "SELECT holder FROM lease WHERE zone = ?",
-                                          (BUSY2,)), 10, "the operator holds the lease")
-                # ... while the daemon starts: its first tick cannot advance BUSY2
-                with daemon(config, log, "--poll-interval", "1s"):
-                    wait_until(lambda: "is being handled by" in log.read_text(), 15,
-                               "the daemon met the lease")
-                    operator.send_signal(signal.SIGINT)  # the operator gives up: lease freed
-                    exit_within(operator, 10)
-                    wait_until(lambda: not select(config, "SELECT holder FROM lease WHERE "
-                                                  "zone = ?", (BUSY2,)), 10, "lease free")
-                    try:
-                        wait_until(lambda: all(latest(config, z)["status"] == "done"
-                                               for z in (BUSY1, BUSY2)), 15,
-                                   "the daemon finishes both rollovers", interval=0.3)
-                        progressed = True
-                    except AssertionError:
-                        progressed = False
-                    stuck = [(z, latest(config, z)["state"]) for z in (BUSY1, BUSY2)]
-            finally:
-                if operator.poll() is None:
-                    operator.kill()
-                operator.wait(timeout=10)
-        print(log.read_text()[-2000:])
-    finally:
-        for zone in (BUSY1, BUSY2):
-            finish(config, zone)
-    bug_unless(progressed, f"the daemon stopped ticking; states then: {stuck}")
+    with BlackholeApi() as hole:
+        slow = with_api_url(lab, "busy-slow.toml", "p1", hole.url, timeout="3s")
+        # an operator's 'step' on BUSY2 holds its lease (its provider API hangs) ...
+        operator = subprocess.Popen(
+            [str(MULTISIGNER), "--config", str(slow), "step", BUSY2],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO)
+        try:
+            wait_until(lambda: select(config, "SELECT holder FROM lease WHERE zone = ?",
+                                      (BUSY2,)), 10, "the operator holds the lease")
+            # ... while the daemon starts: its first tick cannot advance BUSY2
+            with daemon(config, log, "--poll-interval", "1s"):
+                wait_until(lambda: "is being handled by" in log.read_text(), 15,
+                           "the daemon met the lease")
+                operator.send_signal(signal.SIGINT)  # the operator gives up: lease freed
+                exit_within(operator, 10)
+                wait_until(lambda: not select(config, "SELECT holder FROM lease WHERE "
+                                              "zone = ?", (BUSY2,)), 10, "lease free")
+                try:
+                    wait_until(lambda: all(latest(config, z)["status"] == "done"
+                                           for z in (BUSY1, BUSY2)), 15,
+                               "the daemon finishes both rollovers", interval=0.3)
+                    progressed = True
+                except AssertionError:
+                    progressed = False
+                stuck = [(z, latest(config, z)["state"]) for z in (BUSY1, BUSY2)]
+        finally:
+            if operator.poll() is None:
+                operator.kill()
+            operator.wait(timeout=10)
+    print(log.read_text()[-2000:])
+    return progressed, stuck

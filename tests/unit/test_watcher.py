@@ -224,6 +224,41 @@ def test_old_ksk_withdrawn_one_second_before_the_old_ds_expires_from_caches() ->
     assert all(b.cached_tags == (k1.tag,) for b in breaches)
 
 
+# --------------------------------------------------------------------------- wrong term
+# A hold that uses the wrong TTL term: with one TTL for everything it lasts exactly as
+# long as the right one, so only TTLs that differ (as here, and in the real-server tests
+# tests/rollover/test_roll_ttls.py and tests/model1roll/test_m1roll_ttls.py) show it.
+
+
+def test_zsk_activate_held_for_ttlkey_instead_of_ttlsig() -> None:
+    """The predecessor ZSK withdrawn TTLkey (3 s) after the successor signs, not TTLsig
+    (7 s): an SOA signed by the predecessor is still cached with the DNSKEY RRset that no
+    longer has it."""
+    phases, _, switch, withdraw = zsk_rollover(wait("TTLkey"), wait("TTLkey"))
+    _, breaches = simulate(phases, withdraw + 20)
+    assert breaches and {b.kind for b in breaches} == {"signature"}
+    assert all(withdraw <= offset(b) < switch - POLL + TTL_DATA for b in breaches)
+    z1 = phases[0].data_signers[0]
+    assert all(b.tags == (z1.tag,) for b in breaches)
+
+
+def test_ds_swap_held_for_ttlkey_instead_of_ttlds() -> None:
+    """The old KSK withdrawn TTLkey (3 s) after the DS swap, not TTLds (5 s): the old DS
+    is still cached with the DNSKEY RRset that no longer has the old KSK."""
+    phases, _, swap, withdraw = ksk_rollover(wait("TTLkey"), wait("TTLkey"))
+    _, breaches = simulate(phases, withdraw + 20)
+    assert breaches and {b.kind for b in breaches} == {"ds"}
+    assert all(withdraw <= offset(b) < swap - POLL + TTL_DS for b in breaches)
+
+
+def test_zsk_publish_held_for_ttlsig_instead_of_ttlkey_is_safe_but_long() -> None:
+    """A hold on a longer wrong term breaks nothing, so the watcher cannot see it; the
+    exact hold check of the real-server tests does (tests/unit/test_hold_terms.py)."""
+    phases, *_, withdraw = zsk_rollover(wait("TTLsig"), wait("TTLsig"))
+    _, breaches = simulate(phases, withdraw + 10)
+    assert breaches == []
+
+
 # --------------------------------------------------------------------------- other checks
 
 
