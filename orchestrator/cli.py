@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from core.config import Config, ZoneConfig, find_config_path, load_config
 from core.errors import ConfigError, MultisignerError, UsageError
 from orchestrator import logs
+from orchestrator.acme_commands import add_acme_parser, cmd_acme
 from orchestrator.audit_commands import add_audit_parser, open_store, run_audit
 from orchestrator.decide.evidence import ceil_seconds
 from orchestrator.runtime import Runtime
@@ -91,6 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
 
     add_audit_parser(sub)
+    add_acme_parser(sub)
 
     s = sub.add_parser("lab", help="a local lab: PowerDNS parent + providers + Unbound")
     s.add_argument("action", choices=["up", "down", "info"])
@@ -512,6 +514,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": cmd_run,
     "audit": cmd_audit,
     "lab": cmd_lab,
+    "acme": cmd_acme,
 }
 
 
