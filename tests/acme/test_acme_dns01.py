@@ -4,7 +4,7 @@ certbot and lego hooks, a provider lost mid-publish, and bad input."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -23,11 +23,8 @@ from integration.itkit import (
     Run,
     api_snapshot,
     history,
-    ms_subprocess,
     restart_provider,
-    running_lab,
     stop_provider,
-    wait_settled,
     write_config,
 )
 
@@ -35,22 +32,6 @@ from multisigner_lab import Lab
 from providers.powerdns import PowerDNSProvider
 
 pytestmark = [pytest.mark.lab, NEEDS_SERVERS]
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    with running_lab(tmp_path_factory, "acme", providers=3, zones=[HOST, CHAL]) as lab:
-        yield lab
-
-
-@pytest.fixture(scope="module")
-def synced(lab: Lab) -> Lab:
-    """Both zones multi-signer synced (a validating resolver then trusts every signer)."""
-    for zone in (HOST, CHAL):
-        res = ms_subprocess(lab.config_path, "sync", zone)
-        assert res.rc == 0, res
-        wait_settled(res, lab)  # until no resolver may hold a pre-sync DNSKEY RRset
-    return lab
 
 
 def test_publish_and_cleanup_in_a_signed_zone(lab: Lab, ms: Run) -> None:
