@@ -6,6 +6,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import dns.dnssec
+import dns.dnssectypes
 import dns.name
 import dns.rdata
 import dns.rdataclass
@@ -91,7 +92,7 @@ def test_zone_and_chain() -> None:
 def _signed(zone: dns.name.Name, name: dns.name.Name, values: list[str]
             ) -> tuple[dns.rrset.RRset, dns.rrset.RRset, dns.rrset.RRset]:
     key = ec.generate_private_key(ec.SECP256R1())
-    dnskey = dns.dnssec.make_dnskey(key.public_key(), dns.dnssec.Algorithm.ECDSAP256SHA256,
+    dnskey = dns.dnssec.make_dnskey(key.public_key(), dns.dnssectypes.Algorithm.ECDSAP256SHA256,
                                     flags=257)
     keys = dns.rrset.from_rdata(zone, 60, dnskey)
     txt = dns.rrset.from_text(name, 60, "IN", "TXT", *(f'"{v}"' for v in values))

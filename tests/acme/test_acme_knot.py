@@ -70,7 +70,7 @@ def test_knot_txt_rrset_read_and_replace(knot: KnotInstance, tmp_path: Path) -> 
             for rd in served(knot, "TXT", NAME).rrset} == {b}
     serial = served(knot, "SOA").rrset[0].serial  # type: ignore[attr-defined]
     run(p.set_rrset(ZONE_TEXT, NAME, "TXT", [f'"{b}"'], 60))  # unchanged: nothing run
-    assert served(knot, "SOA").rrset[0].serial == serial  # type: ignore[attr-defined]
+    assert served(knot, "SOA").rrset[0].serial == serial
     run(p.set_rrset(ZONE_TEXT, NAME, "TXT", [], 60))
     assert run(p.read_rrset(ZONE_TEXT, NAME, "TXT")) is None
     resp = dnsq.query(knot.address, knot.port, NAME, "TXT")
