@@ -60,8 +60,11 @@ def check_writable(rt: Runtime, zone: ZoneConfig) -> list[str]:
 
 
 @asynccontextmanager
-async def zone_lease(rt: Runtime, zone: str, wait: float = LEASE_WAIT) -> AsyncIterator[None]:
-    """Hold ``zone``'s lease for the block, waiting up to ``wait`` seconds for it."""
+async def zone_lease(rt: Runtime, zone: str, wait: float | None = None
+                     ) -> AsyncIterator[None]:
+    """Hold ``zone``'s lease for the block, waiting up to ``wait`` (default LEASE_WAIT)
+    seconds for it."""
+    wait = LEASE_WAIT if wait is None else wait
     holder = holder_id()
     deadline = time.monotonic() + wait
     while not rt.store.acquire_lease(zone, holder, LEASE_SECONDS, datetime.now(UTC)):
