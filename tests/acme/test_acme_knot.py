@@ -86,3 +86,25 @@ def test_knot_refuses_outside_names_and_owned_types(knot: KnotInstance) -> None:
     for rtype in ("DNSKEY", "NS", "RRSIG", "CNAME"):
         with pytest.raises(ProviderError, match=f"refusing to set {rtype}"):
             run(p.set_rrset(ZONE_TEXT, NAME, rtype, ["x"], 60))
+
+
+def test_knot_leftover_transactions(knot: KnotInstance, tmp_path: Path) -> None:
+    """A transaction a killed ACME write left open is aborted and the write goes on; one
+    changing anything else is someone else's: refused, left open, nothing changed."""
+    p = provider(knot)
+    ksr = run(p.key_signing_request(ZONE_TEXT))
+    run(p.serve_signed_keyset(ZONE_TEXT, keyset(combined_skr([ksr], [OwnerKsk.create(
+        tmp_path)]))))
+    knot.knotc("zone-begin", ZONE_TEXT)
+    knot.knotc("zone-set", ZONE_TEXT, NAME, "60", "TXT", '"leftover"')
+    value = digest("after a crash")
+    run(p.set_rrset(ZONE_TEXT, NAME, "TXT", [f'"{value}"'], 60))
+    assert {b"".join(rd.strings).decode()  # type: ignore[attr-defined]
+            for rd in served(knot, "TXT", NAME).rrset} == {value}
+    knot.knotc("zone-begin", ZONE_TEXT)
+    knot.knotc("zone-set", ZONE_TEXT, f"www.{ZONE_TEXT}", "60", "A", "192.0.2.1")
+    with pytest.raises(ProviderError, match="another zone transaction is open"):
+        run(p.set_rrset(ZONE_TEXT, NAME, "TXT", [], 60))
+    assert "192.0.2.1" in knot.knotc("zone-diff", ZONE_TEXT)  # left alone
+    knot.knotc("zone-abort", ZONE_TEXT)
+    assert run(p.read_rrset(ZONE_TEXT, NAME, "TXT")) is not None
