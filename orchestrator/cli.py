@@ -18,6 +18,7 @@ from pathlib import Path
 from core.config import find_config_path
 from core.errors import ConfigError, MultisignerError
 from orchestrator import logs
+from orchestrator.acme_commands import cmd_acme
 from orchestrator.audit_commands import run_audit
 from orchestrator.cli_common import (
     ZONE_CONCURRENCY,
@@ -87,6 +88,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": cmd_run,
     "audit": cmd_audit,
     "lab": cmd_lab,
+    "acme": cmd_acme,
 }
 
 

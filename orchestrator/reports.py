@@ -33,6 +33,9 @@ async def verify_zone(rt: Runtime, zone: ZoneConfig, *, content: bool = False) -
                           refresh=zone.policy.signature_refresh if zone.model == 1 else None)
     if content:
         findings += await content_findings(rt, zone, warnings=True)
+    from orchestrator.acme.persist import managed_findings  # dns-persist-01 records
+
+    findings += await managed_findings(rt, zone)
     return {
         "name": zone.name,
         "ok": not any(f.severity == "breach" for f in findings),

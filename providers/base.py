@@ -13,8 +13,13 @@ from __future__ import annotations
 import enum
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import ClassVar
 
+import dns.exception
+import dns.name
+
+from core.errors import ProviderError
 from core.keys import Digest, Key, Role
 from core.keyset import SignedKeySet
 from core.observation import ApiKey, ApiZoneState
@@ -27,6 +32,33 @@ class Capability(enum.Flag):
     SIGN_EXTERNAL_DNSKEY_SET = enum.auto()  # Model 1: serve a DNSKEY RRset signed by the owner
     GENERATE_KEYS = enum.auto()  # create/activate/retire its own keys on request
     MANAGE_NS = enum.auto()  # set the apex NS and CSYNC RRsets (signer add/remove)
+    WRITE_RRSETS = enum.auto()  # read and replace one RRset at any name in the zone (ACME)
+
+
+@dataclass(frozen=True)
+class ApiRRset:
+    """One RRset as a provider's API holds it: absolute lower-case owner name, type, TTL
+    and the records in presentation format (TXT quoted, as in a zone file)."""
+
+    name: str
+    rdtype: str
+    ttl: int
+    records: tuple[str, ...]
+
+
+def name_in_zone(provider: str, zone: str, name: str) -> str:
+    """``name`` absolute and lower-cased; ProviderError unless it is the zone's apex or
+    below it (an adapter must never write outside the zone it was asked about)."""
+    try:
+        owner = dns.name.from_text(name)
+        apex = dns.name.from_text(zone)
+    except dns.exception.DNSException as exc:
+        raise ProviderError(f"{name!r} is not a domain name ({exc}); nothing changed",
+                            provider=provider, zone=zone) from None
+    if not owner.is_subdomain(apex):
+        raise ProviderError(f"refusing {name}: it is outside zone {zone}; nothing changed",
+                            provider=provider, zone=zone)
+    return owner.to_text().lower()
 
 
 class Provider(ABC):
@@ -70,6 +102,20 @@ class Provider(ABC):
         """Make ``contents`` the complete apex RRset of ``rrtype`` (NS, CSYNC); empty
         removes it."""
         raise NotImplementedError(f"{self.type_name} cannot manage apex NS/CSYNC records")
+
+    async def read_rrset(self, zone: str, name: str, rdtype: str) -> ApiRRset | None:
+        """``WRITE_RRSETS``: the RRset of ``rdtype`` at ``name`` (inside ``zone``) as the
+        provider holds it now; None if there is none."""
+        raise NotImplementedError(f"{self.type_name} cannot read arbitrary RRsets")
+
+    async def set_rrset(
+        self, zone: str, name: str, rdtype: str, records: Sequence[str], ttl: int
+    ) -> None:
+        """``WRITE_RRSETS``: make ``records`` (presentation format) the complete RRset of
+        ``rdtype`` at ``name``, a name inside ``zone`` (refused otherwise); empty removes
+        it. Idempotent. The caller serializes concurrent writers of one RRset
+        (read-modify-write under the zone lease)."""
+        raise NotImplementedError(f"{self.type_name} cannot write arbitrary RRsets")
 
     async def requested_dnskey_ttl(self, zone: str) -> int | None:
         """Model 1: the DNSKEY TTL the provider asks the owner to sign with (Knot: its

@@ -36,7 +36,7 @@ from core.errors import (
 )
 from core.keys import Digest, Key, Role
 from core.observation import ApiKey, ApiZoneState
-from providers.base import Capability, Provider
+from providers.base import ApiRRset, Capability, Provider, name_in_zone
 from providers.powerdns_http import Ambiguous, Transient, error_text, pdns_error, retryable, unsent
 from providers.powerdns_keys import KeyRequest, reconcile
 
@@ -61,7 +61,7 @@ def _tls(config: ProviderConfig) -> ssl.SSLContext:
 class PowerDNSProvider(Provider):
     capabilities = (
         Capability.IMPORT_FOREIGN_DNSKEY | Capability.PUBLISH_CDS | Capability.GENERATE_KEYS
-        | Capability.MANAGE_NS
+        | Capability.MANAGE_NS | Capability.WRITE_RRSETS
     )
     type_name = "powerdns"
 
@@ -327,6 +327,40 @@ class PowerDNSProvider(Provider):
             else:
                 rrsets.append({"name": zone, "type": rrtype, "changetype": "DELETE"})
         await self._request("PATCH", self._zone_path(zone), zone=zone, json={"rrsets": rrsets})
+
+    async def read_rrset(self, zone: str, name: str, rdtype: str) -> ApiRRset | None:
+        owner = name_in_zone(self.name, zone, name)
+        rtype = rdtype.strip().upper()
+        # rrset_name/rrset_type filter on PowerDNS >= 4.8; older versions ignore them and
+        # return the whole zone, so the answer is filtered here either way.
+        query = f"?rrset_name={quote(owner, safe='')}&rrset_type={quote(rtype, safe='')}"
+        data = await self._request("GET", self._zone_path(zone) + query, zone=zone)
+        try:
+            for rrset in data.get("rrsets", []):
+                if rrset["name"].lower() != owner or rrset["type"].upper() != rtype:
+                    continue
+                records = tuple(sorted(r["content"] for r in rrset.get("records", [])
+                                       if not r.get("disabled")))
+                return ApiRRset(owner, rtype, int(rrset.get("ttl", 0)), records) if (
+                    records) else None
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise ProviderError(
+                f"unexpected API answer ({exc.__class__.__name__}: {exc})",
+                provider=self.name, zone=zone, endpoint=f"GET {self._zone_path(zone)}",
+            ) from None
+        return None
+
+    async def set_rrset(
+        self, zone: str, name: str, rdtype: str, records: Sequence[str], ttl: int
+    ) -> None:
+        owner = name_in_zone(self.name, zone, name)
+        rtype = rdtype.strip().upper()
+        change: dict[str, Any] = {"name": owner, "type": rtype, "changetype": "DELETE"}
+        if records:
+            change = {"name": owner, "type": rtype, "ttl": ttl, "changetype": "REPLACE",
+                      "records": [{"content": c, "disabled": False} for c in sorted(records)]}
+        await self._request("PATCH", self._zone_path(zone), zone=zone,
+                            json={"rrsets": [change]})
 
     async def create_key(
         self, zone: str, role: Role, algorithm: str, *, active: bool, published: bool

@@ -217,5 +217,23 @@ class ZoneSigner(SQLModel, table=True):
     updated_at: datetime = Field(sa_type=UTCDateTime)
 
 
-TABLES = (Zone, Provider, ObservedRRset, ObservedKey, Process, HistoryEntry, Lease, ZoneSigner)
+class ManagedRecord(SQLModel, table=True):
+    """A record the controller put at some name of a zone and keeps an eye on (today:
+    dns-persist-01 ``_validation-persist`` TXT records): ``verify`` reports a signer that
+    no longer serves it. ``key`` tells records of one RRset apart (issuer + account)."""
+
+    __tablename__ = "managed_record"
+
+    zone: str = Field(primary_key=True)
+    name: str = Field(primary_key=True)
+    rrtype: str = Field(primary_key=True)
+    key: str = Field(primary_key=True)
+    value: str = Field(sa_type=Text)  # the record's value (TXT: its strings joined)
+    purpose: str
+    actor: str
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+
+
+TABLES = (Zone, Provider, ObservedRRset, ObservedKey, Process, HistoryEntry, Lease, ZoneSigner,
+          ManagedRecord)
 TABLE_NAMES = frozenset(str(model.__tablename__) for model in TABLES)

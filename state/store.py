@@ -29,6 +29,7 @@ from state.database import Database
 from state.history_key import HistoryKey
 from state.info import KeyInfo, RRsetInfo
 from state.leases import LeaseMixin
+from state.managed import ManagedRecordMixin
 from state.models import (
     HistoryEntry,
     ObservedKey,
@@ -44,7 +45,7 @@ from state.seal import SealResult, seal
 __all__ = ["KeyRecord", "RRsetRecord", "StateStore"]
 
 
-class StateStore(ProcessMixin, LeaseMixin):
+class StateStore(ProcessMixin, LeaseMixin, ManagedRecordMixin):
     """The state database: observations, processes, history, leases."""
 
     def __init__(self, url: str, *, busy_timeout: float = 30.0,

@@ -25,11 +25,12 @@ from core.config import KnotProviderConfig
 from core.keys import Key, Role
 from core.keyset import SignedKeySet
 from core.observation import ApiKey, ApiZoneState
-from providers.base import Capability, Provider
+from providers.base import ApiRRset, Capability, Provider
 from providers.knot.apex import ApexRecord, ApexRRsets
 from providers.knot.commands import KnotCommands
 from providers.knot.keys import KnotKeys
 from providers.knot.keyset import KnotKeySets, TimeSpec
+from providers.knot.rrsets import NamedRRsets
 from providers.knot.skr import KsrBlock, SkrBlock
 from providers.knot.timers import KnotKey
 from providers.knot.transactions import ZoneTransactions, absolute
@@ -38,6 +39,7 @@ from providers.knot.transactions import ZoneTransactions, absolute
 class KnotProvider(Provider):
     capabilities = (
         Capability.SIGN_EXTERNAL_DNSKEY_SET | Capability.GENERATE_KEYS | Capability.MANAGE_NS
+        | Capability.WRITE_RRSETS
     )
     type_name: ClassVar[str] = "knot"
 
@@ -49,6 +51,7 @@ class KnotProvider(Provider):
         self._keys = KnotKeys(self._cmd, self._tx)
         self._apex = ApexRRsets(self._cmd, self._tx)
         self._keysets = KnotKeySets(config, self._cmd, self._tx, self._keys)
+        self._rrsets = NamedRRsets(self._cmd, self._tx)
 
     @property
     def _public(self) -> dict[str, dict[str, Key]]:
@@ -133,6 +136,16 @@ class KnotProvider(Provider):
         self, zone: str, rrtype: str, contents: Sequence[str], ttl: int
     ) -> None:
         await self._apex.set_rrset(zone, rrtype, contents, ttl)
+
+    # -- any RRset in the zone (ACME TXT records) -------------------------------------
+
+    async def read_rrset(self, zone: str, name: str, rdtype: str) -> ApiRRset | None:
+        return await self._rrsets.read(zone, name, rdtype)
+
+    async def set_rrset(
+        self, zone: str, name: str, rdtype: str, records: Sequence[str], ttl: int
+    ) -> None:
+        await self._rrsets.set(zone, name, rdtype, records, ttl)
 
     # -- keys -----------------------------------------------------------------------
 
