@@ -1,4 +1,4 @@
-"""Fixtures of the ACME tests (one lab for the folder: a host zone and a challenge zone
+"""Fixtures of the ACME tests (one lab per module: a host zone and a challenge zone
 on three PowerDNS providers); helpers in acmekit.py."""
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ from multisigner_lab import Lab
 from orchestrator.cli import main
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     with running_lab(tmp_path_factory, "acme", providers=3, zones=[HOST, CHAL]) as lab:
         yield lab
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def synced(lab: Lab) -> Lab:
     """Both zones multi-signer synced (a validating resolver then trusts every signer)."""
     for zone in (HOST, CHAL):

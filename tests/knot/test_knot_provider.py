@@ -81,6 +81,7 @@ def import_both(
 def test_capabilities() -> None:
     assert KnotProvider.capabilities == (
         Capability.SIGN_EXTERNAL_DNSKEY_SET | Capability.GENERATE_KEYS | Capability.MANAGE_NS
+        | Capability.WRITE_RRSETS
     )
     assert not KnotProvider.capabilities & Capability.IMPORT_FOREIGN_DNSKEY
 
