@@ -1,0 +1,106 @@
+"""The metrics package without a lab: step clocks from synthetic events, /readyz's
+reasons, and --metrics-listen parsing."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from core import events
+from core.errors import UsageError
+from orchestrator.metrics.collector import Collector
+from orchestrator.metrics.server import Readiness
+from orchestrator.metrics.service import parse_listen
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _value(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
+    return registry.get_sample_value(name, labels)
+
+
+def test_a_step_is_timed_from_its_act_to_the_next_step() -> None:
+    clock, registry = Clock(), CollectorRegistry()
+    c = Collector(registry, clock)
+    at = datetime.now(UTC)
+    c(events.StepStarted("z.", "p1", "zsk-rollover", "publish:act"))
+    clock.now += 3
+    c(events.StepObserved("z.", "p1", "zsk-rollover", "publish:observe", 1.5, 4.0, False))
+    clock.now += 4
+    c(events.PhaseEntered("z.", "p1", "zsk-rollover", "activate:act", at))
+    labels = {"kind": "zsk-rollover", "step": "publish"}
+    assert _value(registry, "multisigner_step_last_duration_seconds", **labels) == 7
+    assert _value(registry, "multisigner_step_last_rfc7583_minimum_seconds", **labels) == 4
+    assert _value(registry, "multisigner_dns_observation_lag_seconds_count",
+                  kind="zsk-rollover") == 1
+    clock.now += 2
+    c(events.PhaseEntered("z.", "p1", "zsk-rollover", "done", at))
+    assert _value(registry, "multisigner_step_last_duration_seconds",
+                  kind="zsk-rollover", step="activate") == 2
+    assert _value(registry, "multisigner_processes_finished_total",
+                  kind="zsk-rollover", status="done") == 1
+
+
+def test_a_step_under_way_at_start_has_no_length() -> None:
+    clock, registry = Clock(), CollectorRegistry()
+    c = Collector(registry, clock)
+    c(events.StepStarted("z.", "p1", "zsk-rollover", "publish:hold"))
+    clock.now += 5
+    c(events.PhaseEntered("z.", "p1", "zsk-rollover", "activate:act", datetime.now(UTC)))
+    assert _value(registry, "multisigner_step_duration_seconds_count",
+                  kind="zsk-rollover", step="publish") is None
+
+
+def test_readyz_names_every_reason() -> None:
+    clock, registry = Clock(), CollectorRegistry()
+    c = Collector(registry, clock)
+
+    def down() -> None:
+        raise OSError("connection refused")
+
+    ready = Readiness(c, down, lambda: False, poll_interval=10)
+    problems = ready.problems()
+    assert any("state database unreachable" in p for p in problems)
+    assert any("daemon loop is not running" in p for p in problems)
+    assert any("no scan" in p for p in problems)
+    now = datetime.now(UTC)
+    c(events.DaemonPass(True, 1, now - timedelta(seconds=1), now))
+    c(events.LeaseChanged("z.", "renewed", 120))
+    fine = Readiness(c, lambda: None, lambda: True, poll_interval=10)
+    assert fine.problems() == []
+    clock.now += 121  # neither the lease nor the scan was renewed since
+    assert [p.split(":")[0] for p in fine.problems()] == [
+        "lease renewal behind for 1 zone(s)", "the last scan of every zone ended 121s ago "
+        "(limit 90s)"]
+
+
+def test_provider_errors_by_status() -> None:
+    registry = CollectorRegistry()
+    c = Collector(registry)
+    c(events.ProviderCall("p1", "GET /zones/{zone}", 0.1, False, "503"))
+    c(events.ProviderCall("p1", "GET /zones/{zone}", 0.1, True))
+    assert _value(registry, "multisigner_provider_errors_total", provider="p1",
+                  status="503") == 1
+    assert _value(registry, "multisigner_provider_requests_total", provider="p1",
+                  status="ok") == 1
+
+
+@pytest.mark.parametrize(("text", "want"), [("127.0.0.1:9477", ("127.0.0.1", 9477)),
+                                            ("[::1]:0", ("::1", 0)),
+                                            (":9477", ("0.0.0.0", 9477))])
+def test_listen_addresses(text: str, want: tuple[str, int]) -> None:
+    assert parse_listen(text) == want
+
+
+@pytest.mark.parametrize("text", ["9477", "localhost:9477", "127.0.0.1:http", "1.2.3.4:70000"])
+def test_bad_listen_addresses(text: str) -> None:
+    with pytest.raises(UsageError, match="--metrics-listen"):
+        parse_listen(text)
