@@ -155,3 +155,29 @@ def test_provider_errors_are_counted(lab: Lab, tmp_path: Path, failing_api: str)
     # text lines of the daemon name the replica too: HH:MM:SS [HOST:PID:NONCE] message
     started = next(line for line in text.splitlines() if "daemon started" in line)
     assert started.split(" ")[1].startswith("["), started
+
+
+def test_a_ksk_rollover_records_the_parent_wait(lab: Lab, tmp_path: Path) -> None:
+    """The swap-ds step waits for the lab's parent to follow the CDS: parent wait time."""
+    config = write_config(lab, "ksk.toml", zones=[ZONE], policy=FAST)
+    port = closed_port()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        assert cli(config, "rollover", ZONE, "--key", "ksk", "--signer", "p0").rc == 0
+        with daemon(config, tmp_path / "daemon.log", "--poll-interval", "1s",
+                    "--metrics-listen", f"127.0.0.1:{port}") as child:
+            until("the endpoint answers", lambda: reachable(base), 30)
+            until("the swap-ds step saw the parent follow",
+                  lambda: total(scrape(base), "multisigner_parent_wait_seconds_count",
+                                kind="ksk-rollover") >= 1, 120)
+            samples = scrape(base)
+            _stop(child)
+    finally:
+        _finish(config)
+    waited = total(samples, "multisigner_parent_wait_seconds_sum", kind="ksk-rollover")
+    assert waited > 0
+    # the CLI began publish (rollover without --wait): the daemon never saw the step
+    # start, so it reports no length for it rather than a wrong one
+    assert total(samples, "multisigner_step_duration_seconds_count", kind="ksk-rollover",
+                 step="publish") == 0
+    assert total(samples, "multisigner_phase_work_seconds_count", kind="ksk-rollover") >= 1
