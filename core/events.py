@@ -1,5 +1,6 @@
 """In-process events: what the engine, the daemon and the provider adapters report while
-they work, for whoever subscribes (the benchmarks in ``bench/``, later metrics).
+they work, for whoever subscribes (the benchmarks in ``bench/``, the daemon's Prometheus
+metrics in ``orchestrator/metrics/``).
 
 A process-wide bus: ``subscribe(callback)`` returns an unsubscribe function; the product
 calls ``emit(event)`` at a few documented points (docs/hooks.md). With no subscriber an

@@ -128,6 +128,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         interval = parse_duration(args.poll_interval).total_seconds()
     except ValueError as exc:
         raise UsageError(f"--poll-interval: {exc}") from None
+    if args.metrics_listen:
+        from orchestrator.metrics.service import parse_listen
+
+        parse_listen(args.metrics_listen)  # a bad address is a usage error before anything runs
     config = config_of(args)
 
     async def body(rt: Runtime) -> int:

@@ -3,7 +3,10 @@ reasons, and --metrics-listen parsing."""
 
 from __future__ import annotations
 
+import json
+import os
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -12,7 +15,8 @@ from core import events
 from core.errors import UsageError
 from orchestrator.metrics.collector import Collector
 from orchestrator.metrics.server import Readiness
-from orchestrator.metrics.service import parse_listen
+from orchestrator.metrics.service import parse_listen, start_metrics
+from state.store import StateStore
 
 
 class Clock:
@@ -104,3 +108,41 @@ def test_listen_addresses(text: str, want: tuple[str, int]) -> None:
 def test_bad_listen_addresses(text: str) -> None:
     with pytest.raises(UsageError, match="--metrics-listen"):
         parse_listen(text)
+
+
+def test_a_bad_address_is_a_usage_error_before_anything_runs(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from orchestrator.cli import main
+
+    rc = main(["--config", "/nonexistent/multisigner.toml", "run", "--metrics-listen",
+               "localhost:9477"])
+    assert rc == 2
+    assert "--metrics-listen 'localhost:9477'" in capsys.readouterr().err
+
+
+def test_an_address_in_use_is_a_usage_error(tmp_path: Path) -> None:
+    store = StateStore.open(f"sqlite:///{tmp_path / 'state.db'}")
+    first = start_metrics("127.0.0.1:0", store, list, lambda: True, 60)
+    try:
+        with pytest.raises(UsageError, match="cannot listen there"):
+            start_metrics(f"127.0.0.1:{first.address[1]}", store, list, lambda: True, 60)
+    finally:
+        first.close()
+        store.close()
+
+
+def test_log_lines_name_the_replica(monkeypatch: pytest.MonkeyPatch) -> None:
+    import logging
+
+    from orchestrator import logs
+
+    record = logging.LogRecord("multisigner", logging.INFO, __file__, 1, "hello", None, None)
+    monkeypatch.setenv(logs.REPLICA_ENV, "ctl-a")
+    assert json.loads(logs._JsonFormatter().format(record))["replica"] == "ctl-a"
+    monkeypatch.delenv(logs.REPLICA_ENV)
+    _host, pid, _nonce = json.loads(logs._JsonFormatter().format(record))["replica"].split(":")
+    assert int(pid) == os.getpid()
+    text = logs._TextFormatter()
+    assert "[" not in text.format(record)
+    text.named = True
+    assert text.format(record).split(" ")[1] == f"[{logs.replica()}]"
