@@ -226,6 +226,15 @@ class Collector:
         if e.what == "lost":
             self.leases_lost.inc()
 
+    def forget_others(self, running: set[str]) -> None:
+        """Drop what is kept about processes no longer running: one finished, aborted or
+        superseded by another controller emits nothing here."""
+        with self.lock:
+            for gone in set(self._steps) - running:
+                del self._steps[gone]
+            for gone in set(self.waits) - running:
+                del self.waits[gone]
+
     # -- what the health checks read ----------------------------------------------------------
 
     def overdue_leases(self) -> list[str]:

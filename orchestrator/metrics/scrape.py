@@ -36,9 +36,10 @@ class ScrapeTime(RegistryCollector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         names = list(self.zones())
         procs = [p for p in self.running() if p.zone in set(names)]
+        self.events.forget_others({p.id for p in procs})
         yield from self._processes(names, procs)
         yield from self._verdicts(names)
-        yield from self._clocks()
+        yield from self._clocks(set(names), {p.id: step_of(p.state) for p in procs})
 
     def _processes(self, names: list[str],
                    procs: list[ProcessInfo]) -> Iterator[GaugeMetricFamily]:
@@ -78,11 +79,13 @@ class ScrapeTime(RegistryCollector):
             each.add_metric([zone, verdict], 1)
         yield each
 
-    def _clocks(self) -> Iterator[GaugeMetricFamily]:
+    def _clocks(self, zones: set[str], steps: dict[str, str]) -> Iterator[GaugeMetricFamily]:
+        """``steps``: each running process's step now (a wait recorded in an earlier step
+        is over, whoever moved the process on)."""
         now = datetime.now(UTC)
         with self.events.lock:
-            waits = list(self.events.waits.values())
-            expiry = dict(self.events.expiry)
+            waits = [w for pid, w in self.events.waits.items() if steps.get(pid) == w.step]
+            expiry = {z: at for z, at in self.events.expiry.items() if z in zones}
             leases = len(self.events.leases)
         waiting = GaugeMetricFamily("multisigner_process_waiting_seconds", "How long a "
                                     "process has waited for its step's change to be observed",

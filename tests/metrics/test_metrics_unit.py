@@ -14,8 +14,10 @@ from prometheus_client import CollectorRegistry
 from core import events
 from core.errors import UsageError
 from orchestrator.metrics.collector import Collector
+from orchestrator.metrics.scrape import ScrapeTime
 from orchestrator.metrics.server import Readiness
 from orchestrator.metrics.service import parse_listen, start_metrics
+from state.info import ProcessInfo
 from state.store import StateStore
 
 
@@ -146,3 +148,43 @@ def test_log_lines_name_the_replica(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "[" not in text.format(record)
     text.named = True
     assert text.format(record).split(" ")[1] == f"[{logs.replica()}]"
+
+
+def _proc(pid: str, zone: str, state: str, waiting_for: str | None = None) -> ProcessInfo:
+    now = datetime.now(UTC)
+    return ProcessInfo(pid, zone, "zsk-rollover", "p0", state, "running", now, now, None,
+                       None, waiting_for, {}, "test")
+
+
+def test_scrape_shows_only_what_runs_now() -> None:
+    """Zones and processes from the store; a wait only while its process is still in that
+    step (a process moved on or ended by another controller emits nothing here)."""
+    registry = CollectorRegistry()
+    c = Collector(registry)
+    running = [_proc("a", "a.", "publish:observe"),
+               _proc("b", "b.", "activate:observe", "STALLED: served")]
+    registry.register(ScrapeTime(c, lambda: ["a.", "b.", "c."], lambda: running))
+    since = datetime.now(UTC) - timedelta(seconds=30)
+    for pid, zone, state in (("a", "a.", "publish:observe"), ("b", "b.", "publish:observe"),
+                             ("gone", "c.", "publish:observe")):
+        c(events.Waiting(zone, pid, "zsk-rollover", state, "served", since, False, False))
+    c(events.ZoneChecked("c.", True, datetime.now(UTC) + timedelta(hours=1)))
+    c(events.ZoneChecked("removed.", True, datetime.now(UTC)))
+    assert _value(registry, "multisigner_zones", state="idle") == 1
+    assert _value(registry, "multisigner_zones", state="process") == 1
+    assert _value(registry, "multisigner_zones", state="stalled") == 1
+    assert _value(registry, "multisigner_processes", kind="zsk-rollover", step="publish") == 1
+    assert _value(registry, "multisigner_process_stalled", zone="b.", kind="zsk-rollover",
+                  step="activate") == 1
+    waited = _value(registry, "multisigner_process_waiting_seconds", zone="a.",
+                    kind="zsk-rollover", step="publish", on="nameservers")
+    assert waited is not None and waited >= 30
+    for zone in ("b.", "c."):  # b moved on to activate; "gone" is not running
+        assert _value(registry, "multisigner_process_waiting_seconds", zone=zone,
+                      kind="zsk-rollover", step="publish", on="nameservers") is None
+    assert set(c.waits) == {"a", "b"}
+    horizon = _value(registry, "multisigner_signature_expiry_seconds", zone="c.")
+    assert horizon is not None and 3500 < horizon <= 3600
+    assert _value(registry, "multisigner_signature_expiry_seconds", zone="removed.") is None
+    assert _value(registry, "multisigner_zone_verdict", zone="c.", verdict="in_sync") == 1
+    assert _value(registry, "multisigner_zones_by_verdict", verdict="unobserved") == 2
