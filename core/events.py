@@ -1,5 +1,6 @@
 """In-process events: what the engine, the daemon and the provider adapters report while
-they work, for whoever subscribes (the benchmarks in ``bench/``, later metrics).
+they work, for whoever subscribes (the benchmarks in ``bench/``, the daemon's Prometheus
+metrics in ``orchestrator/metrics/``).
 
 A process-wide bus: ``subscribe(callback)`` returns an unsubscribe function; the product
 calls ``emit(event)`` at a few documented points (docs/hooks.md). With no subscriber an
@@ -14,11 +15,12 @@ watches it. The events are not part of the stable CLI/JSON contract.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import TypeVar
+from datetime import UTC, datetime, timedelta
+from typing import Protocol, TypeVar
 
 T = TypeVar("T")
 
@@ -99,9 +101,74 @@ class ProviderCall:
     operation: str
     seconds: float
     ok: bool
+    # "ok", the HTTP status of a failed API call ("503"), else the error's class name
+    # ("Transient" for a connection that could not be made, "Ambiguous" for a timeout)
+    status: str = "ok"
 
 
-Event = StepStarted | StepTimed | PhaseEntered | DaemonPassStarted | DaemonPass | ProviderCall
+@dataclass(frozen=True)
+class StepObserved:
+    """A step's change is served by every nameserver (and the parent, where the step
+    waits for it): ``lag_seconds`` after its changes were applied; the RFC 7583 hold that
+    follows lasts ``hold_seconds`` (the step's minimum length from here on)."""
+
+    zone: str
+    process_id: str
+    kind: str
+    state: str
+    lag_seconds: float
+    hold_seconds: float
+    parent: bool  # the step waited for the parent's DS as well
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A process polled and must wait (``what`` it waits for), ``since`` it started
+    waiting for this step's change; ``parent``: it waits for the parent; ``stalled``: past
+    the policy's propagation or parent timeout."""
+
+    zone: str
+    process_id: str
+    kind: str
+    state: str
+    what: str
+    since: datetime
+    parent: bool
+    stalled: bool
+
+
+@dataclass(frozen=True)
+class ZoneChecked:
+    """The daemon compared a zone with its model's steady state (Model 1 scans):
+    ``in_sync`` or not, and when the served DNSKEY RRset's earliest signature expires
+    (None if no server showed one)."""
+
+    zone: str
+    in_sync: bool
+    signatures_expire: datetime | None
+
+
+@dataclass(frozen=True)
+class ZonePassed:
+    """The daemon's pass over one zone is over; ``error`` says why it failed or was
+    refused (None: it succeeded)."""
+
+    zone: str
+    error: str | None
+
+
+@dataclass(frozen=True)
+class LeaseChanged:
+    """This process took or renewed (``renewed``), released (``released``) or lost
+    (``lost``) a zone's lease, which lasts ``seconds`` from a renewal."""
+
+    zone: str
+    what: str
+    seconds: float
+
+
+Event = (StepStarted | StepTimed | PhaseEntered | DaemonPassStarted | DaemonPass | ProviderCall
+         | StepObserved | Waiting | ZoneChecked | ZonePassed | LeaseChanged)
 Subscriber = Callable[[Event], None]
 
 class _Bus:
@@ -171,19 +238,65 @@ async def timed(provider: str, operation: Callable[[], str], call: Awaitable[T])
     if not _BUS.subscribers:
         return await call
     started = time.perf_counter()
-    ok = False
+    status = "cancelled"
     try:
         result = await call
-        ok = True
+        status = "ok"
         return result
+    except Exception as exc:
+        status = _status_of(exc)
+        raise
     finally:
-        emit(ProviderCall(provider, operation(), time.perf_counter() - started, ok))
+        emit(ProviderCall(provider, operation(), time.perf_counter() - started, status == "ok",
+                          status))
+
+
+_HTTP_STATUS = re.compile(r"\bHTTP (\d{3})\b")
+
+
+def _status_of(exc: Exception) -> str:
+    """A failed call's status: the HTTP status the adapters put in their messages
+    ("HTTP 503: ..."), else the exception's class name."""
+    found = _HTTP_STATUS.search(str(exc))
+    return found.group(1) if found else type(exc).__name__
 
 
 def entered(zone: str, process_id: str, kind: str, state: str) -> None:
     """Emit ``PhaseEntered`` (now) if anyone listens."""
     if _BUS.subscribers:
         emit(PhaseEntered(zone, process_id, kind, state, datetime.now(UTC)))
+
+
+class Process(Protocol):
+    """What the helpers below read of a process (state/info.py's ProcessInfo)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def state(self) -> str: ...
+
+
+def observed(zone: str, proc: Process, lag: timedelta, hold: timedelta, parent: bool) -> None:
+    """Emit ``StepObserved`` if anyone listens."""
+    if _BUS.subscribers:
+        emit(StepObserved(zone, proc.id, proc.kind, proc.state, lag.total_seconds(),
+                          hold.total_seconds(), parent))
+
+
+def waiting(zone: str, proc: Process, what: str, since: datetime, parent: bool, *,
+            stalled: bool) -> None:
+    """Emit ``Waiting`` if anyone listens."""
+    if _BUS.subscribers:
+        emit(Waiting(zone, proc.id, proc.kind, proc.state, what, since, parent, stalled))
+
+
+def emit_if(make: Callable[[], Event]) -> None:
+    """Emit ``make()`` if anyone listens (one line at an emit point, nothing built when
+    nobody does)."""
+    if _BUS.subscribers:
+        emit(make())
 
 
 class recording:  # noqa: N801 (used as a function: ``with events.recording() as got``)
@@ -202,6 +315,7 @@ class recording:  # noqa: N801 (used as a function: ``with events.recording() as
             self._unsubscribe()
 
 
-__all__ = ["DaemonPass", "DaemonPassStarted", "Event", "PhaseEntered", "ProviderCall",
-           "StepStarted", "StepTimed", "Subscriber", "emit", "entered", "failures",
-           "recording", "step", "subscribe", "timed", "wanted"]
+__all__ = ["DaemonPass", "DaemonPassStarted", "Event", "LeaseChanged", "PhaseEntered",
+           "ProviderCall", "StepObserved", "StepStarted", "StepTimed", "Subscriber", "Waiting",
+           "ZoneChecked", "ZonePassed", "emit", "emit_if", "entered", "failures", "observed",
+           "recording", "step", "subscribe", "timed", "waiting", "wanted"]

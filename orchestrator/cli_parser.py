@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("run", help="the daemon: advance processes, start rollovers by policy")
     s.add_argument("--once", action="store_true", help="one pass, then exit (for cron)")
     s.add_argument("--poll-interval", default="60s", help="longest sleep between passes")
+    s.add_argument("--metrics-listen", metavar="HOST:PORT",
+                   help="serve Prometheus /metrics, /healthz and /readyz there (e.g. "
+                   "127.0.0.1:9477; docs/monitoring.md)")
 
     s = sub.add_parser("history", help="every persisted transition of the zone, oldest first")
     s.add_argument("zone")

@@ -128,12 +128,30 @@ def cmd_run(args: argparse.Namespace) -> int:
         interval = parse_duration(args.poll_interval).total_seconds()
     except ValueError as exc:
         raise UsageError(f"--poll-interval: {exc}") from None
+    if args.metrics_listen:
+        from orchestrator.metrics.service import parse_listen
+
+        parse_listen(args.metrics_listen)  # a bad address is a usage error before anything runs
     config = config_of(args)
 
     async def body(rt: Runtime) -> int:
         rt.actor = "scheduler"
+        logs.name_replica()
         daemon = Daemon(rt, poll_interval=interval)
-        await daemon.run(once=args.once)
+        service = None
+        if args.metrics_listen:
+            from orchestrator.metrics.service import start_metrics
+
+            service = start_metrics(args.metrics_listen, rt.store,
+                                    lambda: [z.name for z in rt.config.zones],
+                                    lambda: not daemon.stopping.is_set(), interval)
+            host, port = service.address
+            logs.progress(f"metrics: http://{host}:{port}/metrics (and /healthz, /readyz)")
+        try:
+            await daemon.run(once=args.once)
+        finally:
+            if service is not None:
+                service.close()
         if args.once and daemon.failed:
             err(f"error: {len(daemon.failed)} zone(s) failed or were refused: "
                  + ", ".join(sorted(daemon.failed)))

@@ -109,9 +109,11 @@ class Daemon:
                         await self._zone(zone, scan=scan)
                     except MultisignerError as exc:
                         self.failed.add(zone.name)
+                        events.emit(events.ZonePassed(zone.name, str(exc)))  # failures only: rare
                         logs.LOGGER.error(f"{zone.name}: {exc}", extra={"zone": zone.name})
                     else:
                         self.failed.discard(zone.name)
+                        events.emit_if(lambda: events.ZonePassed(zone.name, None))
 
         await asyncio.gather(*(one(z) for z in zones))
         if events.wanted():

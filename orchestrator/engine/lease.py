@@ -29,6 +29,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 
+from core import events
 from state.canonical import now_utc
 from state.holders import holder_label, process_holder
 from state.leases import LeaseLost
@@ -53,6 +54,7 @@ class HeldLease:
         if not self.store.acquire_lease(self.zone, self.holder, self.seconds, now_utc()):
             return False
         self.valid_until = started + self.seconds
+        events.emit_if(lambda: events.LeaseChanged(self.zone, "renewed", self.seconds))
         return True
 
     def check(self) -> None:
@@ -120,6 +122,7 @@ async def zone_lease(store: StateStore, zone: str, seconds: float, *,
         _HELD.reset(token)
         with contextlib.suppress(Exception):  # unreleased, it simply expires
             store.release_lease(zone, held.holder)
+        events.emit_if(lambda: events.LeaseChanged(zone, "released", seconds))
         await asyncio.gather(keeper, return_exceptions=True)
 
 
@@ -151,6 +154,7 @@ async def _keep(held: HeldLease, work: asyncio.Task[object]) -> None:
                 continue
             held.lost = (f"lease lost: zone {held.zone}: could not renew the lease "
                          f"({exc}); this controller stops before it expires")
+        events.emit_if(lambda: events.LeaseChanged(held.zone, "lost", held.seconds))
         held.cancelled_work = True
         work.cancel()
         return

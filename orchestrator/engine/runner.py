@@ -313,6 +313,7 @@ class Engine(ProcessStarts):
         until = deadline(now, list(step.hold), step.hold_combine, ttls, zone.policy)
         since = here.data.observe_since or now
         settled = cache_settles_at(view)
+        events.observed(zone.name, here.proc, now - since, until - now, "parent" in step.observe)
         joined = (" + " if step.hold_combine == "sum" else ", ").join(step.hold)
         terms = "" if not step.hold else (
             f" {joined}" if step.hold_combine == "sum" else f" max({joined})")
@@ -386,6 +387,7 @@ class Engine(ProcessStarts):
             self.rt.store.set_wait(proc.id, waiting_for=("STALLED: " if data.stalled
                                                          else "") + what, next_check_at=nxt)
         shown = f"STALLED: {what}" if data.stalled else what
+        events.waiting(zone.name, proc, what, since, parent, stalled=bool(data.stalled))
         return Outcome(proc.id, proc.state, False, shown, nxt)
 
 

@@ -14,12 +14,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
+from core import events
 from core.config import ZoneConfig
 from core.durations import format_duration
 from core.errors import MultisignerError, Refused
 from orchestrator.decide.evidence import cache_settles_at, ceil_seconds
 from orchestrator.engine.lease import zone_lease
 from orchestrator.engine.runner import Engine
+from orchestrator.metrics.facts import signatures_expire
 from orchestrator.observe.observer import observe
 from orchestrator.runtime import LEASE_SECONDS, Reporter, Runtime
 from state.info import ProcessInfo
@@ -62,6 +64,7 @@ async def _preview(engine: Engine, zone: ZoneConfig, out: Reporter, *, dry_run: 
         raise Refused(f"{zone.name}: cannot sync, {len(errors)} provider(s) failed; nothing "
                       "was changed", [str(e) for e in errors.values()])
     preview = await engine.converger(zone).sync_preview(view, dry_run=dry_run)
+    events.emit_if(lambda: events.ZoneChecked(zone.name, preview.in_sync, signatures_expire(view)))
     if preview.in_sync:
         out(f"{zone.name}: in sync; nothing to change")
         return SyncResult(zone.name, "in-sync", "in sync")
