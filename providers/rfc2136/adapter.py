@@ -48,6 +48,7 @@ class Rfc2136Provider(Provider):
         await self._dns.probe()
 
     async def read_zone(self, zone: str) -> ApiZoneState:
+        await self._dns.prove_key(zone)
         served = await self._dns.read_any(zone)
         return _state(self.name, served)
 

@@ -113,11 +113,11 @@ class Transport:
         assert last is not None
         raise last
 
-    async def update(self, zone: str, update: dns.update.UpdateMessage, what: str) -> None:
-        """Send one signed UPDATE to ``server``; raise a ProviderError unless NOERROR."""
-        endpoint = f"UPDATE {what} to {self.server}"
+    async def _signed(self, zone: str, message: dns.message.Message,
+                      endpoint: str) -> dns.message.Message:
+        """One TSIG-signed exchange with ``server``; TSIG errors and no answer raised."""
         try:
-            response = await asyncio.wait_for(self._exchange(update), self.timeout)
+            return await asyncio.wait_for(self._exchange(message), self.timeout)
         except tuple(_TSIG_ERRORS) as exc:
             raise ProviderAuthError(_TSIG_ERRORS[type(exc)].format(name=self.tsig_name),
                                     provider=self.name, zone=zone, endpoint=endpoint) from None
@@ -126,6 +126,28 @@ class Transport:
                 f"no answer ({exc.__class__.__name__}: {exc}); check that {self.server} is "
                 "up and accepts DNS over TCP", provider=self.name, zone=zone,
                 endpoint=endpoint) from None
+
+    async def prove_key(self, zone: str) -> None:
+        """A TSIG-signed SOA query to ``server``: the server knows the key and the secret
+        matches (BADKEY/BADSIG otherwise), and it is authoritative for the zone. Run
+        before every read, so a wrong key stops a sync before anything is written
+        anywhere (whether the update ACL admits the key only an UPDATE shows)."""
+        query = dns.message.make_query(zone, "SOA")
+        query.flags &= ~dns.flags.RD
+        query.use_tsig(self._keyring, keyname=dns.name.from_text(self.tsig_name))
+        endpoint = f"signed SOA query to {self.server}"
+        response = await self._signed(zone, query, endpoint)
+        if response.rcode() != dns.rcode.NOERROR or not response.flags & dns.flags.AA:
+            raise ZoneMissing(
+                f"{self.server} is not authoritative for {zone} "
+                f"({dns.rcode.to_text(response.rcode())}); server must be the zone's "
+                "primary, where UPDATEs are applied", provider=self.name, zone=zone,
+                endpoint=endpoint)
+
+    async def update(self, zone: str, update: dns.update.UpdateMessage, what: str) -> None:
+        """Send one signed UPDATE to ``server``; raise a ProviderError unless NOERROR."""
+        endpoint = f"UPDATE {what} to {self.server}"
+        response = await self._signed(zone, update, endpoint)
         rcode = response.rcode()
         if rcode == dns.rcode.NOERROR and response.had_tsig:
             return
@@ -139,12 +161,12 @@ class Transport:
         raise ProviderError(f"{text}: the server did not apply the update",
                             provider=self.name, zone=zone, endpoint=endpoint)
 
-    async def _exchange(self, update: dns.update.UpdateMessage) -> dns.message.Message:
+    async def _exchange(self, message: dns.message.Message) -> dns.message.Message:
         """One TCP exchange. An answer the server did not sign (a server that is not
         authoritative for the zone says NOTAUTH unsigned) is still parsed, for its rcode;
-        ``update`` reports it as refused, never as success."""
+        the callers treat it as refused, never as success."""
         host, port = hostport(self.server)
-        wire = update.to_wire()
+        wire = message.to_wire()
         reader, writer = await asyncio.open_connection(await _address(host), port)
         try:
             writer.write(struct.pack("!H", len(wire)) + wire)
@@ -154,8 +176,8 @@ class Transport:
         finally:
             writer.close()
         try:
-            return dns.message.from_wire(answer, keyring=update.keyring,
-                                         request_mac=update.mac)
+            return dns.message.from_wire(answer, keyring=message.keyring,
+                                         request_mac=message.mac)
         except dns.exception.FormError:
             unsigned = dns.message.from_wire(answer)
             if unsigned.had_tsig:

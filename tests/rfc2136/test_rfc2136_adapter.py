@@ -132,6 +132,17 @@ def test_update_for_zone_not_hosted_is_refused(knot: KnotSigner) -> None:
     assert "primary for elsewhere.test." in str(err.value)
 
 
+def test_read_proves_the_key(knot: KnotSigner) -> None:
+    """Reads are unsigned, but every read first sends one TSIG-signed SOA query: a wrong
+    secret fails the read (so the first observation of a sync), not only the UPDATE."""
+    bad = adapter(knot, secret="QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=")
+    with pytest.raises(ProviderAuthError, match="BADSIG"):
+        run(bad.read_zone(ZONE))
+    with pytest.raises(ProviderAuthError, match="BADKEY"):
+        run(adapter(knot, tsig_name="nobody.").read_zone(ZONE))
+    assert run(adapter(knot).read_zone(ZONE)).own_keys
+
+
 @pytest.fixture
 def full_knot(tmp_path: Path) -> Iterator[KnotSigner]:
     yield from started(tmp_path, "full")

@@ -28,18 +28,20 @@ pytestmark = [
 ]
 
 ZONE = "mixed.test."
+WRONG = "wrongkey.test."  # synced with a wrong TSIG secret: must fail, changing nothing
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, KnotSigner, Path]]:
     directory = tmp_path_factory.mktemp("rfc2136")
-    lab = Lab.start(directory / "lab", providers=2, zones=[ZONE])
+    lab = Lab.start(directory / "lab", providers=2, zones=[ZONE, WRONG])
     knot: KnotSigner | None = None
     try:
         ns_names = [zones.ns_name(p.name) for p in lab.providers]
-        knot = KnotSigner.make("u0", directory / "u0", [ZONE], ns_names, lab.ttl)
+        knot = KnotSigner.make("u0", directory / "u0", [ZONE, WRONG], ns_names, lab.ttl)
         knot.start()
         knot.wait_signed(ZONE)
+        knot.wait_signed(WRONG)
         config = directory / "multisigner.toml"
         config.write_text(add_to_config(lab.config_path.read_text(),
                                         provider_block(knot, "u0", secret_var="U0_TSIG"),
@@ -73,8 +75,8 @@ def ad(address: str, port: int, name: str) -> dns.message.Message:
     return dns.query.udp(q, address, port=port, timeout=5)
 
 
-def dnskeys(address: str, port: int) -> frozenset[str]:
-    resp = dns.query.tcp(dns.message.make_query(ZONE, "DNSKEY"), address, port=port, timeout=2)
+def dnskeys(address: str, port: int, zone: str = ZONE) -> frozenset[str]:
+    resp = dns.query.tcp(dns.message.make_query(zone, "DNSKEY"), address, port=port, timeout=2)
     return frozenset(rd.to_text() for rr in resp.answer if rr.rdtype == dns.rdatatype.DNSKEY
                      for rd in rr)
 
@@ -122,3 +124,20 @@ def test_sync_across_powerdns_and_knot_by_update(
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "u0: foreign DNSKEYs: add" not in out, out
+
+
+def test_wrong_tsig_secret_stops_sync_before_any_change(
+        setup: tuple[Lab, KnotSigner, Path], monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    lab, knot, config = setup
+    monkeypatch.setenv("U0_TSIG", "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=")
+    servers = [(p.address, p.dns_port) for p in lab.providers] + [(knot.address, knot.port)]
+    before = [dnskeys(a, p, WRONG) for a, p in servers]
+    rc = main(["--config", str(config), "sync", WRONG])
+    captured = capsys.readouterr()
+    text = captured.out + captured.err
+    assert rc == 1, text
+    assert "BADSIG" in text and "u0" in text, text
+    assert "Traceback" not in text
+    # The signed read fails before the plan acts: no provider was changed.
+    assert [dnskeys(a, p, WRONG) for a, p in servers] == before
