@@ -125,6 +125,12 @@ def test_sync_across_powerdns_and_knot_by_update(
     assert rc == 0, out
     assert "u0: foreign DNSKEYs: add" not in out, out
 
+    # Knot rolls its own keys: a rollover asked of it is refused, clearly.
+    rc = main(["--config", str(config), "rollover", ZONE, "--key", "zsk", "--signer", "u0"])
+    captured = capsys.readouterr()
+    assert rc == 1, captured
+    assert "u0 cannot generate keys on request" in captured.out + captured.err
+
 
 def test_wrong_tsig_secret_stops_sync_before_any_change(
         setup: tuple[Lab, KnotSigner, Path], monkeypatch: pytest.MonkeyPatch,
