@@ -41,6 +41,9 @@ class Rfc2136Provider(Provider):
     def __init__(self, config: Rfc2136ProviderConfig) -> None:
         super().__init__(config.name)
         self._dns = Transport(config)
+        # Per zone: served keys without a signature that the server put back after an
+        # UPDATE deleted them, so its own (pre-published) keys, not foreign ones.
+        self._kept: dict[str, set[Key]] = {}
 
     async def check_access(self) -> None:
         """The update server answers DNS over TCP. (The TSIG key is proven only by an
@@ -50,11 +53,11 @@ class Rfc2136Provider(Provider):
     async def read_zone(self, zone: str) -> ApiZoneState:
         await self._dns.prove_key(zone)
         served = await self._dns.read_any(zone)
-        return _state(self.name, served)
+        return _state(self.name, served, self._kept.get(zone, set()))
 
     async def set_foreign_dnskeys(self, zone: str, keys: Sequence[Key], ttl: int) -> None:
         served = await self._dns.read(zone, self._dns.server, ("DNSKEY", "SOA"))
-        own = {k.key for k in served.own_keys()}
+        own = {k.key for k in served.own_keys(self._kept.get(zone, set()))}
         wanted = set(keys) - own
         current = served.dnskeys - own
         await self._apply(zone, "DNSKEY", {k.text for k in current},
@@ -87,29 +90,31 @@ class Rfc2136Provider(Provider):
             await self._dns.update(zone, update, rrtype)
 
     async def _read_back(self, zone: str, added: set[Key], removed: set[Key]) -> None:
-        """Wait until the server serves the DNSKEY change it accepted; refuse a server
-        that keeps serving without the added keys."""
+        """Wait until the server serves the DNSKEYs it accepted; refuse a server that keeps
+        serving without them. An UPDATE is one transaction: once its additions show, a
+        deleted key still served is one the server put back, i.e. one of its own keys
+        that does not sign yet (Knot re-adds the keys of its key store on every signing);
+        it is remembered as own and never deleted again."""
         deadline = asyncio.get_running_loop().time() + READBACK_SECONDS
         while True:
             served = (await self._dns.read(zone, self._dns.server, ("DNSKEY",))).dnskeys
-            missing, stale = added - served, removed & served
-            if not missing and not stale:
+            missing = added - served
+            if not missing:
+                if removed & served:  # confirm after a moment: put back, not merely late
+                    await asyncio.sleep(0.5)
+                    again = (await self._dns.read(zone, self._dns.server, ("DNSKEY",))).dnskeys
+                    self._kept.setdefault(zone, set()).update(removed & again)
                 return
             if asyncio.get_running_loop().time() >= deadline:
                 break
             await asyncio.sleep(0.2)
-        if missing:
-            tags = ", ".join(k.short() for k in sorted(missing))
-            raise ProviderError(
-                f"the server accepted the UPDATE but does not serve the DNSKEY(s) it added "
-                f"({tags}) after {READBACK_SECONDS:g}s: it does not keep foreign DNSKEYs "
-                "(BIND 9.18 with inline signing replaces the DNSKEY RRset with its own keys; "
-                "Knot needs dnskey-management: incremental). This signer cannot take part "
-                "in Model 2 multi-signing; see docs/providers/rfc2136.md",
-                provider=self.name, zone=zone, endpoint=f"DNSKEY at {self._dns.server}")
+        tags = ", ".join(k.short() for k in sorted(missing))
         raise ProviderError(
-            "the server accepted the UPDATE but still serves the DNSKEY(s) it removed "
-            f"({', '.join(k.short() for k in sorted(stale))}) after {READBACK_SECONDS:g}s",
+            f"the server accepted the UPDATE but does not serve the DNSKEY(s) it added "
+            f"({tags}) after {READBACK_SECONDS:g}s: it does not keep foreign DNSKEYs "
+            "(BIND 9.18 with inline signing replaces the DNSKEY RRset with its own keys; "
+            "Knot needs dnskey-management: incremental). This signer cannot take part "
+            "in Model 2 multi-signing; see docs/providers/rfc2136.md",
             provider=self.name, zone=zone, endpoint=f"DNSKEY at {self._dns.server}")
 
 
@@ -133,8 +138,8 @@ def _diff(update: UpdateMessage, zone: str, rrtype: str, current: set[str],
     return bool(wanted ^ current)
 
 
-def _state(provider: str, served: Served) -> ApiZoneState:
-    own = served.own_keys()
+def _state(provider: str, served: Served, kept: set[Key]) -> ApiZoneState:
+    own = served.own_keys(kept)
     return ApiZoneState(
         provider=provider,
         own_keys=tuple(own),

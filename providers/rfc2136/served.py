@@ -6,12 +6,13 @@ the DNSKEY RRset or the SOA). The controller only ever *adds* keys, it never sig
 them at this signer, so an added (foreign) key never carries a signature here. The check
 is cryptographic, not by key tag: a foreign key whose tag collides with an own key's is
 still foreign. A key the signer publishes before it signs with it (its own pre-published
-successor) therefore looks foreign until it signs; see docs/providers/rfc2136.md.
+successor) carries no signature; the adapter learns it is the signer's when the signer
+puts it back after an UPDATE deleted it (``kept``); see docs/providers/rfc2136.md.
 """
 
 from __future__ import annotations
 
-import hashlib
+from collections.abc import Set
 from dataclasses import dataclass, field
 
 import dns.flags
@@ -67,28 +68,31 @@ class Served:
         # own), regardless of validity times: this asks who signs, not whether it is fresh.
         return bool(signers([key], rrset, sigs))
 
-    def own_keys(self) -> list[ApiKey]:
+    def own_keys(self, kept: Set[Key] = frozenset()) -> list[ApiKey]:
+        """Signing keys (active), and the served ``kept`` keys: ones the server put back
+        after an UPDATE deleted them, i.e. keys it holds but does not sign with yet (its
+        pre-published successors), reported as published, not active."""
         own: list[ApiKey] = []
         for key in sorted(self.dnskeys):
             signs_keys, signs_zone = self._signs(key, "DNSKEY"), self._signs(key, "SOA")
-            if not (signs_keys or signs_zone):
+            if not (signs_keys or signs_zone or key in kept):
                 continue
             role: Role = ("csk" if signs_zone else "ksk") if key.sep else "zsk"
-            own.append(ApiKey(key=key, role=role, active=True, published=True,
-                              key_id=key_handle(key)))
+            own.append(ApiKey(key=key, role=role, active=signs_keys or signs_zone,
+                              published=True, key_id=key_handle(key)))
         return own
 
-    def foreign_keys(self) -> set[Key]:
-        return self.dnskeys - {k.key for k in self.own_keys()}
+    def foreign_keys(self, kept: Set[Key] = frozenset()) -> set[Key]:
+        return self.dnskeys - {k.key for k in self.own_keys(kept)}
 
     def ns(self) -> set[str]:
         return {t.lower() for t in self.texts("NS")}
 
 
 def key_handle(key: Key) -> str:
-    """A stable handle for a key the signer holds: tag plus a digest of the full DNSKEY,
-    so two keys with one tag get two handles."""
-    return f"{key.key_tag}-{hashlib.sha256(key.text.encode()).hexdigest()[:8]}"
+    """A stable handle for a key the signer holds: tag plus fingerprint of the full
+    DNSKEY, so two keys with one tag get two handles."""
+    return f"{key.key_tag}-{key.fingerprint}"
 
 
 def absorb(served: Served, rrtype: str, response: dns.message.Message) -> None:

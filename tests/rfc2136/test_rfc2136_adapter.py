@@ -6,6 +6,7 @@ ProviderError with nothing changed."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -83,6 +84,32 @@ def test_own_and_foreign_keys_by_update(knot: KnotSigner) -> None:
     run(p.set_foreign_dnskeys(ZONE, foreign[:1], 2))
     assert run(p.read_zone(ZONE)).foreign_dnskeys == frozenset(foreign[:1])
     assert {Key.parse(t) for t in knot.dnskeys(ZONE)} == own | {foreign[0]}
+
+
+def test_prepublished_own_key_is_learnt_not_deleted(knot: KnotSigner) -> None:
+    """Knot publishes a successor ZSK a day before it signs: no signature shows it is
+    Knot's. The first write takes it for a stale foreign key and deletes it; Knot puts it
+    back at once (it re-adds its own keys when signing), and from then on the adapter
+    reports it as Knot's own key, published and not active."""
+    p = adapter(knot)
+    before = {k.key for k in run(p.read_zone(ZONE)).own_keys}
+    knot.keymgr(ZONE, "generate", "algorithm=13", "ksk=no", "publish=+0", "active=+1d")
+    knot.knotc("zone-sign", ZONE)
+    wait = 0
+    while len(knot.dnskeys(ZONE)) < 3 and wait < 50:
+        time.sleep(0.1)
+        wait += 1
+    (successor,) = {Key.parse(t) for t in knot.dnskeys(ZONE)} - before
+    assert run(p.read_zone(ZONE)).foreign_dnskeys == {successor}  # unknown yet
+
+    foreign = foreign_keys()
+    run(p.set_foreign_dnskeys(ZONE, foreign, 2))
+    state = run(p.read_zone(ZONE))
+    assert state.foreign_dnskeys == frozenset(foreign)
+    mine = {k.key: k for k in state.own_keys}
+    assert set(mine) == before | {successor}
+    assert mine[successor].published and not mine[successor].active
+    assert successor in {Key.parse(t) for t in knot.dnskeys(ZONE)}
 
 
 def test_cds_and_ns_by_update(knot: KnotSigner) -> None:
