@@ -36,10 +36,6 @@ class CheckContext:
 Check = Callable[[CheckContext], list[str]]
 
 
-def _tags(tags: frozenset[int]) -> str:
-    return ", ".join(str(t) for t in sorted(tags)) or "none"
-
-
 def _lag(what: str, labels: list[str] | tuple[str, ...]) -> list[str]:
     return [f"{what} at {', '.join(labels)}"] if labels else []
 
