@@ -158,7 +158,15 @@ class Transport:
                 f"refused the update; check that it is primary for {zone} and that its ACL "
                 f"allows updates signed with TSIG key {self.tsig_name}",
                 provider=self.name, zone=zone, endpoint=endpoint)
-        raise ProviderError(f"{text}: the server did not apply the update",
+        hint = ""
+        if rcode == dns.rcode.SERVFAIL and what == "DNSKEY":
+            # BIND 9.18 with inline signing applies UPDATEs to the unsigned zone, where it
+            # has no keys: "found no active private keys, unable to generate any
+            # signatures" in its log, SERVFAIL on the wire.
+            hint = ("; a server that signs with inline signing (BIND 9.18) refuses DNSKEY "
+                    "updates like this and cannot be a Model 2 signer through this "
+                    "adapter, see docs/providers/rfc2136.md")
+        raise ProviderError(f"{text}: the server did not apply the update{hint}",
                             provider=self.name, zone=zone, endpoint=endpoint)
 
     async def _exchange(self, message: dns.message.Message) -> dns.message.Message:
