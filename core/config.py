@@ -27,7 +27,13 @@ from core.algorithms import ZONE_SIGNING_ALGORITHMS as _SIGNING_ALGORITHMS
 from core.config_types import Duration, Fqdn, HostPort, _fqdn, _show, _Strict, hostport
 from core.errors import ConfigError
 from core.owner_ksk import OwnerKskConfig
-from core.provider_config import AnyProvider, KnotProviderConfig, ProviderConfig
+from core.provider_config import (
+    AnyProvider,
+    AnyProviderConfig,
+    KnotProviderConfig,
+    ProviderConfig,
+    Rfc2136ProviderConfig,
+)
 
 DEFAULT_CONFIG = "multisigner.toml"
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -188,7 +194,7 @@ class Config(_Strict):
                     )
         return self
 
-    def provider(self, name: str) -> ProviderConfig | KnotProviderConfig:
+    def provider(self, name: str) -> AnyProviderConfig:
         for provider in self.providers:
             if provider.name == name:
                 return provider
@@ -220,7 +226,7 @@ def _expand(value: Any, path: str, missing: list[str]) -> Any:
     return value
 
 
-_UNION_TAGS = {"powerdns", "knot"}  # pydantic puts the discriminator's value in the path
+_UNION_TAGS = {"powerdns", "knot", "rfc2136"}  # pydantic puts the discriminator's value in the path
 
 
 def _loc(loc: tuple[int | str, ...]) -> str:
@@ -272,6 +278,7 @@ def load_config(path: Path) -> Config:
         raise ConfigError(f"{path}: invalid configuration:\n  " + "\n  ".join(problems)) from None
 
 
-__all__ = ["DEFAULT_CONFIG", "AnyProvider", "Config", "HistoryConfig", "KnotProviderConfig",
-           "ParentConfig", "PolicyConfig", "ProviderConfig", "StateConfig", "ZoneConfig",
-           "find_config_path", "hostport", "load_config"]
+__all__ = ["DEFAULT_CONFIG", "AnyProvider", "AnyProviderConfig", "Config", "HistoryConfig",
+           "KnotProviderConfig", "ParentConfig", "PolicyConfig", "ProviderConfig",
+           "Rfc2136ProviderConfig", "StateConfig", "ZoneConfig", "find_config_path", "hostport",
+           "load_config"]

@@ -8,6 +8,8 @@ upper/lower-case digests, JSON objects); comparing them only after turning each 
 from __future__ import annotations
 
 import base64
+import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
@@ -16,10 +18,13 @@ import dns.dnssec
 import dns.name
 import dns.rdata
 import dns.rdataclass
+import dns.rdataset
 import dns.rdatatype
+import dns.rrset
 from dns.dnssectypes import DSDigest
-from dns.exception import DeniedByPolicy, UnsupportedAlgorithm
+from dns.exception import DeniedByPolicy, UnsupportedAlgorithm, ValidationFailure
 from dns.rdtypes.ANY.DNSKEY import DNSKEY
+from dns.rdtypes.ANY.RRSIG import RRSIG
 from dns.rdtypes.dsbase import DSBase
 
 Role = Literal["ksk", "zsk", "csk"]
@@ -102,6 +107,12 @@ class Key:
         ds = _make_ds(_norm_zone(zone), self.text, digest_type, validating)
         return Digest.from_rdata(ds)
 
+    @property
+    def fingerprint(self) -> str:
+        """8 hex digits of the SHA-256 of the DNSKEY text: tells apart keys whose 16-bit key
+        tags collide (two signers can well hold such keys; the tag is never an identity)."""
+        return hashlib.sha256(self.text.encode()).hexdigest()[:8]
+
     def short(self) -> str:
         return f"{self.key_tag}/{self.algorithm_name}/{'KSK' if self.sep else 'ZSK'}"
 
@@ -167,3 +178,64 @@ def parent_follows(ds_set: frozenset[Digest], ksks: frozenset[Key], zone: str) -
     covered = {k for k in ksks if any(d.matches(k, zone) for d in ds_set)}
     extra = [d for d in ds_set if not any(d.matches(k, zone) for k in ksks)]
     return covered == set(ksks) and not extra
+
+
+def tag_label(key: Key, among: Iterable[Key]) -> str:
+    """The key's tag for messages, with its fingerprint (``12345~ab12cd34``) when another
+    of ``among`` shares the tag, so colliding keys stay distinct."""
+    collides = any(k.key_tag == key.key_tag and k != key for k in among)
+    return f"{key.key_tag}~{key.fingerprint}" if collides else str(key.key_tag)
+
+
+def short_among(key: Key, among: Iterable[Key]) -> str:
+    """``Key.short()``, with the fingerprint appended when another of ``among`` shares the
+    tag (``12345/ECDSAP256SHA256/KSK~ab12cd34``)."""
+    collides = any(k.key_tag == key.key_tag and k != key for k in among)
+    return f"{key.short()}~{key.fingerprint}" if collides else key.short()
+
+
+def ds_label(digest: Digest, among: Iterable[Digest]) -> str:
+    """``DS <tag>``, with the digest's first 8 hex digits when another of ``among`` (of
+    another key) shares the tag."""
+    collides = any(d.key_tag == digest.key_tag and d != digest for d in among)
+    return f"DS {digest.key_tag}~{digest.text.rsplit(' ', 1)[1][:8]}" if collides \
+        else f"DS {digest.key_tag}"
+
+
+def tag_labels(keys: Iterable[Key]) -> list[str]:
+    """``tag_label`` of each key, sorted by tag."""
+    unique = sorted(set(keys), key=lambda k: (k.key_tag, k.text))
+    return [tag_label(k, unique) for k in unique]
+
+
+@lru_cache(maxsize=16384)
+def _verifies(key_text: str, rrset_text: str, sig: RRSIG) -> bool:
+    rrset = dns.rrset.from_text_list(*_rrset_parts(rrset_text))
+    one = dns.rdataset.from_rdata(3600, _dnskey(key_text))
+    try:
+        # ``now`` = the inception: this asks *who* signed, not whether it is still valid.
+        dns.dnssec.validate_rrsig(rrset, sig, {sig.signer: one}, now=float(sig.inception))
+    except (ValidationFailure, UnsupportedAlgorithm, DeniedByPolicy, ValueError):
+        return False
+    return True
+
+
+def _rrset_parts(text: str) -> tuple[str, int, str, str, list[str]]:
+    name, ttl, rdclass, rdtype, *records = text.split("\n")
+    return name, int(ttl), rdclass, rdtype, records
+
+
+def signers(keys: Iterable[Key], rrset: dns.rrset.RRset,
+            rrsigs: Iterable[RRSIG] | None) -> frozenset[Key]:
+    """Those of ``keys`` that an RRSIG over ``rrset`` verifies with. By signature, not by
+    key tag: a key that merely shares the real signer's tag (and algorithm) is not one."""
+    if rrsigs is None:
+        return frozenset()
+    sigs = list(rrsigs)
+    text = "\n".join([rrset.name.to_text(), str(rrset.ttl),
+                      dns.rdataclass.to_text(rrset.rdclass),
+                      dns.rdatatype.to_text(rrset.rdtype), *sorted(rd.to_text() for rd in rrset)])
+    return frozenset(
+        key for key in keys
+        if any(int(sig.key_tag) == key.key_tag and int(sig.algorithm) == key.algorithm
+               and _verifies(key.text, text, sig) for sig in sigs))

@@ -3,6 +3,8 @@ nameservers where it serves its zones)."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 from datetime import timedelta
 from pathlib import Path
@@ -102,6 +104,38 @@ class KnotProviderConfig(_Strict):
     skr_directory: Path | None = None
 
 
-AnyProvider = Annotated[ProviderConfig | KnotProviderConfig, Field(discriminator="type")]
+class Rfc2136ProviderConfig(_Strict):
+    """``[[providers]] type = "rfc2136"``: a signer that signs with its own keys and takes
+    foreign DNSKEY/CDS/CDNSKEY, NS and CSYNC by TSIG-signed DNS UPDATE (RFC 2136) over TCP
+    (Model 2; e.g. Knot DNS with ``dnskey-management: incremental``)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    type: Literal["rfc2136"] = "rfc2136"
+    server: HostPort  # where UPDATEs go (TCP), usually the signer's primary
+    tsig_name: Fqdn
+    tsig_algorithm: Literal["hmac-sha256", "hmac-sha384", "hmac-sha512"] = "hmac-sha256"
+    tsig_secret: SecretStr  # base64, as in the server's key statement
+    nameservers: list[HostPort] = Field(min_length=1)
+    ns_names: list[Fqdn] = Field(default_factory=list)
+    timeout: Duration = timedelta(seconds=10)  # per query or UPDATE
+
+    @field_validator("tsig_secret")
+    @classmethod
+    def _secret(cls, value: SecretStr) -> SecretStr:
+        text = value.get_secret_value().strip()
+        if not text:
+            raise ValueError("empty; set the TSIG key's base64 secret, e.g. "
+                             "tsig_secret = \"${U0_TSIG}\"")
+        try:
+            base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("not base64 (give the secret exactly as in the server's TSIG "
+                             "key statement)") from None
+        return value
+
+
+AnyProvider = Annotated[ProviderConfig | KnotProviderConfig | Rfc2136ProviderConfig,
+                        Field(discriminator="type")]
+AnyProviderConfig = ProviderConfig | KnotProviderConfig | Rfc2136ProviderConfig
 
 

@@ -13,7 +13,7 @@ import dns.rdatatype
 
 from core.config import ZoneConfig
 from core.errors import MultisignerError, ProviderError
-from core.keys import Key, role_of
+from core.keys import Key, role_of, tag_labels
 from core.observation import ServerView, ZoneView
 from orchestrator.decide.invariant import Finding, check_zone
 from orchestrator.decide.owner_keys import ds_tags, served_owner_ksks, store_problems
@@ -68,16 +68,20 @@ async def zone_status(rt: Runtime, zone: ZoneConfig) -> dict[str, Any]:
             for key in server.keys:
                 if key.sep and key not in origins:
                     origins[key] = ("owner", "ksk")
+    firsts = {name: next((s for s in view.of(name) if s.ok), None) for name in rt.signers(zone)}
+    # CDS membership by digest match, not by tag: two keys may share a tag.
+    all_cds = {d for f in firsts.values() if f is not None for d in f.cds_set}
     signers = []
-    for name in rt.signers(zone):
+    for name, first in firsts.items():
         servers = view.of(name)
-        first = next((s for s in servers if s.ok), None)
-        keys = sorted(first.keys, key=lambda k: (-k.flags, k.key_tag)) if first else []
+        keys = sorted(first.keys, key=lambda k: (-k.flags, k.key_tag, k.text)) if first else []
         signers.append({
             "name": name,
             "dnskeys": [{
                 "key_tag": k.key_tag, "flags": k.flags, "algorithm": k.algorithm,
                 "role": origins.get(k, ("", role_of(k)))[1], "origin": origins.get(k, ("",))[0],
+                "fingerprint": k.fingerprint,
+                "in_cds": k.sep and any(d.matches(k, view.zone) for d in all_cds),
             } for k in keys],
             "cds": sorted(d.text for d in first.cds_set) if first else [],
             "servers": [{"server": s.server, "ok": s.ok, "error": s.error,
@@ -195,7 +199,7 @@ async def owner_store_check(rt: Runtime, zone: ZoneConfig) -> dict[str, Any]:
 
 
 def _tags(keys: frozenset[Key]) -> str:
-    return ", ".join(str(t) for t in sorted({k.key_tag for k in keys})) or "none"
+    return ", ".join(tag_labels(keys)) or "none"
 
 
 def _expiry(servers: tuple[ServerView, ...]) -> str | None:

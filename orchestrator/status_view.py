@@ -19,18 +19,24 @@ def render_status(items: list[dict[str, Any]], console: Console | None = None) -
         table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
         for column in ("signer", "key tag", "role", "alg", "origin", "in CDS"):
             table.add_column(column)
-        cds_tags = set()
+        # Key tags are not identities: one tag can name two signers' keys. A tag shown for
+        # more than one distinct key gets each key's fingerprint.
+        prints: dict[int, set[str]] = {}
         for signer in item["signers"]:
-            cds_tags |= {int(c.split()[0]) for c in signer["cds"]}
+            for key in signer["dnskeys"]:
+                prints.setdefault(key["key_tag"], set()).add(key.get("fingerprint", ""))
         for signer in item["signers"]:
             bad = [s for s in signer["servers"] if not s["ok"]]
             if not signer["dnskeys"]:
                 table.add_row(signer["name"], "[red]-[/]", "", "", "",
                               "; ".join(s["error"] or "" for s in bad))
             for i, key in enumerate(signer["dnskeys"]):
-                table.add_row(signer["name"] if i == 0 else "", str(key["key_tag"]), key["role"],
+                tag = str(key["key_tag"])
+                if len(prints[key["key_tag"]]) > 1:
+                    tag += f"~{key['fingerprint']}"
+                table.add_row(signer["name"] if i == 0 else "", tag, key["role"],
                               str(key["algorithm"]), key["origin"] or "?",
-                              "yes" if key["key_tag"] in cds_tags and key["flags"] & 1 else "")
+                              "yes" if key.get("in_cds") else "")
             if item["model"] == 1 and signer.get("dnskey_rrsig_expires"):
                 table.add_row("", "[dim]RRSIG[/]", "", "", "",
                               f"expires {signer['dnskey_rrsig_expires']}")

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from core.keys import Digest, parent_follows
-from core.observation import ServerView, ZoneView
+from core.keys import Digest, parent_follows, signers, tag_labels
+from core.observation import ServerView, SignedRRset, ZoneView
 from orchestrator.decide.evidence import ceil_seconds
 from orchestrator.decide.goals import Goal
 from orchestrator.decide.membership import Member
@@ -34,10 +34,6 @@ class CheckContext:
 
 
 Check = Callable[[CheckContext], list[str]]
-
-
-def _tags(tags: frozenset[int]) -> str:
-    return ", ".join(str(t) for t in sorted(tags)) or "none"
 
 
 def _lag(what: str, labels: list[str] | tuple[str, ...]) -> list[str]:
@@ -71,21 +67,22 @@ def _signed_by_expected(ctx: CheckContext, rrset_of: Callable[[ServerView], obje
     rolled = ctx.payload
     if not isinstance(rolled, Rolled):
         return []
-    expected = frozenset(k.key_tag for w, t in ctx.step.keys.items()
+    expected = frozenset(k for w, t in ctx.step.keys.items()
                          if t == "active" and (k := rolled.key(w)) is not None)
     if rolled.signer == OWNER:
         # keys the step does not mention keep signing (they were made active earlier)
-        expected = frozenset(k.key_tag for w in ("old", "new")
+        expected = frozenset(k for w in ("old", "new")
                              if (k := rolled.key(w)) is not None
                              and ctx.step.keys.get(w, "active") == "active")
-    mine = frozenset(k.key_tag for k in (rolled.old, rolled.new) if k is not None)
+    mine = frozenset(k for k in (rolled.old, rolled.new) if k is not None)
     lag = []
     for server in _rolled_servers(ctx, rolled):
         signed = rrset_of(server)
-        tags = getattr(signed, "signer_tags", None)
-        if tags is None or tags & mine != expected:
+        # Which of the two keys sign, by signature: old and new may share a key tag.
+        if not isinstance(signed, SignedRRset) or signers(mine, signed.rrset,
+                                                          signed.rrsigs) != expected:
             lag.append(server.label)
-    return _lag(f"{what} {_tags(expected)}{only}", lag)
+    return _lag(f"{what} {', '.join(tag_labels(expected)) or 'none'}{only}", lag)
 
 
 def data_signers(ctx: CheckContext) -> list[str]:
@@ -104,7 +101,7 @@ def parent_ds(ctx: CheckContext) -> list[str]:
     want = goal.ds_keys
     lag = [p.server for p in ctx.view.parent if p.error is not None
            or not parent_follows(p.ds_set, want, goal.zone)]
-    return _lag(f"parent DS = {_tags(frozenset(k.key_tag for k in want))}", lag)
+    return _lag(f"parent DS = {', '.join(tag_labels(want)) or 'none'}", lag)
 
 
 def ns_served(ctx: CheckContext) -> list[str]:
@@ -135,8 +132,8 @@ def old_unused(ctx: CheckContext) -> list[str]:
     rolled = ctx.payload
     if not isinstance(rolled, Rolled):
         return []
-    users = [s.label for s in ctx.view.servers
-             if s.soa is not None and rolled.old.key_tag in s.soa.signer_tags]
+    users = [s.label for s in ctx.view.servers  # by signature: the successor may share its tag
+             if s.soa is not None and signers({rolled.old}, s.soa.rrset, s.soa.rrsigs)]
     return [f"the predecessor {rolled.old.key_tag} still signs data at " + ", ".join(users)
             ] if users else []
 

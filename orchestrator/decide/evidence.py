@@ -18,6 +18,8 @@ def view_evidence(view: ZoneView) -> dict[str, Any]:
             continue
         servers[server.label] = {
             "dnskey": sorted(k.key_tag for k in server.keys),
+            # the tags above may collide between keys; these name each key distinctly
+            "dnskey_ids": sorted(f"{k.key_tag}~{k.fingerprint}" for k in server.keys),
             "dnskey_ttl": server.dnskey.ttl if server.dnskey else None,
             "dnskey_signers": sorted(server.dnskey.signer_tags) if server.dnskey else [],
             "soa_signers": sorted(server.soa.signer_tags) if server.soa else [],

@@ -23,7 +23,7 @@ import dns.rdatatype
 import dns.rrset
 from dns.exception import DeniedByPolicy, ValidationFailure
 
-from core.keys import Digest, Key, parent_follows
+from core.keys import Digest, Key, parent_follows, signers, tag_label
 from core.observation import ServerView, SignedRRset, ZoneView
 from orchestrator.decide.evidence import ceil_seconds
 
@@ -190,17 +190,24 @@ def _data_under_every_keyset(
     if server.soa is None or server.soa.rrsigs is None:
         return out
     tags = server.soa.signer_tags
+    # The keys this server signs its data with, by signature, never by tag alone: a key in
+    # another set that merely shares the signer's tag does not put the signer in that set.
+    # Tags no served key verifies (a signer the server does not publish) stay tags.
+    signing = signers(server.keys, server.soa.rrset, server.soa.rrsigs)
+    unexplained = tags - {k.key_tag for k in signing}
     for keyset in keysets:
         if _validates(server.soa, zone, keyset.rrset, now):
             continue
-        present = {k.key_tag for k in keyset.keys}
-        missing = sorted(tags - present)
+        missing: list[tuple[int, str]] = [
+            (k.key_tag, tag_label(k, signing | keyset.keys))
+            for k in sorted(signing - keyset.keys)]
+        missing += [(t, str(t)) for t in sorted(unexplained - {k.key_tag for k in keyset.keys})]
         if missing:
-            for tag in missing:
+            for tag, label in missing:
                 out.append(Finding(
                     "breach", "ZSK_MISSING",
-                    f"{server.label} signs its data with key {tag}, which is missing from the "
-                    f"DNSKEY RRset {keyset.origin}",
+                    f"{server.label} signs its data with key {label}, which is missing from "
+                    f"the DNSKEY RRset {keyset.origin}",
                     server.provider, server.server, tag, "DNSKEY",
                 ))
         else:
@@ -293,9 +300,12 @@ def _cds_safety(view: ZoneView, live: list[ServerView], now: datetime) -> list[F
 def _steady_state(view: ZoneView, live: list[ServerView], expect_identical: bool) -> list[Finding]:
     out: list[Finding] = []
     if expect_identical and len({s.keys for s in live}) > 1:
+        # Labels over every served key: a tag two keys share shows each key's fingerprint.
+        every = frozenset().union(*(s.keys for s in live))
         out.append(Finding("warning", "DNSKEY_SETS_DIFFER",
                            "providers serve different DNSKEY RRsets: " + "; ".join(
-                               f"{s.label}: {_tags(frozenset(k.key_tag for k in s.keys))}"
+                               f"{s.label}: "
+                               f"{', '.join(sorted(tag_label(k, every) for k in s.keys)) or 'none'}"
                                for s in live)))
     cds_sets = {s.cds_set for s in live}
     cdnskeys = frozenset().union(*(s.cdnskey_set for s in live))

@@ -23,7 +23,7 @@ import dns.rrset
 from dns.dnssectypes import Algorithm
 
 from core.config import PolicyConfig
-from core.keys import Key
+from core.keys import Key, signers
 from core.keyset import SignedKeyBlock, SignedKeySet, SignedRRset
 from core.observation import ServerView, ZoneView
 from orchestrator.decide.evidence import ceil_seconds
@@ -93,9 +93,11 @@ def rrsig_expiry(server: ServerView, signing: frozenset[Key]) -> datetime | None
     """The latest expiration of an owner RRSIG over the server's DNSKEY RRset."""
     if server.dnskey is None or server.dnskey.rrsigs is None:
         return None
-    tags = {k.key_tag for k in signing}
+    rrset = server.dnskey.rrset
+    # Signatures by the owner's keys, by signature: a provider key sharing a tag with an
+    # owner KSK must not lend its RRSIG's expiry to the owner's.
     times = [int(sig.expiration) for sig in server.dnskey.rrsigs
-             if int(sig.key_tag) in tags]
+             if signers(signing, rrset, [sig])]
     if not times:
         return None
     return datetime.fromtimestamp(max(times), server.at.tzinfo)
@@ -111,7 +113,8 @@ def served_progress(target: Model1Target, view: ZoneView, *,
     for server in view.servers:
         ok = (server.ok and server.keys == target.dnskeys
               and server.dnskey is not None
-              and {k.key_tag for k in target.signing} <= server.dnskey.signer_tags
+              and signers(target.signing, server.dnskey.rrset,
+                          server.dnskey.rrsigs) == target.signing
               and server.cds_set == want_cds)
         if ok and fresh_until is not None:
             expiry = rrsig_expiry(server, target.signing)

@@ -18,7 +18,7 @@ import dns.name
 from dns.exception import DeniedByPolicy, ValidationFailure
 
 from core.config import PolicyConfig
-from core.keys import Digest, Key, parent_follows
+from core.keys import Digest, Key, ds_label, parent_follows, short_among
 from core.observation import ApiZoneState, ZoneView
 from orchestrator.decide.evidence import ceil_seconds
 
@@ -74,6 +74,9 @@ class SyncPlan:
             "actions": [a.as_json() for a in self.actions],
             "served_dnskeys": {p: sorted(k.key_tag for k in ks)
                                for p, ks in sorted(self.served_target.items())},
+            # tags are not identities (two keys can share one): tag~fingerprint per key
+            "served_dnskey_ids": {p: sorted(f"{k.key_tag}~{k.fingerprint}" for k in ks)
+                                  for p, ks in sorted(self.served_target.items())},
             "cds": sorted(d.text for d in self.cds_target),
             "notes": list(self.notes),
         }
@@ -176,6 +179,8 @@ def plan_sync(data: PlanInput) -> SyncPlan:
     notes: list[str] = []
     key_actions: list[Action] = []
     served: dict[str, frozenset[Key]] = {}
+    # Every key in play, so that labels in the plan tell apart keys whose tags collide.
+    every = frozenset(owned).union(*(data.api[n].foreign_dnskeys for n in data.signers))
     for name in data.signers:
         state = data.api[name]
         want = set().union(*(exports[o] for o in data.signers if o != name)) - state.published
@@ -194,8 +199,9 @@ def plan_sync(data: PlanInput) -> SyncPlan:
             ttl = next((s.dnskey.ttl for s in data.view.of(name) if s.dnskey), ttl_key) or 3600
             key_actions.append(Action(
                 provider=name, kind="set-dnskeys",
-                add=tuple(k.short() for k in sorted(want - state.foreign_dnskeys)),
-                remove=tuple(k.short() for k in sorted(state.foreign_dnskeys - want)),
+                add=tuple(short_among(k, every) for k in sorted(want - state.foreign_dnskeys)),
+                remove=tuple(short_among(k, every)
+                             for k in sorted(state.foreign_dnskeys - want)),
                 dnskeys=tuple(sorted(want)), ttl=ttl,
             ))
     ksks = frozenset().union(*(data.api[n].signing_ksks for n in data.signers))
@@ -210,8 +216,10 @@ def plan_sync(data: PlanInput) -> SyncPlan:
         ttl = next((s.dnskey.ttl for s in data.view.of(name) if s.dnskey), ttl_key) or 3600
         cds_actions.append(Action(
             provider=name, kind="set-cds",
-            add=tuple(f"DS {d.key_tag}" for d in sorted(cds_target - state.cds)),
-            remove=tuple(f"DS {d.key_tag}" for d in sorted(state.cds - cds_target)),
+            add=tuple(ds_label(d, cds_target | state.cds)
+                      for d in sorted(cds_target - state.cds)),
+            remove=tuple(ds_label(d, cds_target | state.cds)
+                         for d in sorted(state.cds - cds_target)),
             cds=tuple(sorted(cds_target)), cdnskey=tuple(sorted(cdnskey_target)), ttl=ttl,
         ))
     return SyncPlan(zone, tuple(key_actions), tuple(cds_actions), served, cds_target,
