@@ -27,6 +27,7 @@ from orchestrator.engine.runner import Engine
 from orchestrator.engine.sync import sync_zone
 from orchestrator.observe.observer import read_apis, record
 from orchestrator.runtime import Runtime, holder_id
+from providers.base import Capability
 from state.info import KeyInfo
 
 MAX_ZONES_AT_ONCE = 32
@@ -159,7 +160,11 @@ class Daemon:
         if errors:
             return
         record(self.rt, zone, (), (), states, now)  # key ages count from first sight
-        due = due_rollovers(zone, self.rt.signers(zone), states, store.keys(zone.name), now)
+        # A signer that rolls its own keys (no key API) is never rolled by policy: its due
+        # key would be refused on every pass and block the rollovers queued behind it.
+        rollable = [s for s in self.rt.signers(zone)
+                    if self.rt.provider(s).can(Capability.GENERATE_KEYS)]
+        due = due_rollovers(zone, rollable, states, store.keys(zone.name), now)
         if due:
             first = due[0]
             proc = await self.engine.start_rollover(

@@ -4,8 +4,10 @@ provider is handed that signed set to serve; re-signed before the signatures run
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from core.config import ZoneConfig
 from core.errors import Refused, UsageError
@@ -29,13 +31,14 @@ from orchestrator.decide.owner_signing import (
 from orchestrator.decide.process_data import ProcessData
 from orchestrator.decide.rollover import OWNER, Rolled, pick_old
 from orchestrator.engine.converge import Applied, KeyHolder, SyncPreview
-from orchestrator.engine.key_holders import OwnerStoreKeys, ProviderKeys, open_store
+from orchestrator.engine.key_holders import OwnerStoreKeys, ProviderKeys, off_loop, open_store
 from orchestrator.engine.keyset_delivery import deliver
 from orchestrator.runtime import Reporter, Runtime
 from providers.base import Capability
 from providers.kskstore import KskStore, StoredKey
 from runbooks import Step
 
+T = TypeVar("T")
 PLACEHOLDER = Key("256 3 13 AA==")  # a Rolled for a refused start (never persisted)
 
 
@@ -53,6 +56,16 @@ class OwnerSigned:
         self.rt = rt
         self.zone = zone
         self.report = report
+
+    async def _store(self, what: str, work: Callable[[KskStore], T]) -> T:
+        """``work`` with the owner's key store open, in a worker thread with a timeout:
+        opening a PKCS#11 token or calling KMS blocks, and must not stall the event loop
+        (the zone lease is renewed there)."""
+        def in_store() -> T:
+            with open_store(self.zone) as store:
+                return work(store)
+
+        return await off_loop(f"{self.zone.name}: {what}", in_store)
 
     def _steady(self, view: ZoneView, store: KskStore) -> frozenset[Key]:
         """The owner KSKs of the steady state; refused (nothing changed) unless the store
@@ -79,8 +92,7 @@ class OwnerSigned:
 
     async def goal(self, step: Step | None, intent: StepIntent, data: ProcessData,
                    view: ZoneView) -> Goal:
-        with open_store(self.zone) as store:
-            steady = self._steady(view, store)
+        steady = await self._store("list the owner KSKs", lambda store: self._steady(view, store))
         target = step_target(self.zone.name, step, data.rolled, view, steady,
                              intent.key_signers)
         return OwnerSignedGoal(target, fresh_until=data.delivered_until)
@@ -147,9 +159,11 @@ class OwnerSigned:
                 not self.rt.provider(signer).can(Capability.GENERATE_KEYS):
             raise Refused(f"{signer} cannot generate keys on request")
         problems = zone_problems(view, zone.policy.algorithm_number, signers)
-        with open_store(zone) as store:
+        def listed(store: KskStore) -> tuple[list[StoredKey], frozenset[Key]]:
             stored = store.list_keys()
-            owner = self._steady_if_any(view, store, stored)
+            return stored, self._steady_if_any(view, store, stored)
+
+        stored, owner = await self._store("list the owner KSKs", listed)
         problems += self._in_sync_problems(view, owner, signers)
         if owner and not all(p.error is None and parent_follows(p.ds_set, owner, zone.name)
                              for p in view.parent):
@@ -179,8 +193,8 @@ class OwnerSigned:
         everyone = [*members, *([provider] if direction == "add" else [])]
         out = zone_problems(view, self.zone.policy.algorithm_number, everyone)
         current = replace(view, servers=tuple(s for s in view.servers if s.provider in members))
-        with open_store(self.zone) as store:
-            owner = self._steady_if_any(current, store, store.list_keys())
+        owner = await self._store("list the owner KSKs", lambda store: self._steady_if_any(
+            current, store, store.list_keys()))
         return out + self._in_sync_problems(current, owner, members)
 
     async def sync_preview(self, view: ZoneView, *, dry_run: bool) -> SyncPreview:
@@ -190,9 +204,8 @@ class OwnerSigned:
         if problems:
             raise Refused(f"{zone.name}: refusing to sync; nothing was changed", problems)
         evidence: dict[str, object] = {}
-        with open_store(zone) as store:
-            stored = store.list_keys()
-            if not stored:
+        def prepare(store: KskStore) -> SyncPreview | frozenset[Key]:
+            if not store.list_keys():
                 # A first key only where nothing can break; an empty store is otherwise
                 # a wrong [zones.owner_ksk] (another directory, label, prefix or alias).
                 if first_key_problems(view):
@@ -205,8 +218,13 @@ class OwnerSigned:
                 made = store.generate()
                 evidence["generated_owner_ksk"] = made.key_tag
                 self.report(f"{zone.name}: generated owner KSK {made.key_tag} in "
-                               f"{store.name}")
-            owner = self._steady(view, store)
+                            f"{store.name}")
+            return self._steady(view, store)
+
+        prepared = await self._store("read the owner KSK store", prepare)
+        if isinstance(prepared, SyncPreview):
+            return prepared
+        owner = prepared
         target = step_target(zone.name, None, None, view, owner, signers)
         stale = served_progress(target, view)
         due = resign_due(view, target.signing, datetime.now(UTC), zone.policy.signature_refresh)
