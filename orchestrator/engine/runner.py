@@ -269,6 +269,12 @@ class Engine(ProcessStarts):
         changes = applied.changes + await converge_apex(self.rt, here.zone, intent, view)
         data = here.data.but(observe_since=_now(), stalled=None,
                              delivered_until=applied.fresh_until or here.data.delivered_until)
+        if applied.fresh_until is None and not intent.ns and intent.csync is None:
+            # The observe phase that follows starts from this target: the providers' APIs
+            # were read a moment ago, and what was applied is what it waits to see served
+            # (a re-signed set is re-read: its freshness belongs to the target).
+            self._targets[here.proc.id] = StepTarget(here.next_state("observe"), _now(),
+                                                     view.api, intent, goal)
         return self._move(here, "observe",
                           f"{here.step.title}: {len(changes)} provider change(s) applied",
                           data=data, evidence={"changes": changes, "target": goal.as_json()},
