@@ -170,13 +170,15 @@ class Engine(ProcessStarts):
     # -- shared -----------------------------------------------------------------------------
 
     async def _observe_api(self, zone: ZoneConfig, *, csync: bool = False,
-                           step: Step | None = None, api: bool = True) -> ZoneView:
+                           step: Step | None = None, api: bool = True,
+                           servers: bool = True) -> ZoneView:
         # An owner-signed zone's target needs only each provider's own keys from its API; the
         # zone's contents (for TTLsig) only when the step holds for a TTL, its apex NS/CSYNC
         # only in a signer change. Reading less saves a provider call per zone and step.
         keys_only = (step is not None and not step.hold and not csync
                      and self.converger(zone).own_keys_suffice)
-        view, errors = await observe(self.rt, zone, csync=csync, keys_only=keys_only, api=api)
+        view, errors = await observe(self.rt, zone, csync=csync, keys_only=keys_only, api=api,
+                                     servers=servers)
         if errors:
             raise Refused(f"{zone.name}: {len(errors)} provider API(s) failed; the process "
                           "stays where it is and retries", [str(e) for e in errors.values()])
@@ -282,13 +284,19 @@ class Engine(ProcessStarts):
 
     async def _observe(self, here: ProcessAt) -> Outcome:
         csync = isinstance(here.data.payload, Member)
+        # A step that waits only for the parent, and holds for no TTL, needs no answer from
+        # the signers' nameservers between the full reads (every API_REFRESH_SECONDS, which
+        # also keep its target applied): a registry takes minutes, each poll would ask them.
+        servers = bool(here.step.hold) or any(o not in ("parent", "parent-ns")
+                                              for o in here.step.observe)
         now = _now()
         last = self._targets.get(here.proc.id)
         if last is not None and last.state == here.proc.state and \
                 (now - last.at).total_seconds() < API_REFRESH_SECONDS:
             # Nameservers are polled fast while a change propagates; the providers' APIs
             # (and so the step's target) are re-read only every API_REFRESH_SECONDS.
-            view = await self._observe_api(here.zone, csync=csync, step=here.step, api=False)
+            view = await self._observe_api(here.zone, csync=csync, step=here.step, api=False,
+                                           servers=servers)
             view = replace(view, api=last.api)
             intent, goal = last.intent, last.goal
         else:
@@ -318,7 +326,10 @@ class Engine(ProcessStarts):
         ttls = measure(view)
         until = deadline(now, list(step.hold), step.hold_combine, ttls, zone.policy)
         since = here.data.observe_since or now
-        settled = cache_settles_at(view)
+        evidence: dict[str, object] = {}
+        if view.servers:  # when resolvers hold no older DNSKEY/DS RRset than is served now
+            settled = cache_settles_at(view)
+            evidence["old_rrsets_cached_until"] = settled.isoformat() if settled else None
         events.observed(zone.name, here.proc, now - since, until - now, "parent" in step.observe)
         joined = (" + " if step.hold_combine == "sum" else ", ").join(step.hold)
         terms = "" if not step.hold else (
@@ -331,9 +342,7 @@ class Engine(ProcessStarts):
                       "propagation_delay_s": zone.policy.propagation_delay.total_seconds(),
                       "safety_margin_s": zone.policy.safety_margin.total_seconds(),
                       "observed_at": now.isoformat(), "deadline": until.isoformat(),
-                      "observed_after_s": round((now - since).total_seconds(), 3),
-                      # when resolvers hold no older DNSKEY/DS RRset than what is served now
-                      "old_rrsets_cached_until": settled.isoformat() if settled else None},
+                      "observed_after_s": round((now - since).total_seconds(), 3), **evidence},
             next_check_at=until, waiting_for=f"hold{terms} until {ceil_seconds(until)}")
 
     def _hold(self, here: ProcessAt) -> Outcome:

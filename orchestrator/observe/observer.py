@@ -78,24 +78,24 @@ async def observe_parents(zone: ZoneConfig, *, ns: bool = True) -> tuple[ParentV
 
 async def observe(
     rt: Runtime, zone: ZoneConfig, *, api: bool = True, parent: bool = True, csync: bool = False,
-    signers: list[str] | None = None, keys_only: bool = False,
+    signers: list[str] | None = None, keys_only: bool = False, servers: bool = True,
 ) -> tuple[ZoneView, dict[str, ProviderError]]:
     """One full observation pass, recorded in the state DB. ``signers`` overrides the zone's
     membership (to look at a provider before it joins)."""
     apex = dns.name.from_text(zone.name)
     api_task = read_apis(rt, zone, signers, keys_only=keys_only) if api else _no_api()
     parent_task = observe_parents(zone) if parent else _no_parent()
-    (states, errors), servers, parents = await asyncio.gather(
-        api_task, observe_servers(rt, zone, csync=csync, signers=signers), parent_task
-    )
+    servers_task = (observe_servers(rt, zone, csync=csync, signers=signers) if servers
+                    else _no_servers())
+    (states, errors), answers, parents = await asyncio.gather(api_task, servers_task, parent_task)
     now = datetime.now(UTC)
     provider_ns = provider_ns_names(rt)
-    reachable = ZoneView(zone=apex, servers=servers, parent=parents,
+    reachable = ZoneView(zone=apex, servers=answers, parent=parents,
                          provider_ns=provider_ns).reachable()
-    record(rt, zone, servers, parents, states, now, reachable=reachable)
+    record(rt, zone, answers, parents, states, now, reachable=reachable)
     view = ZoneView(
         zone=apex,
-        servers=servers,
+        servers=answers,
         parent=parents,
         cached_dnskeys=cached(rt, zone.name, "DNSKEY", now),
         cached_ds=cached(rt, zone.name, "DS", now),
@@ -111,6 +111,10 @@ def provider_ns_names(rt: Runtime) -> dict[str, frozenset[str]]:
 
 async def _no_api() -> tuple[dict[str, ApiZoneState], dict[str, ProviderError]]:
     return {}, {}
+
+
+async def _no_servers() -> tuple[ServerView, ...]:
+    return ()
 
 
 async def _no_parent() -> tuple[ParentView, ...]:
