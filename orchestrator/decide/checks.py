@@ -7,8 +7,10 @@ name there, fails at import), so a typo in a runbook never reaches the engine.""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+
+import dns.rdatatype
 
 from core.keys import Digest, parent_follows, signers, tag_labels
 from core.observation import ServerView, SignedRRset, ZoneView
@@ -206,3 +208,19 @@ def unmet(ctx: CheckContext) -> list[str]:
 
 def precondition_problems(ctx: CheckContext) -> list[str]:
     return [m for name in ctx.step.precondition for m in PRECONDITIONS[name](ctx)]
+
+
+_T = dns.rdatatype
+# The record types each observation reads from a nameserver (parent ones read none).
+_POLLED: dict[str, tuple[dns.rdatatype.RdataType, ...]] = {
+    "served": (_T.DNSKEY, _T.CDS, _T.CDNSKEY), "dnskey-signers": (_T.DNSKEY,),
+    "data-signers": (_T.SOA,), "ns-served": (), "csync-served": (), "csync-gone": (),
+}
+
+
+def polled_types(observe: Sequence[str], csync: bool) -> tuple[dns.rdatatype.RdataType, ...]:
+    """What a poll between full reads asks each nameserver: the types the step's
+    observations look at, and NS (which providers resolvers can reach)."""
+    wanted = {_T.NS, *(t for o in observe for t in _POLLED.get(o, ())),
+              *((_T.CSYNC,) if csync else ())}
+    return tuple(sorted(wanted))

@@ -3,7 +3,7 @@ step (``ProcessAt``), and the step's target as last read from the providers (``S
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from core.config import ZoneConfig
@@ -38,3 +38,19 @@ class StepTarget:
     api: dict[str, ApiZoneState]
     intent: StepIntent
     goal: Goal
+
+
+@dataclass
+class Outcome:
+    """Where a process stands after ``advance``."""
+
+    process_id: str
+    state: str
+    finished: bool
+    waiting_for: str | None = None
+    next_check_at: datetime | None = None
+    moved: list[str] = field(default_factory=list)
+
+
+def state_name(step: Step, phase: str, path: str) -> str:
+    return f"{step.id}:{phase}" if path == "main" else f"abort:{step.id}:{phase}"

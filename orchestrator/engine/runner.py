@@ -20,14 +20,22 @@ the evidence seen, so a restart resumes exactly where the process stood.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+
+import dns.rdatatype
 
 from core import events
 from core.config import ZoneConfig
 from core.errors import Refused, UsageError
 from core.observation import ApiZoneState, ZoneView
-from orchestrator.decide.checks import NEEDS_CONTENT, CheckContext, precondition_problems, unmet
+from orchestrator.decide.checks import (
+    NEEDS_CONTENT,
+    CheckContext,
+    polled_types,
+    precondition_problems,
+    unmet,
+)
 from orchestrator.decide.evidence import cache_settles_at, ceil_seconds, view_evidence
 from orchestrator.decide.goals import Goal
 from orchestrator.decide.intent import StepIntent, step_intent
@@ -38,7 +46,7 @@ from orchestrator.decide.timing import deadline, measure, poll_delay
 from orchestrator.engine.apex import converge_apex
 from orchestrator.engine.converge import Converger, converger_for
 from orchestrator.engine.lease import zone_lease
-from orchestrator.engine.phase_state import ProcessAt, StepTarget
+from orchestrator.engine.phase_state import Outcome, ProcessAt, StepTarget, state_name
 from orchestrator.engine.starts import ProcessStarts
 from orchestrator.observe.observer import observe
 from orchestrator.reports import content_findings
@@ -48,24 +56,8 @@ from runbooks import Step, runbook
 from state.info import ProcessInfo
 
 
-@dataclass
-class Outcome:
-    """Where a process stands after ``advance``."""
-
-    process_id: str
-    state: str
-    finished: bool
-    waiting_for: str | None = None
-    next_check_at: datetime | None = None
-    moved: list[str] = field(default_factory=list)
-
-
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def state_name(step: Step, phase: str, path: str) -> str:
-    return f"{step.id}:{phase}" if path == "main" else f"abort:{step.id}:{phase}"
 
 
 # How often an observe phase re-reads the providers' APIs (and re-applies what they lost);
@@ -171,14 +163,15 @@ class Engine(ProcessStarts):
 
     async def _observe_api(self, zone: ZoneConfig, *, csync: bool = False,
                            step: Step | None = None, api: bool = True,
-                           servers: bool = True) -> ZoneView:
+                           servers: bool = True,
+                           only: tuple[dns.rdatatype.RdataType, ...] | None = None) -> ZoneView:
         # An owner-signed zone's target needs only each provider's own keys from its API; the
         # zone's contents (for TTLsig) only when the step holds for a TTL, its apex NS/CSYNC
         # only in a signer change. Reading less saves a provider call per zone and step.
         keys_only = (step is not None and not step.hold and not csync
                      and self.converger(zone).own_keys_suffice)
         view, errors = await observe(self.rt, zone, csync=csync, keys_only=keys_only, api=api,
-                                     servers=servers)
+                                     servers=servers, only=only)
         if errors:
             raise Refused(f"{zone.name}: {len(errors)} provider API(s) failed; the process "
                           "stays where it is and retries", [str(e) for e in errors.values()])
@@ -296,7 +289,9 @@ class Engine(ProcessStarts):
             # Nameservers are polled fast while a change propagates; the providers' APIs
             # (and so the step's target) are re-read only every API_REFRESH_SECONDS.
             view = await self._observe_api(here.zone, csync=csync, step=here.step, api=False,
-                                           servers=servers)
+                                           servers=servers,
+                                           only=None if here.step.hold else polled_types(
+                                               here.step.observe, csync))
             view = replace(view, api=last.api)
             intent, goal = last.intent, last.goal
         else:

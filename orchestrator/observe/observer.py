@@ -79,14 +79,15 @@ async def observe_parents(zone: ZoneConfig, *, ns: bool = True) -> tuple[ParentV
 async def observe(
     rt: Runtime, zone: ZoneConfig, *, api: bool = True, parent: bool = True, csync: bool = False,
     signers: list[str] | None = None, keys_only: bool = False, servers: bool = True,
+    only: tuple[dns.rdatatype.RdataType, ...] | None = None,
 ) -> tuple[ZoneView, dict[str, ProviderError]]:
     """One full observation pass, recorded in the state DB. ``signers`` overrides the zone's
     membership (to look at a provider before it joins)."""
     apex = dns.name.from_text(zone.name)
     api_task = read_apis(rt, zone, signers, keys_only=keys_only) if api else _no_api()
     parent_task = observe_parents(zone) if parent else _no_parent()
-    servers_task = (observe_servers(rt, zone, csync=csync, signers=signers) if servers
-                    else _no_servers())
+    servers_task = (observe_servers(rt, zone, csync=csync, signers=signers, only=only)
+                    if servers else _no_servers())
     (states, errors), answers, parents = await asyncio.gather(api_task, servers_task, parent_task)
     now = datetime.now(UTC)
     provider_ns = provider_ns_names(rt)
