@@ -1,4 +1,4 @@
-"""The zone owner's KSK stores for Model 1 (design.md sec. 4, interface.md
+"""The zone owner's KSK stores for Model 1 (docs/configuration.md,
 ``[zones.owner_ksk]``): PEM/BIND key files, a PKCS#11 token, or AWS KMS.
 
     from providers.kskstore import make_store, sign_rrset

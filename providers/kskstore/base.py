@@ -1,8 +1,8 @@
 """What every owner-KSK store offers, and signing an RRset with a key held in one.
 
-Model 1 (design.md sec. 4): the zone owner holds the only KSK and signs the combined
-DNSKEY RRset and the CDS/CDNSKEY RRsets. The private key lives in a store — PEM files,
-a PKCS#11 token or AWS KMS — and never leaves it: a store hands out a *signer*, a
+Model 1 (docs/design-notes.md, "Steps per model"): the zone owner holds the only KSK and
+signs the combined DNSKEY RRset and the CDS/CDNSKEY RRsets. The private key lives in a
+store — PEM files, a PKCS#11 token or AWS KMS — and never leaves it: a store hands out a *signer*, a
 ``dns.dnssecalgs.base.GenericPrivateKey`` whose ``sign()`` asks the store for a
 signature, so ``dns.dnssec.sign()`` builds the RFC 4034 signing input as usual.
 

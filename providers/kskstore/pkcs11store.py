@@ -4,7 +4,7 @@ Keys are EC key pairs made on the token (``CKA_TOKEN``, ``CKA_SENSITIVE``, not
 ``CKA_EXTRACTABLE``), labelled ``<key_label_prefix>-<UTC time>`` with a random
 ``CKA_ID`` shared by the private and the public object; the label is the key id.
 
-Verified facts this module relies on (lab-notes.md, SoftHSM2 2.6.1, python-pkcs11 0.10.1):
+Verified facts this module relies on (SoftHSM2 2.6.1, python-pkcs11 0.10.1; docs/lab.md):
 
 - SoftHSM2 rejects ``CKM_ECDSA_SHA256``: the data is hashed here and the digest signed
   with ``CKM_ECDSA``, which returns r||s — already the RRSIG form (RFC 6605).

@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 from model1roll.m1roll import lab_processes
-from rollover.rollkit import daemon
+from rollover.rollkit import daemon, provider_entry, write_config
 
 from multisigner_lab.model1 import Model1Lab
 from signers_m1.m1kit import (
@@ -200,22 +200,29 @@ def test_controller_killed_inside_a_knot_zone_transaction(lab: Model1Lab) -> Non
     """Deterministic: the daemon is SIGKILLed the moment it runs ``knotc zone-set`` for the
     NS RRset of add-ns (the transaction is open: zone-begin and zone-unset done, no
     commit), then restarted. The add must still finish. RUNS LAST IN THIS MODULE."""
-    config = config_copy(lab, "tx.toml", zones=[TX], policy=LONG)
+    # k0's knotc/keymgr run through a wrapper that, the first time it is asked to run
+    # `knotc ... zone-set` (the transaction is open: zone-begin and zone-unset done), kills
+    # the controller that called it -- exactly there, however fast or loaded the box is.
+    marker = lab.directory / "tx-killed"
+    wrapper = lab.directory / "tx-kill.sh"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f'case " $* " in *" zone-set "*) if [ ! -e "{marker}" ]; then\n'
+        f'  echo "$*" > "{marker}"; kill -9 "$PPID"; sleep 2; exit 1; fi;; esac\n'
+        'exec "$@"\n')
+    wrapper.chmod(0o755)
+    config = write_config(lab, "tx.toml", zones=[TX], policy=LONG,  # type: ignore[arg-type]
+                          mutate=lambda d: provider_entry(d, "k0").update(
+                              command_prefix=[str(wrapper)]))
     res = ok(ms(config, "signer", "add", TX, "k2"))
     assert "import-keys:hold" in res.out, res.text  # waits; the daemon takes over
     log = lab.directory / "tx-daemon.log"
     hit: list[str] = []
     with daemon(config, log, "--poll-interval", "1s") as proc:
-        def in_transaction() -> bool:
-            for _, state, cmd in children(proc.pid):
-                if state != "Z" and "knotc" in cmd and " zone-set " in cmd:
-                    os.kill(proc.pid, signal.SIGKILL)
-                    hit.append(cmd)
-                    return True
-            return proc.poll() is not None
-
-        wait_until(in_transaction, 30, "the daemon runs knotc zone-set", interval=0.002)
-        proc.wait(timeout=10)
+        wait_until(lambda: proc.poll() is not None, 60, "the daemon runs knotc zone-set",
+                   interval=0.05)
+        if marker.exists():
+            hit.append(marker.read_text().strip())
     assert hit, f"the daemon ended before its NS transaction: {log.read_text()}"
     knotc = [line for line in lab_processes(lab.directory) if "knotc" in line]
     wait_until(lambda: not [c for c in lab_processes(lab.directory) if "knotc" in c], 15,
