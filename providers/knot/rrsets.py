@@ -26,12 +26,11 @@ from core.errors import ProviderError, ProviderUnreachable, ZoneMissing
 from providers.base import ApiRRset, name_in_zone
 from providers.knot.apex import MAX_TTL, NOT_SETTABLE, parse_zone_read
 from providers.knot.commands import LOGGER, KnotCommands
-from providers.knot.transactions import ZoneTransactions, absolute, own_diff_line
+from providers.knot.transactions import ZoneTransactions
 
 REFUSED_TYPES = NOT_SETTABLE | {"NS", "DS", "CNAME", "DNAME"}
 # The names ACME writes at: a leftover transaction touching only TXT RRsets there (or the
 # apex NS/CSYNC the adapter changes) is a killed run of this controller's, aborted.
-ACME_LABELS = ("_acme-challenge.", "_validation-persist.")
 
 
 class NamedRRsets:
@@ -87,37 +86,9 @@ class NamedRRsets:
         LOGGER.info("%s: %s %s of %s = %d record(s)", self._cmd.name, owner, rtype, zone,
                     len(want), extra={"provider": self._cmd.name, "zone": zone})
 
-    async def _begin(self, zone: str) -> None:
-        """``zone-begin``; when a transaction is open already, abort it if it is a killed
-        run's of this controller (its diff only touches ACME TXT RRsets or the apex
-        NS/CSYNC: this controller writes those only under the zone's lease, which it now
-        holds), else refuse naming the foreign changes."""
-        for attempt in (1, 2):
-            try:
-                await self._cmd.run("knotc", "zone-begin", zone, zone=zone)
-                return
-            except ProviderUnreachable:
-                raise
-            except ProviderError as exc:
-                if "too many transactions" not in str(exc) or attempt == 2:
-                    raise
-            diff = await self._cmd.run("knotc", "zone-diff", zone, zone=zone)
-            lines = [ln.strip() for ln in diff.splitlines() if ln.strip()]
-            foreign = [ln for ln in lines if not (own_diff_line(ln, zone) or acme_line(ln))]
-            if foreign:
-                raise self._cmd.error(
-                    "another zone transaction is open at Knot, changing more than this "
-                    f"controller writes ({'; '.join(foreign[:3])}): finish it (`knotc "
-                    f"zone-commit {zone}` or `knotc zone-abort {zone}`) and retry; nothing "
-                    "changed", zone=zone, endpoint=f"knotc zone-diff {zone}")
-            await self._cmd.run("knotc", "zone-abort", zone, zone=zone)
-            LOGGER.warning("%s: aborted an open zone transaction on %s left by a killed "
-                           "run (diff: %s)", self._cmd.name, zone, "; ".join(lines) or "empty",
-                           extra={"provider": self._cmd.name, "zone": zone})
-
     async def _transaction(self, zone: str, owner: str, rtype: str, records: Sequence[str],
                            ttl: int, *, remove: bool) -> None:
-        await self._begin(zone)
+        await self._tx.begin(zone)
         try:
             if remove:
                 try:
@@ -149,15 +120,3 @@ class NamedRRsets:
                                       "nothing changed", zone=zone, endpoint=endpoint) from None
             out.setdefault(rd, rd.to_text())
         return out
-
-
-def acme_line(line: str) -> bool:
-    """Whether a ``knotc zone-diff`` line changes a TXT RRset at an ACME name."""
-    text = line.strip()
-    if text.startswith("["):
-        text = text.partition("]")[2].strip()
-    parts = text.split(None, 3)
-    if len(parts) < 3 or parts[0][:1] not in "+-":
-        return False
-    rtype = parts[2] if parts[1].isdigit() else parts[1]
-    return rtype.upper() == "TXT" and absolute(parts[0][1:]).startswith(ACME_LABELS)

@@ -75,17 +75,17 @@ class ZoneTransactions:
 
         Knot's transactions outlive the knotc that began them: a controller killed between
         ``zone-begin`` and ``zone-commit`` leaves one open. Its diff tells ours apart: this
-        adapter only ever changes the apex NS and CSYNC RRsets in a transaction, and only
-        under the controller's zone lease, so an open transaction whose diff is empty or
-        touches nothing else is the leftover of a killed run and is aborted. Anything else
-        is someone else's work: refused, untouched."""
+        adapter only ever changes the apex NS and CSYNC RRsets and ACME TXT RRsets in a
+        transaction, and only under the controller's zone lease, so an open transaction
+        whose diff is empty or touches nothing else is the leftover of a killed run and is
+        aborted. Anything else is someone else's work: refused, untouched."""
         diff = await self._cmd.run("knotc", "zone-diff", zone, zone=zone)
         lines = [ln.strip() for ln in diff.splitlines() if ln.strip()]
-        foreign = [ln for ln in lines if not own_diff_line(ln, zone)]
+        foreign = [ln for ln in lines if not (own_diff_line(ln, zone) or acme_line(ln))]
         if foreign:
             raise self._cmd.error(
-                "another zone transaction is open at Knot, changing more than the apex "
-                f"NS/CSYNC this controller manages ({'; '.join(foreign[:3])}"
+                "another zone transaction is open at Knot, changing more than this "
+                f"controller writes ({'; '.join(foreign[:3])}"
                 f"{' ...' if len(foreign) > 3 else ''}): finish it (`knotc zone-commit "
                 f"{zone}` or `knotc zone-abort {zone}`) and retry; nothing changed",
                 zone=zone, endpoint=f"knotc zone-diff {zone}",
@@ -117,7 +117,7 @@ class ZoneTransactions:
         """One transaction making ``records`` the apex ``rtype`` RRset: ``zone-begin``,
         ``zone-unset ZONE @ TYPE`` (when ``remove``), ``zone-set`` per record,
         ``zone-commit``; on any failure ``zone-abort``. The caller holds :meth:`lock`."""
-        await self._begin(zone)
+        await self.begin(zone)
         try:
             if remove:
                 try:
@@ -137,7 +137,7 @@ class ZoneTransactions:
                 await asyncio.shield(self._cmd.run("knotc", "zone-abort", zone, zone=zone))
             raise
 
-    async def _begin(self, zone: str) -> None:
+    async def begin(self, zone: str) -> None:
         # zone-begin failing means another transaction is open: a killed run's (aborted)
         # or someone else's (refused), see reclaim.
         for attempt in (1, 2):
@@ -152,18 +152,34 @@ class ZoneTransactions:
                 await self.reclaim(zone)
 
 
-def own_diff_line(line: str, zone: str) -> bool:
-    """Whether a ``knotc zone-diff`` line (``[zone.] +owner TTL TYPE DATA``) is a change
-    this adapter makes in a transaction: the apex NS or CSYNC RRset."""
+ACME_LABELS = ("_acme-challenge.", "_validation-persist.")
+
+
+def _diff_change(line: str) -> tuple[str, str] | None:
+    """(owner, type) of a ``knotc zone-diff`` line (``[zone.] +owner TTL TYPE DATA``)."""
     text = line.strip()
     if text.startswith("["):
         text = text.partition("]")[2].strip()
     parts = text.split(None, 3)
     if len(parts) < 3 or parts[0][:1] not in "+-":
-        return False
-    owner = parts[0][1:]
+        return None
     rtype = parts[2] if parts[1].isdigit() else parts[1]
-    return absolute(owner) == absolute(zone) and rtype.upper() in TRANSACTION_TYPES
+    return parts[0][1:], rtype.upper()
+
+
+def own_diff_line(line: str, zone: str) -> bool:
+    """Whether a zone-diff line is a change this adapter makes in a transaction at the
+    apex: the NS or CSYNC RRset."""
+    change = _diff_change(line)
+    return change is not None and absolute(change[0]) == absolute(zone) and \
+        change[1] in TRANSACTION_TYPES
+
+
+def acme_line(line: str) -> bool:
+    """Whether a zone-diff line changes a TXT RRset at an ACME name."""
+    change = _diff_change(line)
+    return change is not None and change[1] == "TXT" and \
+        absolute(change[0]).startswith(ACME_LABELS)
 
 
 def absolute(name: str) -> str:
