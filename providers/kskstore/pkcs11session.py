@@ -12,7 +12,7 @@ import hmac
 import os
 import threading
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pkcs11
@@ -33,13 +33,18 @@ class _Shared:
 
     session: Any
     pin_digest: bytes
-    lock: threading.Lock = field(default_factory=threading.Lock)
     refs: int = 0
 
 
 # (module path, token serial) -> the shared session of that token.
 _SHARED: dict[tuple[str, bytes], _Shared] = {}
-# Reentrant: opening a store loads the module, finds the token and logs in under it.
+# Held for *every* PKCS#11 call of this process, not per session: python-pkcs11 calls
+# C_Initialize(NULL), which promises the module that no two threads call it at once, so
+# SoftHSM2 turns its own mutexes off; the daemon signs zones in worker threads, and two
+# threads in the module (even on different sessions, or one listing tokens while another
+# signs) corrupted its heap ("malloc(): unaligned fastbin chunk", SIGSEGV). HSM calls take
+# milliseconds; one lock costs little. Reentrant: opening a store loads the module, finds
+# the token and logs in under it.
 _SHARED_LOCK = threading.RLock()
 # module path as loaded -> (python-pkcs11's lib object, os.environ when a store of this
 # process (re-)initialized it): what the module read its configuration from.
@@ -196,7 +201,7 @@ class Pkcs11Session(KskStore):
         shared = self._shared
         if shared is None:
             raise self.error(f"cannot {action}: the store is closed", key_id)
-        with shared.lock:
+        with _SHARED_LOCK:  # see _SHARED_LOCK: the module is not thread-safe
             try:
                 yield shared.session
             except (

@@ -272,5 +272,5 @@ class Pkcs11KskStore(Pkcs11Session):
             if shared.refs == 0:  # the last store of this token: log out, close
                 if self._shared_key is not None:
                     _SHARED.pop(self._shared_key, None)
-                with shared.lock, contextlib.suppress(p11.PKCS11Error):
+                with contextlib.suppress(p11.PKCS11Error):
                     shared.session.close()
