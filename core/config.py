@@ -30,6 +30,8 @@ from core.owner_ksk import OwnerKskConfig
 from core.provider_config import (
     AnyProvider,
     AnyProviderConfig,
+    CloudflareProviderConfig,
+    DesecProviderConfig,
     KnotProviderConfig,
     PluginProviderConfig,
     ProviderConfig,
@@ -280,8 +282,8 @@ def load_config(path: Path) -> Config:
         raise ConfigError(f"{path}: invalid configuration:\n  " + "\n  ".join(problems)) from None
 
 
-__all__ = ["DEFAULT_CONFIG", "AnyProvider", "AnyProviderConfig",
-           "Config", "HistoryConfig", "KnotProviderConfig",
+__all__ = ["DEFAULT_CONFIG", "AnyProvider", "AnyProviderConfig", "CloudflareProviderConfig",
+           "Config", "DesecProviderConfig", "HistoryConfig", "KnotProviderConfig",
            "ParentConfig", "PluginProviderConfig", "PolicyConfig", "ProviderConfig",
            "Rfc2136ProviderConfig", "StateConfig", "ZoneConfig", "find_config_path", "hostport",
            "load_config"]

@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from core.cloud_config import CloudflareProviderConfig, DesecProviderConfig
 from core.config_types import Duration, Fqdn, HostPort, _Strict
 from core.config_types import is_loopback as _is_loopback
 from core.plugin_config import ENTRY_POINT_GROUP, PluginProviderConfig
@@ -136,7 +137,7 @@ class Rfc2136ProviderConfig(_Strict):
 
 # The adapters shipped with multisigner; any other ``type`` must name an adapter installed
 # in the ``multisigner.providers`` entry-point group (docs/providers/writing-an-adapter.md).
-BUILTIN_TYPES = ("powerdns", "knot", "rfc2136")
+BUILTIN_TYPES = ("powerdns", "knot", "rfc2136", "desec", "cloudflare")
 
 
 def _provider_tag(value: Any) -> str:
@@ -150,12 +151,14 @@ AnyProvider = Annotated[
     Annotated[ProviderConfig, Tag("powerdns")]
     | Annotated[KnotProviderConfig, Tag("knot")]
     | Annotated[Rfc2136ProviderConfig, Tag("rfc2136")]
+    | Annotated[DesecProviderConfig, Tag("desec")]
+    | Annotated[CloudflareProviderConfig, Tag("cloudflare")]
     | Annotated[PluginProviderConfig, Tag("plugin")],
     Discriminator(_provider_tag),
 ]
 AnyProviderConfig = (ProviderConfig | KnotProviderConfig | Rfc2136ProviderConfig
-                     | PluginProviderConfig)
+                     | DesecProviderConfig | CloudflareProviderConfig | PluginProviderConfig)
 
 __all__ = ["BUILTIN_TYPES", "ENTRY_POINT_GROUP", "AnyProvider", "AnyProviderConfig",
-           "KnotProviderConfig",
+           "CloudflareProviderConfig", "DesecProviderConfig", "KnotProviderConfig",
            "PluginProviderConfig", "ProviderConfig", "Rfc2136ProviderConfig"]

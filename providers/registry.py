@@ -35,6 +35,8 @@ BUILTIN: dict[str, str] = {
     "powerdns": "providers.powerdns:PowerDNSProvider",
     "knot": "providers.knot.adapter:KnotProvider",
     "rfc2136": "providers.rfc2136.adapter:Rfc2136Provider",
+    "desec": "providers.desec.adapter:DesecProvider",
+    "cloudflare": "providers.cloudflare.adapter:CloudflareProvider",
 }
 assert set(BUILTIN) == set(BUILTIN_TYPES), "core.provider_config.BUILTIN_TYPES is stale"
 

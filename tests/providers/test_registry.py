@@ -109,7 +109,7 @@ def test_an_unknown_type_is_a_config_error_naming_the_installed_ones(tmp_path: P
         load_config(path)
     text = str(err.value)
     assert "providers[0].type: unknown provider type 'route66'" in text
-    assert "installed: knot, powerdns, rfc2136" in text
+    assert "installed: cloudflare, desec, knot, powerdns, rfc2136" in text
     assert "multisigner.providers" in text
 
 
@@ -144,7 +144,7 @@ def test_an_adapter_that_fails_to_load_is_a_config_error(third_party: Path,
     text = str(err.value)
     assert "provider type 'brokendns'" in text
     assert "brokendns_adapter:Nothing failed to load (ImportError: libfake.so missing)" in text
-    assert "Installed types: brokendns, fakedns, knot" in text
+    assert "Installed types: brokendns, cloudflare, desec, fakedns, knot" in text
 
 
 def test_a_package_cannot_take_over_a_builtin_type(third_party: Path) -> None:
@@ -155,6 +155,6 @@ def test_the_installed_list_names_third_party_types(third_party: Path,
                                                     tmp_path: Path) -> None:
     path = _config(tmp_path, '[[providers]]\nname = "x"\ntype = "nope"\n'
                              'nameservers = ["127.0.0.1"]\n')
-    with pytest.raises(ConfigError, match=r"installed: brokendns, "
+    with pytest.raises(ConfigError, match=r"installed: brokendns, cloudflare, desec, "
                                           r"fakedns, knot, powerdns, rfc2136"):
         load_config(path)
