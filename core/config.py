@@ -30,7 +30,10 @@ from core.owner_ksk import OwnerKskConfig
 from core.provider_config import (
     AnyProvider,
     AnyProviderConfig,
+    CloudflareProviderConfig,
+    DesecProviderConfig,
     KnotProviderConfig,
+    PluginProviderConfig,
     ProviderConfig,
     Rfc2136ProviderConfig,
 )
@@ -226,7 +229,8 @@ def _expand(value: Any, path: str, missing: list[str]) -> Any:
     return value
 
 
-_UNION_TAGS = {"powerdns", "knot", "rfc2136"}  # pydantic puts the discriminator's value in the path
+# pydantic puts the discriminator's tag in the error path; it is not a key the user wrote.
+_UNION_TAGS = {"powerdns", "knot", "rfc2136", "desec", "cloudflare", "plugin"}
 
 
 def _loc(loc: tuple[int | str, ...]) -> str:
@@ -278,7 +282,8 @@ def load_config(path: Path) -> Config:
         raise ConfigError(f"{path}: invalid configuration:\n  " + "\n  ".join(problems)) from None
 
 
-__all__ = ["DEFAULT_CONFIG", "AnyProvider", "AnyProviderConfig", "Config", "HistoryConfig",
-           "KnotProviderConfig", "ParentConfig", "PolicyConfig", "ProviderConfig",
+__all__ = ["DEFAULT_CONFIG", "AnyProvider", "AnyProviderConfig", "CloudflareProviderConfig",
+           "Config", "DesecProviderConfig", "HistoryConfig", "KnotProviderConfig",
+           "ParentConfig", "PluginProviderConfig", "PolicyConfig", "ProviderConfig",
            "Rfc2136ProviderConfig", "StateConfig", "ZoneConfig", "find_config_path", "hostport",
            "load_config"]
