@@ -19,6 +19,7 @@ from core.config import find_config_path
 from core.errors import ConfigError, MultisignerError
 from orchestrator import logs
 from orchestrator.acme_commands import cmd_acme
+from orchestrator.agent_commands import cmd_parent_agent
 from orchestrator.audit_commands import run_audit
 from orchestrator.cli_common import (
     ZONE_CONCURRENCY,
@@ -89,6 +90,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "audit": cmd_audit,
     "lab": cmd_lab,
     "acme": cmd_acme,
+    "parent-agent": cmd_parent_agent,
 }
 
 

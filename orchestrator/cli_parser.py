@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from orchestrator.acme_commands import add_acme_parser
+from orchestrator.agent_commands import add_agent_parser
 from orchestrator.audit_commands import add_audit_parser
 
 
@@ -75,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_audit_parser(sub)
     add_acme_parser(sub)
+    add_agent_parser(sub)
 
     s = sub.add_parser("lab", help="a local lab: PowerDNS parent + providers + Unbound")
     s.add_argument("action", choices=["up", "down", "info"])
