@@ -32,6 +32,7 @@ import dns.rdatatype
 import dns.rrset
 from dns.rdtypes.ANY.DNSKEY import DNSKEY
 from dns.rdtypes.ANY.DS import DS
+from dns.rdtypes.dnskeybase import DNSKEYBase
 
 Outcome = Literal["accept", "refuse", "ignore"]
 Signed = tuple[dns.rrset.RRset | None, dns.rrset.RRset | None]  # (RRset, its RRSIGs)
@@ -78,7 +79,7 @@ def parse_ds(texts: Sequence[str]) -> list[DS]:
     return out
 
 
-def ds_matches(owner: dns.name.Name, key: DNSKEY, ds: DS) -> bool:
+def ds_matches(owner: dns.name.Name, key: DNSKEYBase, ds: DS) -> bool:
     """Whether ``ds`` names ``key`` (a digest type we cannot compute matches nothing)."""
     if key.protocol != 3 or key.algorithm != ds.algorithm:
         return False
@@ -97,7 +98,7 @@ def texts(rrset: dns.rrset.RRset | None) -> tuple[str, ...]:
 
 
 def _one_token(rd: dns.rdata.Rdata) -> str:
-    if isinstance(rd, DNSKEY):  # dnspython splits the base64 key; one token compares stably
+    if isinstance(rd, DNSKEYBase):  # dnspython splits the base64 key; one token compares stably
         return f"{rd.flags} {rd.protocol} {rd.algorithm} {base64.b64encode(rd.key).decode()}"
     return str(rd.to_text())
 
@@ -156,7 +157,7 @@ def _wanted_ds(owner: dns.name.Name, cds: tuple[str, ...],
         return ()
     if cdnskey is None:
         return cds
-    keys = [k for k in cdnskey if isinstance(k, DNSKEY)]
+    keys = [k for k in cdnskey if isinstance(k, DNSKEYBase)]
     if not cds:
         return tuple(sorted(ds_text(dns.dnssec.make_ds(owner, k, "SHA256")) for k in keys))
     for text in cds:
