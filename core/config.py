@@ -27,6 +27,7 @@ from core.algorithms import ZONE_SIGNING_ALGORITHMS as _SIGNING_ALGORITHMS
 from core.config_types import Duration, Fqdn, HostPort, _fqdn, _show, _Strict, hostport
 from core.errors import ConfigError
 from core.owner_ksk import OwnerKskConfig
+from core.parent_agent_config import ParentAgentConfig
 from core.provider_config import (
     AnyProvider,
     AnyProviderConfig,
@@ -179,6 +180,7 @@ class Config(_Strict):
     history: HistoryConfig | None = None
     providers: list[AnyProvider] = Field(default_factory=list)
     zones: list[ZoneConfig] = Field(default_factory=list)
+    parent_agent: ParentAgentConfig | None = None
 
     @model_validator(mode="after")
     def _references(self) -> Config:
@@ -195,6 +197,10 @@ class Config(_Strict):
                         f"zones[{zi}].signers[{si}]: no provider named {signer!r} "
                         f"(configured: {', '.join(names) or 'none'})"
                     )
+        agent = self.parent_agent
+        if agent is not None and agent.provider not in names:
+            raise ValueError(f"parent_agent.provider: no provider named {agent.provider!r} "
+                             f"(configured: {', '.join(names) or 'none'})")
         return self
 
     def provider(self, name: str) -> AnyProviderConfig:
@@ -284,6 +290,7 @@ def load_config(path: Path) -> Config:
 
 __all__ = ["DEFAULT_CONFIG", "AnyProvider", "AnyProviderConfig", "CloudflareProviderConfig",
            "Config", "DesecProviderConfig", "HistoryConfig", "KnotProviderConfig",
-           "ParentConfig", "PluginProviderConfig", "PolicyConfig", "ProviderConfig",
+           "ParentAgentConfig", "ParentConfig", "PluginProviderConfig", "PolicyConfig",
+           "ProviderConfig",
            "Rfc2136ProviderConfig", "StateConfig", "ZoneConfig", "find_config_path", "hostport",
            "load_config"]

@@ -101,6 +101,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "audit": (__name__, "cmd_audit"),
     "lab": (__name__, "cmd_lab"),
     "acme": ("orchestrator.acme_commands", "cmd_acme"),
+    "parent-agent": ("orchestrator.agent_commands", "cmd_parent_agent"),
 }
 
 

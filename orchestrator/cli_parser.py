@@ -76,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_audit_parser(sub)
     add_acme_parser(sub)
+    add_agent_parser(sub)
 
     s = sub.add_parser("lab", help="a local lab: PowerDNS parent + providers + Unbound")
     s.add_argument("action", choices=["up", "down", "info"])
@@ -102,6 +103,14 @@ def add_audit_parser(sub: Any) -> None:
                    "(detects truncation and rewrites)")
     s.add_argument("--out", metavar="FILE", help="checkpoint: write it to FILE, not stdout")
     s.add_argument("--reason", help="seal: why, recorded in the history")
+
+
+def add_agent_parser(sub: Any) -> None:
+    """The ``parent-agent`` subcommand (``sub`` is argparse's subparsers action)."""
+    s = sub.add_parser("parent-agent", help="run the parent-side agent of [parent_agent] "
+                       "(UPDATE receiver, NOTIFY, CDS/CSYNC scans) in the foreground")
+    s.add_argument("--scan-once", action="store_true",
+                   help="scan every delegated child once, print the outcomes and exit")
 
 
 def add_acme_parser(sub: Any) -> None:
