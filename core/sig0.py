@@ -201,20 +201,31 @@ def _sig_prefix(sig_fields: tuple[int, ...], signer: dns.name.Name) -> bytes:
 
 
 def sign(
-    wire: bytes, key: Sig0Signer, *, now: int, validity: int = 300, request: bytes = b""
+    wire: bytes,
+    key: Sig0Signer,
+    *,
+    now: int,
+    validity: int = 300,
+    skew: int = 300,
+    request: bytes = b"",
 ) -> bytes:
-    """``wire`` with a SIG(0) RR appended (ARCOUNT + 1), valid from ``now`` for ``validity``
-    seconds; the receiver allows its own fudge for clock skew. To sign a response, pass
-    the ``request`` as received (with its own SIG(0), if any): RFC 2931 sec. 3.1 has a
-    response's signature cover the request too, so it cannot be replayed for another."""
+    """``wire`` with a SIG(0) RR appended (ARCOUNT + 1), valid from ``now - skew`` to
+    ``now + validity``. Backdating the inception (as nsupdate does, by 300 s) lets a
+    receiver whose clock is behind ours accept it even without a fudge of its own (Perl
+    Net::DNS::SEC has none); it adds no replay risk, as nobody can capture the message
+    before it is sent. To sign a response, pass the ``request`` as received (with its own
+    SIG(0), if any): RFC 2931 sec. 3.1 has a response's signature cover the request too,
+    so it cannot be replayed as the answer to another."""
     if len(wire) < _HEADER:
         raise ValueError("not a DNS message: shorter than its 12-octet header")
     (arcount,) = struct.unpack_from("!H", wire, 10)
     if arcount == 0xFFFF:
         raise ValueError("the additional section is full (ARCOUNT 65535)")
-    fields = (0, int(key.algorithm), 0, 0, now + validity, now, key.key_tag)
+    fields = (0, int(key.algorithm), 0, 0, now + validity, now - skew, key.key_tag)
     prefix = _sig_prefix(fields, key.name.canonicalize())
     rdata = prefix + key.sign_data(prefix + request + wire)
+    if len(wire) + 11 + len(rdata) > 0xFFFF:
+        raise ValueError("the signed message would exceed 65535 octets")
     rr = b"\x00" + _RR_FIXED.pack(dns.rdatatype.SIG, dns.rdataclass.ANY, 0, len(rdata)) + rdata
     return wire[:10] + struct.pack("!H", arcount + 1) + wire[12:] + rr
 

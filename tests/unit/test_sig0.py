@@ -79,14 +79,14 @@ def test_round_trip_update(key: Sig0Key) -> None:
     assert signed.message.to_wire() == wire
     assert signed.signer == CHILD and signed.key_tag == key.key_tag
     assert signed.sig is not None
-    assert (signed.sig.inception, signed.sig.expiration) == (NOW, NOW + 300)
+    assert (signed.sig.inception, signed.sig.expiration) == (NOW - 300, NOW + 300)
     assert signed.sig.algorithm == key.algorithm
     verify(signed, [key.key_rdata()], now=NOW, name=CHILD)
 
 
 def test_sign_appends_one_rr_and_keeps_the_message(key: Sig0Key) -> None:
     wire = update_wire()
-    signed_wire = sign(wire, key, now=NOW, validity=60)
+    signed_wire = sign(wire, key, now=NOW, validity=60, skew=0)
     assert signed_wire[:10] == wire[:10] and signed_wire[12:len(wire)] == wire[12:]
     assert struct.unpack_from("!H", signed_wire, 10)[0] == struct.unpack_from("!H", wire, 10)[0] + 1
     rr = signed_wire[len(wire):]
@@ -303,18 +303,36 @@ def test_key_construction_is_checked() -> None:
 
 
 def test_time_window_with_fudge(key: Sig0Key) -> None:
-    signed = parse(sign(update_wire(), key, now=NOW, validity=300))
+    """Signed at NOW: valid NOW-30..NOW+300; the receiver's fudge widens both ends."""
+    signed = parse(sign(update_wire(), key, now=NOW, validity=300, skew=30))
     keys = [key.key_rdata()]
-    for ok in (NOW - DEFAULT_FUDGE, NOW, NOW + 300 + DEFAULT_FUDGE):
+    start, end = NOW - 30, NOW + 300
+    for ok in (start - DEFAULT_FUDGE, NOW, end + DEFAULT_FUDGE):
         verify(signed, keys, now=ok, name=CHILD)
-    for late_or_early, words in ((NOW - DEFAULT_FUDGE - 1, "in the future"),
-                                 (NOW + 300 + DEFAULT_FUDGE + 1, "expired")):
+    for late_or_early, words in ((start - DEFAULT_FUDGE - 1, "in the future"),
+                                 (end + DEFAULT_FUDGE + 1, "expired")):
         with pytest.raises(Sig0Error, match=words) as excinfo:
             verify(signed, keys, now=late_or_early, name=CHILD)
         assert reason(excinfo) == ("BADTIME", dns.rcode.NOTAUTH)
-    verify(signed, keys, now=NOW + 300, name=CHILD, fudge=0)
-    with pytest.raises(Sig0Error, match="BADTIME"):
-        verify(signed, keys, now=NOW + 301, name=CHILD, fudge=0)
+    verify(signed, keys, now=start, name=CHILD, fudge=0)
+    verify(signed, keys, now=end, name=CHILD, fudge=0)
+    for outside in (start - 1, end + 1):
+        with pytest.raises(Sig0Error, match="BADTIME"):
+            verify(signed, keys, now=outside, name=CHILD, fudge=0)
+
+
+def test_default_window_is_backdated_like_nsupdate(key: Sig0Key) -> None:
+    signed = parse(sign(update_wire(), key, now=NOW))
+    assert signed.sig is not None
+    assert (signed.sig.inception, signed.sig.expiration) == (NOW - 300, NOW + 300)
+    verify(signed, [key.key_rdata()], now=NOW - 300, name=CHILD, fudge=0)
+
+
+def test_oversized_message_is_refused(key: Sig0Key) -> None:
+    big = dns.message.make_query("child.test.", "TXT")
+    wire = big.to_wire() + b"\x00" * (0xFFFF - len(big.to_wire()) - 20)
+    with pytest.raises(ValueError, match="exceed 65535"):
+        sign(wire, key, now=NOW)
 
 
 def test_bad_signature_is_reported_before_bad_time(key: Sig0Key) -> None:
