@@ -8,8 +8,10 @@ and say clearly what it answered, and ask it about our key with the KeyState opt
     update.py      send an UPDATE, interpret the answer (rcode, TSIG-style error, EDE)
     keystate.py    the KeyState inquiry (draft-berra-dnsop-keystate)
     errors.py      ParentError and its kinds
+    client.py      DsyncParent: all of the above for one zone, with its key store
 """
 
+from providers.parent.client import DsyncParent
 from providers.parent.discovery import DsyncDiscovery, discover, find_parent_zone
 from providers.parent.errors import (
     ParentError,
@@ -21,6 +23,7 @@ from providers.parent.update import UpdateAnswer, send_update
 
 __all__ = [
     "DsyncDiscovery",
+    "DsyncParent",
     "KeyStateAnswer",
     "ParentError",
     "ParentUnreachable",

@@ -48,7 +48,7 @@ class DsyncDiscovery:
         return f"dsync UPDATE to {self.endpoint.target} port {self.endpoint.port}"
 
 
-async def _ask(nameservers: Sequence[str], qname: dns.name.Name,
+async def ask_parent(nameservers: Sequence[str], qname: dns.name.Name,
                rdtype: dns.rdatatype.RdataType, timeout: float) -> dns.message.Message:
     """The first authoritative answer among ``nameservers`` (in order)."""
     if not nameservers:
@@ -73,7 +73,7 @@ async def find_parent_zone(child: dns.name.Name, nameservers: Sequence[str], *,
     give for ``child``'s parent name (in the answer, or the authority section of a
     negative answer when that name is not an apex)."""
     above = child.parent()
-    response = await _ask(nameservers, above, dns.rdatatype.SOA, timeout)
+    response = await ask_parent(nameservers, above, dns.rdatatype.SOA, timeout)
     for section in (response.answer, response.authority):
         for rrset in section:
             if rrset.rdtype == dns.rdatatype.SOA and above.is_subdomain(rrset.name):
@@ -86,7 +86,7 @@ async def find_parent_zone(child: dns.name.Name, nameservers: Sequence[str], *,
 
 async def _dsync_at(nameservers: Sequence[str], owner: dns.name.Name,
                     timeout: float) -> list[DSYNC]:
-    response = await _ask(nameservers, owner, dns.rdatatype.DSYNC, timeout)
+    response = await ask_parent(nameservers, owner, dns.rdatatype.DSYNC, timeout)
     # A wildcard *._dsync answers the child-specific query with the synthesized owner.
     return [rd for rrset in response.answer if rrset.rdtype == dns.rdatatype.DSYNC
             and rrset.name == owner for rd in rrset if isinstance(rd, DSYNC)]
@@ -97,7 +97,7 @@ async def _addresses(target: dns.name.Name, nameservers: Sequence[str],
     found: list[str] = []
     for rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
         try:
-            response = await _ask(nameservers, target, rdtype, timeout)
+            response = await ask_parent(nameservers, target, rdtype, timeout)
         except ParentError:
             continue
         found += [rd.to_text() for rrset in response.answer
