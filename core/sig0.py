@@ -9,9 +9,10 @@ What is signed (RFC 2931 sec. 3.1): the SIG RDATA without its signature field, f
 the whole message as it was before the SIG(0) RR was added, i.e. with ARCOUNT one less;
 for a response, the request as received comes in between (``request=``).
 The SIG(0) RR itself is owner ``.``, type SIG, class ANY, TTL 0, with type covered 0,
-labels 0 and original TTL 0, and it must be the last RR of the additional section. The
-signer's name is written uncompressed and, when we sign, lowercased (the RFC 4034
-canonical form Perl Net::DNS::SEC signs and verifies over).
+labels 0 and original TTL 0, and it must be the last RR of the additional section. We
+write the signer's name uncompressed and lowercase, and sign it as written (BIND and Perl
+Net::DNS::SEC sign the name as written too); verification tries the name as received,
+then lowercased.
 
 Verification errors carry the rcode a receiver answers with and a reason named after the
 RFC 8945 error codes: ``BADKEY`` (no usable key with the signer's name, algorithm and key
@@ -76,7 +77,8 @@ VERIFY_ALGORITHMS = (
     Algorithm.RSASHA256,
     Algorithm.RSASHA512,
 )
-"""Algorithms a received SIG(0) may use (RSA so that an older nsupdate key works too)."""
+"""Algorithms a received SIG(0) may use (RSA so that an older nsupdate key works too);
+a KEY of any other algorithm (RSASHA1, DSA, ...) is no key (BADKEY)."""
 
 _HEADER = 12
 _SIG_FIXED = struct.Struct("!HBBIIIH")  # type covered .. key tag (RFC 2535 sec. 4.1)
@@ -335,7 +337,8 @@ def _public_key(key: KEY) -> GenericPublicKey | None:
 def _candidates(sig: SIG, keys: Iterable[KEY]) -> list[GenericPublicKey]:
     found = []
     for key in keys:
-        if (key.algorithm != sig.algorithm or key.protocol != DNSSEC_PROTOCOL
+        if (key.algorithm != sig.algorithm or key.algorithm not in VERIFY_ALGORITHMS
+                or key.protocol != DNSSEC_PROTOCOL
                 or key.flags & _NO_KEY == _NO_KEY or key_tag_of(key) != sig.key_tag):
             continue
         public = _public_key(key)

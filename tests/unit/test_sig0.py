@@ -174,6 +174,26 @@ def test_rsa_sig0_verifies(algorithm: Algorithm) -> None:
         Sig0Key.from_private(CHILD, private)
 
 
+def test_weak_algorithms_are_no_keys() -> None:
+    """RSASHA1 verifies in dnspython, but RFC 8624 says not to trust it: BADKEY."""
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    sha1 = get_algorithm_cls(Algorithm.RSASHA1)(private)
+    key_rr = KEY(dns.rdataclass.IN, dns.rdatatype.KEY, HOST_KEY_FLAGS, 3, Algorithm.RSASHA1,
+                 sha1.public_key().to_dnskey().key)
+
+    class Sha1Signer:
+        name = CHILD
+        algorithm = Algorithm.RSASHA1
+        key_tag = key_tag_of(key_rr)
+
+        def sign_data(self, data: bytes) -> bytes:
+            return sha1.sign(data)
+
+    signed = parse(sign(update_wire(), Sha1Signer(), now=NOW))
+    with pytest.raises(Sig0Error, match="BADKEY"):
+        verify(signed, [key_rr], now=NOW, name=CHILD)
+
+
 # -- tampering ----------------------------------------------------------------------------
 
 
