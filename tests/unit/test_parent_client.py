@@ -126,3 +126,36 @@ def test_parent_without_dsync(config: ParentConfig) -> None:
 def test_only_for_dsync_parents(tmp_path: Path) -> None:
     with pytest.raises(ParentError, match='is not type = "dsync"'):
         DsyncParent(CHILD, ParentConfig(), ["127.0.0.1:53"])
+
+
+def test_check_item(config: ParentConfig) -> None:
+    from core.config import ZoneConfig
+    from orchestrator.parent_checks import dsync_parent_check
+
+    zone = ZoneConfig(name="child.test.", model=2, signers=["p0"], parent=config)
+
+    async def scenario(zone_kw: dict[str, object]) -> dict[str, object]:
+        receiver = await Receiver(lambda r: asyncio.sleep(0, None)).start()
+        server, transport = await start_auth(_zone(receiver.port, **zone_kw), "test.")
+        try:
+            return await dsync_parent_check(zone, [server])
+        finally:
+            transport.close()
+            await receiver.stop()
+
+    item = asyncio.run(scenario({}))
+    assert item["ok"] is True and item["zone"] == "child.test."
+    assert item["notes"] == [
+        "no SIG(0) key yet: the first use makes one (ED25519)",
+        "channel: dsync UPDATE to updater.test. port " + item["notes"][1].rsplit(" ", 1)[1],
+        "the receiver at updater.test. publishes 1 KEY(s); its answers are checked against "
+        "them"]
+    item = asyncio.run(scenario({"dsync": False}))
+    assert item["ok"] is True
+    assert item["notes"][1] == ("channel: cds-scan (the parent publishes no DSYNC UPDATE "
+                                "endpoint)")
+    assert config.sig0_directory is not None
+    config.sig0_directory.chmod(0o755)
+    item = asyncio.run(scenario({}))
+    assert item["ok"] is False
+    assert "run `chmod 700" in item["problems"][0]  # type: ignore[index]
