@@ -89,9 +89,11 @@ def interpret(server: str, request: bytes, answer: bytes, *,
             verify(signed, receiver_keys, now=now if now is not None else int(time.time()),
                    name=receiver, request=request)
         except Sig0Error as exc:
+            rcode_text = dns.rcode.to_text(message.rcode())
+            said = _describe(rcode_text, rcode_text, _ede(message))
             raise ParentUnreachable(
-                f"UPDATE receiver {server}: its answer is not signed by the receiver's "
-                f"published KEY ({exc}); not believed") from None
+                f"UPDATE receiver {server}: its answer ({said}) is not signed "
+                f"by the receiver's published KEY ({exc}); not believed") from None
         verified = True
     code = int(message.rcode())
     ede = _ede(message)
