@@ -4,6 +4,7 @@ server, SIG(0)-signed UPDATEs and KeyState inquiries against an in-test receiver
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import struct
 import time
 from collections.abc import Awaitable, Callable
@@ -18,6 +19,8 @@ import dns.update
 import pytest
 from dns.rdtypes.ANY.DSYNC import DSYNC
 from fake_parent import Receiver, start_auth
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from core import keystate
 from core.dsync import SCHEME_UPDATE, dsync_names, update_endpoint
@@ -32,6 +35,7 @@ from providers.parent import (
     query_key_state,
     send_update,
 )
+from providers.parent.update import interpret
 
 T = TypeVar("T")
 N = dns.name.from_text
@@ -419,3 +423,32 @@ def test_key_state_about_another_key_or_malformed() -> None:
 
     with pytest.raises(ParentUnreachable, match="at least 4 expected"):
         run(lambda: _ask(short))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300), st.booleans())
+def test_fuzz_interpret_any_answer(answer: bytes, with_keys: bool) -> None:
+    """Whatever a receiver sends back, the child gets a ParentError, never a crash."""
+    request = sign(_update().to_wire(), KEY, now=1_790_000_000)
+    keys = [RECEIVER_KEY.key_rdata()] if with_keys else []
+    with contextlib.suppress(ParentError):
+        interpret("127.0.0.1:53", request, answer, receiver_keys=keys, receiver=RECEIVER,
+                  now=1_790_000_000)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 400), st.integers(0, 255)), max_size=6))
+def test_fuzz_interpret_mutated_answers(edits: list[tuple[int, int]]) -> None:
+    """A receiver-signed REFUSED, randomly edited: a ParentError always, and the refusal
+    itself only when the edits changed nothing."""
+    now = _now()
+    request = sign(_update().to_wire(), KEY, now=now)
+    original = _reply(request, dns.rcode.REFUSED, ede=(18, "no"), signed_by=RECEIVER_KEY)
+    answer = bytearray(original)
+    for pos, value in edits:
+        answer[pos % len(answer)] = value
+    with pytest.raises(ParentError) as excinfo:
+        interpret("127.0.0.1:53", request, bytes(answer),
+                  receiver_keys=[RECEIVER_KEY.key_rdata()], receiver=RECEIVER, now=now)
+    if bytes(answer) == original:
+        assert isinstance(excinfo.value, ParentUpdateRefused)
