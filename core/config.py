@@ -61,8 +61,41 @@ class StateConfig(_Strict):
 
 
 class ParentConfig(_Strict):
-    type: Literal["cds-scan"] = "cds-scan"
+    """How the parent learns of DS changes: it scans the child's CDS/CDNSKEY
+    (``cds-scan``), or the controller finds its UPDATE receiver via DSYNC (RFC 9859) and
+    sends SIG(0)-signed DNS UPDATEs (``dsync``) with keys from ``sig0_directory``."""
+
+    type: Literal["cds-scan", "dsync"] = "cds-scan"
     nameservers: list[HostPort] = Field(default_factory=list)
+    sig0_directory: Path | None = None
+    sig0_algorithm: str = "ECDSAP256SHA256"
+
+    @field_validator("sig0_algorithm")
+    @classmethod
+    def _sig0_algorithm(cls, value: str) -> str:
+        from dns.dnssectypes import Algorithm
+
+        from core.sig0 import SIG0_ALGORITHMS
+
+        try:
+            number = Algorithm.from_text(value.strip().upper())
+        except Exception:
+            number = None
+        if number is None or number not in SIG0_ALGORITHMS:
+            raise ValueError(f"{value!r} is not a SIG(0) key algorithm; use one of "
+                             + ", ".join(a.name for a in SIG0_ALGORITHMS))
+        return str(Algorithm(number).name)
+
+    @model_validator(mode="after")
+    def _sig0(self) -> ParentConfig:
+        if self.type == "dsync" and self.sig0_directory is None:
+            raise ValueError('sig0_directory: type = "dsync" needs the directory of the '
+                             "zone's SIG(0) keys (0700), e.g. /var/lib/multisigner/sig0")
+        if self.type != "dsync" and (self.sig0_directory is not None
+                                     or "sig0_algorithm" in self.model_fields_set):
+            raise ValueError(f'sig0_directory and sig0_algorithm apply to type = "dsync" '
+                             f'only, not to type = "{self.type}"')
+        return self
 
 
 class PolicyConfig(_Strict):
