@@ -15,6 +15,7 @@ from core.config import ZoneConfig
 from core.errors import MultisignerError, ProviderError
 from core.keys import Key, role_of, tag_labels
 from core.observation import ServerView, ZoneView
+from orchestrator.capability_check import capability_check
 from orchestrator.decide.invariant import Finding, check_zone
 from orchestrator.decide.owner_keys import ds_tags, served_owner_ksks, store_problems
 from orchestrator.observe.observer import observe
@@ -169,7 +170,7 @@ async def check_all(rt: Runtime) -> list[dict[str, Any]]:
 
     stores = await asyncio.gather(*(store(z) for z in rt.config.zones
                                     if z.model == 1 and z.owner_ksk is not None))
-    return [*providers, *stores]
+    return [*providers, *stores, *capability_check(rt)]
 
 
 async def owner_store_check(rt: Runtime, zone: ZoneConfig) -> dict[str, Any]:
