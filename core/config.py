@@ -36,6 +36,7 @@ from core.provider_config import (
     PluginProviderConfig,
     ProviderConfig,
     Rfc2136ProviderConfig,
+    Route53ProviderConfig,
 )
 
 DEFAULT_CONFIG = "multisigner.toml"
@@ -230,7 +231,7 @@ def _expand(value: Any, path: str, missing: list[str]) -> Any:
 
 
 # pydantic puts the discriminator's tag in the error path; it is not a key the user wrote.
-_UNION_TAGS = {"powerdns", "knot", "rfc2136", "desec", "cloudflare", "plugin"}
+_UNION_TAGS = {"powerdns", "knot", "rfc2136", "desec", "cloudflare", "route53", "plugin"}
 
 
 def _loc(loc: tuple[int | str, ...]) -> str:
@@ -285,5 +286,5 @@ def load_config(path: Path) -> Config:
 __all__ = ["DEFAULT_CONFIG", "AnyProvider", "AnyProviderConfig", "CloudflareProviderConfig",
            "Config", "DesecProviderConfig", "HistoryConfig", "KnotProviderConfig",
            "ParentConfig", "PluginProviderConfig", "PolicyConfig", "ProviderConfig",
-           "Rfc2136ProviderConfig", "StateConfig", "ZoneConfig", "find_config_path", "hostport",
-           "load_config"]
+           "Rfc2136ProviderConfig", "Route53ProviderConfig", "StateConfig", "ZoneConfig",
+           "find_config_path", "hostport", "load_config"]

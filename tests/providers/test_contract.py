@@ -4,7 +4,8 @@
 * ``rfc2136``: a real Knot DNS 3.2 signing with its own keys, written by TSIG UPDATE;
 * ``desec`` and ``cloudflare``: fakes of their APIs built from the providers'
   documented request/response shapes (``fake_desec.py``, ``fake_cloudflare.py``: see their
-  docstrings), their nameservers simulated with real dnspython signatures.
+  docstrings), their nameservers simulated with real dnspython signatures;
+* ``route53``: moto plus the documented GetDNSSEC answer (``fake_route53.py``).
 
 (The Knot offline-KSK adapter serves an owner-signed key set, Model 1; its contract is
 ``serve_signed_keyset`` and is tested in tests/knot.)"""
@@ -21,6 +22,7 @@ import pytest
 from contract import Target
 from fake_cloudflare import FakeCloudflare
 from fake_desec import FakeDesec
+from fake_route53 import route53, served
 from fakeapi import ZONE
 from prereq import needs
 from pydantic import SecretStr
@@ -32,6 +34,7 @@ from core.config import (
     DesecProviderConfig,
     ProviderConfig,
     Rfc2136ProviderConfig,
+    Route53ProviderConfig,
 )
 from core.keys import Key
 from multisigner_lab import Lab
@@ -40,6 +43,7 @@ from providers.desec.adapter import DesecProvider
 from providers.nameservers import observe_server
 from providers.powerdns import PowerDNSProvider
 from providers.rfc2136.adapter import Rfc2136Provider
+from providers.route53.adapter import Route53Provider
 from providers.served_keys import served_dnskeys
 
 MakeTarget = Callable[[], AbstractAsyncContextManager[Target]]
@@ -102,6 +106,19 @@ async def cloudflare_target() -> AsyncIterator[Target]:
     finally:
         await provider.aclose()
         await denied.aclose()
+
+
+@asynccontextmanager
+async def route53_target() -> AsyncIterator[Target]:
+    with route53() as (client, ksk, zsk):
+        serve = served(ksk, zsk)
+        provider = Route53Provider(Route53ProviderConfig(name="r0", nameservers=["192.0.2.53"]),
+                                   client=client, serve=serve)
+
+        async def dnskeys(zone: str) -> set[Key]:
+            return served_dnskeys(await serve(zone))
+
+        yield Target(provider, ZONE, [], dnskeys)  # it imports no key
 
 
 def dns_served(server: str) -> Callable[[str], Awaitable[set[Key]]]:
@@ -177,7 +194,7 @@ KNOT = needs("knotd", "knotc", "keymgr", what="Knot DNS 3.2, Debian package knot
 
 
 @pytest.fixture(params=[
-    "desec", "cloudflare",
+    "desec", "cloudflare", "route53",
     pytest.param("powerdns", marks=[pytest.mark.lab, NEEDS_SERVERS]),
     pytest.param("rfc2136", marks=[pytest.mark.lab, KNOT]),
 ])
@@ -186,6 +203,8 @@ def make_target(request: pytest.FixtureRequest) -> MakeTarget:
         return desec_target
     if request.param == "cloudflare":
         return cloudflare_target
+    if request.param == "route53":
+        return route53_target
     if request.param == "powerdns":
         return powerdns_target(request.getfixturevalue("lab"))
     return rfc2136_target(request.getfixturevalue("knot"))
