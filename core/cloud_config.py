@@ -101,3 +101,13 @@ class Route53ProviderConfig(_Strict):
     # How long a change may stay PENDING before the write fails (Route 53 reports INSYNC
     # once every Route 53 nameserver serves it).
     consistency_window: Duration = timedelta(seconds=120)
+
+
+class Ns1ProviderConfig(_CloudProvider):
+    """``type = "ns1"``: NS1 (IBM NS1 Connect), API key sent as ``X-NSONE-Key``. Foreign
+    DNSKEYs go into one external key set of the zone (``key_set``), which the adapter
+    owns; other key sets are left alone."""
+
+    type: Literal["ns1"] = "ns1"
+    api_url: str = "https://api.nsone.net/v1"
+    key_set: str = Field(default="multisigner", pattern=r"^[A-Za-z0-9_.-]+$")

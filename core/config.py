@@ -33,6 +33,7 @@ from core.provider_config import (
     CloudflareProviderConfig,
     DesecProviderConfig,
     KnotProviderConfig,
+    Ns1ProviderConfig,
     PluginProviderConfig,
     ProviderConfig,
     Rfc2136ProviderConfig,
@@ -231,7 +232,8 @@ def _expand(value: Any, path: str, missing: list[str]) -> Any:
 
 
 # pydantic puts the discriminator's tag in the error path; it is not a key the user wrote.
-_UNION_TAGS = {"powerdns", "knot", "rfc2136", "desec", "cloudflare", "route53", "plugin"}
+_UNION_TAGS = {"powerdns", "knot", "rfc2136", "desec", "cloudflare", "route53", "ns1",
+               "plugin"}
 
 
 def _loc(loc: tuple[int | str, ...]) -> str:
@@ -285,6 +287,6 @@ def load_config(path: Path) -> Config:
 
 __all__ = ["DEFAULT_CONFIG", "AnyProvider", "AnyProviderConfig", "CloudflareProviderConfig",
            "Config", "DesecProviderConfig", "HistoryConfig", "KnotProviderConfig",
-           "ParentConfig", "PluginProviderConfig", "PolicyConfig", "ProviderConfig",
-           "Rfc2136ProviderConfig", "Route53ProviderConfig", "StateConfig", "ZoneConfig",
-           "find_config_path", "hostport", "load_config"]
+           "Ns1ProviderConfig", "ParentConfig", "PluginProviderConfig", "PolicyConfig",
+           "ProviderConfig", "Rfc2136ProviderConfig", "Route53ProviderConfig", "StateConfig",
+           "ZoneConfig", "find_config_path", "hostport", "load_config"]

@@ -23,6 +23,7 @@ from pydantic import (
 from core.cloud_config import (
     CloudflareProviderConfig,
     DesecProviderConfig,
+    Ns1ProviderConfig,
     Route53ProviderConfig,
 )
 from core.config_types import Duration, Fqdn, HostPort, _Strict
@@ -141,7 +142,7 @@ class Rfc2136ProviderConfig(_Strict):
 
 # The adapters shipped with multisigner; any other ``type`` must name an adapter installed
 # in the ``multisigner.providers`` entry-point group (docs/providers/writing-an-adapter.md).
-BUILTIN_TYPES = ("powerdns", "knot", "rfc2136", "desec", "cloudflare", "route53")
+BUILTIN_TYPES = ("powerdns", "knot", "rfc2136", "desec", "cloudflare", "route53", "ns1")
 
 
 def _provider_tag(value: Any) -> str:
@@ -158,14 +159,15 @@ AnyProvider = Annotated[
     | Annotated[DesecProviderConfig, Tag("desec")]
     | Annotated[CloudflareProviderConfig, Tag("cloudflare")]
     | Annotated[Route53ProviderConfig, Tag("route53")]
+    | Annotated[Ns1ProviderConfig, Tag("ns1")]
     | Annotated[PluginProviderConfig, Tag("plugin")],
     Discriminator(_provider_tag),
 ]
 AnyProviderConfig = (ProviderConfig | KnotProviderConfig | Rfc2136ProviderConfig
                      | DesecProviderConfig | CloudflareProviderConfig | Route53ProviderConfig
-                     | PluginProviderConfig)
+                     | Ns1ProviderConfig | PluginProviderConfig)
 
 __all__ = ["BUILTIN_TYPES", "ENTRY_POINT_GROUP", "AnyProvider", "AnyProviderConfig",
            "CloudflareProviderConfig", "DesecProviderConfig", "KnotProviderConfig",
-           "PluginProviderConfig", "ProviderConfig", "Rfc2136ProviderConfig",
+           "Ns1ProviderConfig", "PluginProviderConfig", "ProviderConfig", "Rfc2136ProviderConfig",
            "Route53ProviderConfig"]

@@ -5,6 +5,7 @@
 * ``desec`` and ``cloudflare``: fakes of their APIs built from the providers'
   documented request/response shapes (``fake_desec.py``, ``fake_cloudflare.py``: see their
   docstrings), their nameservers simulated with real dnspython signatures;
+* ``ns1``: a fake of its API (``fake_ns1.py``), like deSEC's and Cloudflare's;
 * ``route53``: moto plus the documented GetDNSSEC answer (``fake_route53.py``).
 
 (The Knot offline-KSK adapter serves an owner-signed key set, Model 1; its contract is
@@ -22,6 +23,7 @@ import pytest
 from contract import Target
 from fake_cloudflare import FakeCloudflare
 from fake_desec import FakeDesec
+from fake_ns1 import FakeNs1
 from fake_route53 import route53, served
 from fakeapi import ZONE
 from prereq import needs
@@ -32,6 +34,7 @@ from unit.signing import make_key
 from core.config import (
     CloudflareProviderConfig,
     DesecProviderConfig,
+    Ns1ProviderConfig,
     ProviderConfig,
     Rfc2136ProviderConfig,
     Route53ProviderConfig,
@@ -41,6 +44,7 @@ from multisigner_lab import Lab
 from providers.cloudflare.adapter import CloudflareProvider
 from providers.desec.adapter import DesecProvider
 from providers.nameservers import observe_server
+from providers.ns1.adapter import Ns1Provider
 from providers.powerdns import PowerDNSProvider
 from providers.rfc2136.adapter import Rfc2136Provider
 from providers.route53.adapter import Route53Provider
@@ -103,6 +107,29 @@ async def cloudflare_target() -> AsyncIterator[Target]:
 
     try:  # Cloudflare serves foreign ZSKs only (docs/providers/cloudflare.md)
         yield Target(provider, ZONE, foreign(ksk=False), served, denied)
+    finally:
+        await provider.aclose()
+        await denied.aclose()
+
+
+@asynccontextmanager
+async def ns1_target() -> AsyncIterator[Target]:
+    fake = FakeNs1()
+    fake.lag = 2
+
+    def make(token: str) -> Ns1Provider:
+        return Ns1Provider(Ns1ProviderConfig(name="n0", api_url="https://ns1.example/v1",
+                                             token=SecretStr(token), nameservers=["192.0.2.53"],
+                                             consistency_window="10s"),
+                           transport=fake.transport())
+
+    provider, denied = make("ns1-good"), make("wrong-key")
+
+    async def served(zone: str) -> set[Key]:
+        return served_dnskeys(await fake.serve(zone))
+
+    try:
+        yield Target(provider, ZONE, foreign(ksk=True), served, denied)
     finally:
         await provider.aclose()
         await denied.aclose()
@@ -194,7 +221,7 @@ KNOT = needs("knotd", "knotc", "keymgr", what="Knot DNS 3.2, Debian package knot
 
 
 @pytest.fixture(params=[
-    "desec", "cloudflare", "route53",
+    "desec", "cloudflare", "ns1", "route53",
     pytest.param("powerdns", marks=[pytest.mark.lab, NEEDS_SERVERS]),
     pytest.param("rfc2136", marks=[pytest.mark.lab, KNOT]),
 ])
@@ -205,6 +232,8 @@ def make_target(request: pytest.FixtureRequest) -> MakeTarget:
         return cloudflare_target
     if request.param == "route53":
         return route53_target
+    if request.param == "ns1":
+        return ns1_target
     if request.param == "powerdns":
         return powerdns_target(request.getfixturevalue("lab"))
     return rfc2136_target(request.getfixturevalue("knot"))
