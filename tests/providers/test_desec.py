@@ -138,3 +138,15 @@ def test_a_domain_not_in_the_account_is_zone_missing() -> None:
     fake, clock = FakeDesec(), FakeClock()
     with pytest.raises(ZoneMissing):
         run(adapter(fake, clock).read_zone("other.test."))
+
+
+def test_nameservers_that_do_not_answer_are_a_provider_error_naming_them() -> None:
+    """Own keys are read by DNS: without an answer the zone cannot be read (check reports
+    it as the provider's problem instead of stopping)."""
+    config = DesecProviderConfig(name="d0", api_url="https://desec.example/api/v1",
+                                 token=SecretStr(GOOD), nameservers=["127.0.0.1:9"],
+                                 timeout="1s")
+    p = DesecProvider(config, transport=FakeDesec().transport())
+    with pytest.raises(ProviderError, match=r"none of its nameservers serves the signed zone "
+                                            r"\(127.0.0.1:9: "):
+        run(p.read_zone(ZONE))
