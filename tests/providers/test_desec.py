@@ -150,3 +150,15 @@ def test_nameservers_that_do_not_answer_are_a_provider_error_naming_them() -> No
     with pytest.raises(ProviderError, match=r"none of its nameservers serves the signed zone "
                                             r"\(127.0.0.1:9: "):
         run(p.read_zone(ZONE))
+
+
+def test_a_pagination_link_to_another_host_is_not_followed() -> None:
+    """The token travels with every request, so a Link header naming another host is
+    refused instead of followed."""
+    fake, clock = FakeDesec(page_size=1), FakeClock()
+    fake.rrsets[("www", "A")] = {"ttl": 3600, "records": ["192.0.2.1"]}
+    fake.link_base = "https://evil.example/api/v1"
+    with pytest.raises(ProviderError, match=r"pagination link to another host "
+                                            r"\(https://evil.example"):
+        run(adapter(fake, clock).read_zone(ZONE))
+    assert all(r.url.host == "desec.example" for r in fake.requests)
