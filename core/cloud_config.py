@@ -79,3 +79,35 @@ class CloudflareProviderConfig(_CloudProvider):
     api_url: str = "https://api.cloudflare.com/client/v4"
     # The zone's Cloudflare id; looked up by name (GET /zones?name=) when not given.
     zone_ids: dict[str, str] = Field(default_factory=dict)
+
+
+class Route53ProviderConfig(_Strict):
+    """``type = "route53"``: an Amazon Route 53 public hosted zone, through boto3 (AWS
+    credentials from the usual chain: environment, ``profile``, instance/task role).
+    Route 53 signs with a KSK it keeps in KMS and a ZSK it manages itself, and takes no
+    foreign DNSKEY: it cannot be a Model 2 signer (refused at ``check``)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    type: Literal["route53"] = "route53"
+    region: str = "us-east-1"
+    profile: str | None = None
+    endpoint_url: str | None = None  # a VPC endpoint or a test double; default: AWS's
+    # zone → hosted zone id; looked up by name (ListHostedZonesByName) when not given.
+    hosted_zone_ids: dict[str, str] = Field(default_factory=dict)
+    nameservers: list[HostPort] = Field(min_length=1)
+    ns_names: list[Fqdn] = Field(default_factory=list)
+    timeout: Duration = timedelta(seconds=10)
+    max_attempts: int = Field(default=5, ge=1, le=20)  # botocore's standard retry mode
+    # How long a change may stay PENDING before the write fails (Route 53 reports INSYNC
+    # once every Route 53 nameserver serves it).
+    consistency_window: Duration = timedelta(seconds=120)
+
+
+class Ns1ProviderConfig(_CloudProvider):
+    """``type = "ns1"``: NS1 (IBM NS1 Connect), API key sent as ``X-NSONE-Key``. Foreign
+    DNSKEYs go into one external key set of the zone (``key_set``), which the adapter
+    owns; other key sets are left alone."""
+
+    type: Literal["ns1"] = "ns1"
+    api_url: str = "https://api.nsone.net/v1"
+    key_set: str = Field(default="multisigner", pattern=r"^[A-Za-z0-9_.-]+$")

@@ -34,9 +34,11 @@ from core.provider_config import (
     CloudflareProviderConfig,
     DesecProviderConfig,
     KnotProviderConfig,
+    Ns1ProviderConfig,
     PluginProviderConfig,
     ProviderConfig,
     Rfc2136ProviderConfig,
+    Route53ProviderConfig,
 )
 
 DEFAULT_CONFIG = "multisigner.toml"
@@ -269,7 +271,8 @@ def _expand(value: Any, path: str, missing: list[str]) -> Any:
 
 
 # pydantic puts the discriminator's tag in the error path; it is not a key the user wrote.
-_UNION_TAGS = {"powerdns", "knot", "rfc2136", "desec", "cloudflare", "plugin"}
+_UNION_TAGS = {"powerdns", "knot", "rfc2136", "desec", "cloudflare", "route53", "ns1",
+               "plugin"}
 
 
 def _loc(loc: tuple[int | str, ...]) -> str:
@@ -323,7 +326,6 @@ def load_config(path: Path) -> Config:
 
 __all__ = ["DEFAULT_CONFIG", "AnyProvider", "AnyProviderConfig", "CloudflareProviderConfig",
            "Config", "DesecProviderConfig", "HistoryConfig", "KnotProviderConfig",
-           "ParentAgentConfig", "ParentConfig", "PluginProviderConfig", "PolicyConfig",
-           "ProviderConfig",
-           "Rfc2136ProviderConfig", "StateConfig", "ZoneConfig", "find_config_path", "hostport",
-           "load_config"]
+           "Ns1ProviderConfig", "ParentAgentConfig", "ParentConfig", "PluginProviderConfig",
+           "PolicyConfig", "ProviderConfig", "Rfc2136ProviderConfig", "Route53ProviderConfig",
+           "StateConfig", "ZoneConfig", "find_config_path", "hostport", "load_config"]

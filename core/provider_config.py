@@ -20,7 +20,12 @@ from pydantic import (
     model_validator,
 )
 
-from core.cloud_config import CloudflareProviderConfig, DesecProviderConfig
+from core.cloud_config import (
+    CloudflareProviderConfig,
+    DesecProviderConfig,
+    Ns1ProviderConfig,
+    Route53ProviderConfig,
+)
 from core.config_types import Duration, Fqdn, HostPort, _Strict
 from core.config_types import is_loopback as _is_loopback
 from core.plugin_config import ENTRY_POINT_GROUP, PluginProviderConfig
@@ -137,7 +142,7 @@ class Rfc2136ProviderConfig(_Strict):
 
 # The adapters shipped with multisigner; any other ``type`` must name an adapter installed
 # in the ``multisigner.providers`` entry-point group (docs/providers/writing-an-adapter.md).
-BUILTIN_TYPES = ("powerdns", "knot", "rfc2136", "desec", "cloudflare")
+BUILTIN_TYPES = ("powerdns", "knot", "rfc2136", "desec", "cloudflare", "route53", "ns1")
 
 
 def _provider_tag(value: Any) -> str:
@@ -153,12 +158,16 @@ AnyProvider = Annotated[
     | Annotated[Rfc2136ProviderConfig, Tag("rfc2136")]
     | Annotated[DesecProviderConfig, Tag("desec")]
     | Annotated[CloudflareProviderConfig, Tag("cloudflare")]
+    | Annotated[Route53ProviderConfig, Tag("route53")]
+    | Annotated[Ns1ProviderConfig, Tag("ns1")]
     | Annotated[PluginProviderConfig, Tag("plugin")],
     Discriminator(_provider_tag),
 ]
 AnyProviderConfig = (ProviderConfig | KnotProviderConfig | Rfc2136ProviderConfig
-                     | DesecProviderConfig | CloudflareProviderConfig | PluginProviderConfig)
+                     | DesecProviderConfig | CloudflareProviderConfig | Route53ProviderConfig
+                     | Ns1ProviderConfig | PluginProviderConfig)
 
 __all__ = ["BUILTIN_TYPES", "ENTRY_POINT_GROUP", "AnyProvider", "AnyProviderConfig",
            "CloudflareProviderConfig", "DesecProviderConfig", "KnotProviderConfig",
-           "PluginProviderConfig", "ProviderConfig", "Rfc2136ProviderConfig"]
+           "Ns1ProviderConfig", "PluginProviderConfig", "ProviderConfig", "Rfc2136ProviderConfig",
+           "Route53ProviderConfig"]

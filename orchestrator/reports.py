@@ -15,6 +15,7 @@ from core.config import ZoneConfig
 from core.errors import MultisignerError, ProviderError
 from core.keys import Key, role_of, tag_labels
 from core.observation import ServerView, ZoneView
+from orchestrator.capability_check import capability_check
 from orchestrator.decide.invariant import Finding, check_zone
 from orchestrator.decide.owner_keys import ds_tags, served_owner_ksks, store_problems
 from orchestrator.observe.observer import observe
@@ -185,7 +186,7 @@ async def check_all(rt: Runtime) -> list[dict[str, Any]]:
 
     parents = await asyncio.gather(*(dsync(z) for z in rt.config.zones
                                      if z.parent.type == "dsync"))
-    return [*providers, *stores, *parents]
+    return [*providers, *stores, *parents, *capability_check(rt)]
 
 
 async def owner_store_check(rt: Runtime, zone: ZoneConfig) -> dict[str, Any]:

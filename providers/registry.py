@@ -37,6 +37,8 @@ BUILTIN: dict[str, str] = {
     "rfc2136": "providers.rfc2136.adapter:Rfc2136Provider",
     "desec": "providers.desec.adapter:DesecProvider",
     "cloudflare": "providers.cloudflare.adapter:CloudflareProvider",
+    "route53": "providers.route53.adapter:Route53Provider",
+    "ns1": "providers.ns1.adapter:Ns1Provider",
 }
 assert set(BUILTIN) == set(BUILTIN_TYPES), "core.provider_config.BUILTIN_TYPES is stale"
 

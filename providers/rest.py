@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
@@ -54,6 +55,11 @@ def retry_after(response: httpx.Response) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
 
 
 class NotFound(Exception):
@@ -181,6 +187,11 @@ class RestApi:
             items.extend(response.json())
             url = response.links.get("next", {}).get("url")
             params = None  # the next link carries its own cursor
+            if url is not None and _origin(url) != _origin(self.base_url):
+                # The token goes with every request: never to a host the config did not name.
+                raise ProviderError(f"refusing to follow a pagination link to another host "
+                                    f"({_origin(url)}, not {_origin(self.base_url)})",
+                                    provider=self.provider, zone=zone, endpoint=f"GET {path}")
         return items
 
     async def aclose(self) -> None:

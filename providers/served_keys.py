@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 import dns.name
 import dns.rdatatype
 
-from core.errors import ObservationError
+from core.errors import ProviderError
 from core.keys import Key, Role, signers
 from core.observation import ApiKey, ServerView
 from providers.nameservers import observe_server
@@ -38,9 +38,9 @@ def dns_reader(provider: str, nameservers: Sequence[str], timeout: float) -> Ser
             if view.ok and view.dnskey is not None:
                 return view
             errors.append(f"{server}: {view.error or 'no DNSKEY RRset'}")
-        raise ObservationError(f"provider {provider!r}, zone {zone}: none of its nameservers "
-                               f"serves the signed zone ({'; '.join(errors)}); its own keys "
-                               "are read by DNS, so they cannot be known now")
+        raise ProviderError(f"none of its nameservers serves the signed zone "
+                            f"({'; '.join(errors)}); its own keys are read by DNS, so they "
+                            "cannot be known now", provider=provider, zone=zone)
 
     return serve
 

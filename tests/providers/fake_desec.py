@@ -41,6 +41,7 @@ class FakeDesec(FakeApi):
             ("", "NS"): {"ttl": 3600, "records": ["ns1.desec.io.", "ns2.desec.org."]},
         }
         self.writable_types: set[str] | None = None  # None: the token may write anything
+        self.link_base = BASE  # where the pagination links point
 
     # -- faults --------------------------------------------------------------------------
 
@@ -101,7 +102,7 @@ class FakeDesec(FakeApi):
         page = items[start:start + self.page_size]
         headers = {}
         if start + self.page_size < len(items):
-            nxt = f"{BASE}/domains/{self.domain}/rrsets/?cursor={start + self.page_size}"
+            nxt = f"{self.link_base}/domains/{self.domain}/rrsets/?cursor={start + self.page_size}"
             headers["Link"] = f'<{nxt}>; rel="next"'
         return reply(200, page, headers)
 

@@ -138,3 +138,27 @@ def test_a_domain_not_in_the_account_is_zone_missing() -> None:
     fake, clock = FakeDesec(), FakeClock()
     with pytest.raises(ZoneMissing):
         run(adapter(fake, clock).read_zone("other.test."))
+
+
+def test_nameservers_that_do_not_answer_are_a_provider_error_naming_them() -> None:
+    """Own keys are read by DNS: without an answer the zone cannot be read (check reports
+    it as the provider's problem instead of stopping)."""
+    config = DesecProviderConfig(name="d0", api_url="https://desec.example/api/v1",
+                                 token=SecretStr(GOOD), nameservers=["127.0.0.1:9"],
+                                 timeout="1s")
+    p = DesecProvider(config, transport=FakeDesec().transport())
+    with pytest.raises(ProviderError, match=r"none of its nameservers serves the signed zone "
+                                            r"\(127.0.0.1:9: "):
+        run(p.read_zone(ZONE))
+
+
+def test_a_pagination_link_to_another_host_is_not_followed() -> None:
+    """The token travels with every request, so a Link header naming another host is
+    refused instead of followed."""
+    fake, clock = FakeDesec(page_size=1), FakeClock()
+    fake.rrsets[("www", "A")] = {"ttl": 3600, "records": ["192.0.2.1"]}
+    fake.link_base = "https://evil.example/api/v1"
+    with pytest.raises(ProviderError, match=r"pagination link to another host "
+                                            r"\(https://evil.example"):
+        run(adapter(fake, clock).read_zone(ZONE))
+    assert all(r.url.host == "desec.example" for r in fake.requests)

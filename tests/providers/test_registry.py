@@ -109,7 +109,7 @@ def test_an_unknown_type_is_a_config_error_naming_the_installed_ones(tmp_path: P
         load_config(path)
     text = str(err.value)
     assert "providers[0].type: unknown provider type 'route66'" in text
-    assert "installed: cloudflare, desec, knot, powerdns, rfc2136" in text
+    assert "installed: cloudflare, desec, knot, ns1, powerdns, rfc2136, route53" in text
     assert "multisigner.providers" in text
 
 
@@ -156,5 +156,5 @@ def test_the_installed_list_names_third_party_types(third_party: Path,
     path = _config(tmp_path, '[[providers]]\nname = "x"\ntype = "nope"\n'
                              'nameservers = ["127.0.0.1"]\n')
     with pytest.raises(ConfigError, match=r"installed: brokendns, cloudflare, desec, "
-                                          r"fakedns, knot, powerdns, rfc2136"):
+                                          r"fakedns, knot, ns1, powerdns, rfc2136, route53"):
         load_config(path)
