@@ -35,3 +35,22 @@ async def dsync_parent_check(zone: ZoneConfig, nameservers: list[str]) -> dict[s
         return {"label": label, "zone": zone.name, "ok": False, "problems": [str(exc)],
                 "notes": notes}
     return {"label": label, "zone": zone.name, "ok": True, "problems": [], "notes": notes}
+
+
+async def dsync_parent_status(zone: ZoneConfig, nameservers: list[str]) -> dict[str, Any]:
+    """``status``'s view of a dsync parent: the channel in use, the zone's SIG(0) key and
+    the parent's view of it (KeyState: unknown / bootstrapping / trusted / refused).
+    Read-only: no key is made here; errors are reported in the item, not raised."""
+    item: dict[str, Any] = {"channel": "dsync", "sig0_key": None, "key_state": None,
+                            "error": None}
+    try:
+        parent = DsyncParent(dns.name.from_text(zone.name), zone.parent, nameservers)
+        keys = parent.store.list_keys(zone.name)
+        item["sig0_key"] = keys[0].key_tag if keys else None
+        found = await parent.discover()
+        item["channel"] = found.channel
+        if keys and found.endpoint is not None:
+            item["key_state"] = (await parent.key_state()).view.value
+    except MultisignerError as exc:
+        item["error"] = str(exc)
+    return item

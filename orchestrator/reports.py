@@ -98,6 +98,12 @@ async def zone_status(rt: Runtime, zone: ZoneConfig) -> dict[str, Any]:
         notes.append(f"the config lists signers {', '.join(zone.signers)}; the zone's signers "
                      f"are {', '.join(f'{n} ({s})' for n, s in members)} (changed by signer "
                      "add/remove): update the config")
+    parent: dict[str, Any] = {"channel": "cds-scan"}
+    if zone.parent.type == "dsync":
+        from orchestrator.observe.observer import parent_servers
+        from orchestrator.parent_checks import dsync_parent_status
+
+        parent = await dsync_parent_status(zone, await parent_servers(zone))
     return {
         "notes": notes,
         "name": zone.name,
@@ -114,6 +120,7 @@ async def zone_status(rt: Runtime, zone: ZoneConfig) -> dict[str, Any]:
             "ds": sorted(d.text for d in view.parent_ds),
             "servers": [{"server": p.server, "error": p.error,
                          "ttl": p.ds.ttl if p.ds else None} for p in view.parent],
+            **parent,
         },
     }
 

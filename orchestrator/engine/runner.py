@@ -46,6 +46,7 @@ from orchestrator.decide.timing import deadline, measure, poll_delay
 from orchestrator.engine.apex import converge_apex
 from orchestrator.engine.converge import Converger, converger_for
 from orchestrator.engine.lease import zone_lease
+from orchestrator.engine.parent_channel import DsyncChannel
 from orchestrator.engine.phase_state import Outcome, ProcessAt, StepTarget, state_name
 from orchestrator.engine.starts import ProcessStarts
 from orchestrator.observe.observer import observe
@@ -71,6 +72,13 @@ class Engine(ProcessStarts):
         self.report = report
         self._convergers: dict[str, Converger] = {}
         self._targets: dict[str, StepTarget] = {}
+        self._channels: dict[str, DsyncChannel] = {}
+
+    def parent_channel(self, zone: ZoneConfig) -> DsyncChannel | None:
+        """The zone's active parent channel (``dsync``), or None: the parent scans CDS."""
+        if zone.parent.type != "dsync":
+            return None
+        return self._channels.setdefault(zone.name, DsyncChannel(self.rt, zone))
 
     def converger(self, zone: ZoneConfig, signers: list[str] | None = None,
                   extra: Capability = Capability.NONE) -> Converger:
@@ -262,6 +270,9 @@ class Engine(ProcessStarts):
         intent, goal = await self._goal(here, view)
         applied = await self.converger(here.zone).apply(goal, view)
         changes = applied.changes + await converge_apex(self.rt, here.zone, intent, view)
+        channel = self.parent_channel(here.zone)
+        if channel is not None:  # the SIG(0) KEY the parent checks, at every signer
+            changes += await channel.publish_key()
         data = here.data.but(observe_since=_now(), stalled=None,
                              delivered_until=applied.fresh_until or here.data.delivered_until)
         if applied.fresh_until is None and not intent.ns and intent.csync is None:
@@ -284,8 +295,9 @@ class Engine(ProcessStarts):
                                               for o in here.step.observe)
         now = _now()
         last = self._targets.get(here.proc.id)
-        if last is not None and last.state == here.proc.state and \
-                (now - last.at).total_seconds() < API_REFRESH_SECONDS:
+        full_read = not (last is not None and last.state == here.proc.state
+                         and (now - last.at).total_seconds() < API_REFRESH_SECONDS)
+        if last is not None and not full_read:
             # Nameservers are polled fast while a change propagates; the providers' APIs
             # (and so the step's target) are re-read only every API_REFRESH_SECONDS.
             view = await self._observe_api(here.zone, csync=csync, step=here.step, api=False,
@@ -309,11 +321,32 @@ class Engine(ProcessStarts):
                         delivered_until=kept.fresh_until))
         missing = unmet(self._context(here, view, goal, intent))
         if missing:
-            at_parent = ["parent" in here.step.observe and m.startswith("parent")
+            at_parent = [m.startswith("parent") and any(o.startswith("parent")
+                                                        for o in here.step.observe)
                          for m in missing]
+            if all(at_parent) and full_read:
+                missing += await self._nudge_parent(here, view, goal, intent)
             return self._wait(here, "; ".join(missing), parent=any(at_parent),
                               parent_only=all(at_parent))
         return self._observed(here, view)
+
+    async def _nudge_parent(self, here: ProcessAt, view: ZoneView, goal: Goal,
+                            intent: StepIntent) -> list[str]:
+        """A step waiting only for the parent, on a full read: a dsync parent is sent what
+        its servers lack (parent_channel.py); the exchange goes into the history."""
+        channel = self.parent_channel(here.zone)
+        if channel is None:
+            return []
+        observe = here.step.observe
+        said = await channel.nudge(goal.ds_keys if "parent" in observe else None,
+                                   intent.ns if "parent-ns" in observe else None, view)
+        for line in said:
+            if line.startswith("sent"):
+                self.rt.store.transition(here.proc.id, here.proc.state, actor=self.rt.actor,
+                                         data=here.data.as_json(), reason=f"parent: {line}",
+                                         evidence={"parent_update": line})
+                self.report(f"{here.zone.name}: {line}")
+        return said
 
     def _observed(self, here: ProcessAt, view: ZoneView) -> Outcome:
         step, zone = here.step, here.zone
