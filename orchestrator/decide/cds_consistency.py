@@ -166,7 +166,7 @@ def _wanted_ds(owner: dns.name.Name, cds: tuple[str, ...],
             return f"CDS {text} names no key of the CDNSKEY RRset"
     for key in keys:
         if not any(ds_matches(owner, key, ds) for ds in parse_ds(cds)):
-            return f"CDNSKEY with key tag {dns.dnssec.key_id(key)} has no CDS"
+            return f"CDNSKEY {_one_token(key)} has no CDS"
     return cds
 
 

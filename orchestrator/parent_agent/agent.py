@@ -20,15 +20,19 @@ import dns.message
 import dns.opcode
 import dns.rcode
 
+from core import sig0
 from core.config_types import hostport
 from core.parent_agent_config import ParentAgentConfig
-from orchestrator.parent_agent import dsync, wire
+from orchestrator.parent_agent import dsync, keystate, wire
+from orchestrator.parent_agent.bootstrap import Bootstrapper
 from orchestrator.parent_agent.history import Recorder
 from orchestrator.parent_agent.listener import Listener, Source
 from orchestrator.parent_agent.notify import NotifyHandler
 from orchestrator.parent_agent.parent_zone import read_parent
 from orchestrator.parent_agent.ratelimit import RateLimiter
 from orchestrator.parent_agent.scan import Scanner
+from orchestrator.parent_agent.trust import TrustStore, canonical
+from orchestrator.parent_agent.update import UpdateReceiver
 from providers.powerdns import PowerDNSProvider
 from providers.powerdns_rrsets import replace_rrsets
 from state.store import StateStore
@@ -52,7 +56,15 @@ class Agent:
         self.notify = NotifyHandler(config.zone, config.notify, self.recorder,
                                     self.scanner.scan, self.children)
         self.per_source = RateLimiter(config.rate_limit)
-        self.per_key = RateLimiter(config.rate_limit)
+        self.own_key = own_key(config)
+        self.trust = TrustStore(config.key_directory)
+        self.bootstrapper = Bootstrapper(self.scanner, self.trust, self.recorder,
+                                         config.bootstrap, config.bootstrap_checks,
+                                         config.bootstrap_interval, clock)
+        self.updates = UpdateReceiver(
+            config.zone, api, self.recorder, self.trust, self.bootstrapper,
+            RateLimiter(config.rate_limit), self.children, config.ttl,
+            int(config.time_window.total_seconds()), self.sign_answer, clock)
         self.listener = Listener(self.handle)
         self.bound: list[Source] = []
         self._children: tuple[float, list[str]] = (-1e9, [])
@@ -79,12 +91,21 @@ class Agent:
             self._scheduler.cancel()
             await asyncio.gather(self._scheduler, return_exceptions=True)
         await self.notify.stop()
+        await self.bootstrapper.stop()
         await self.listener.stop()
 
-    async def publish_dsync(self, key: str | None = None) -> None:
+    async def publish_dsync(self) -> None:
+        key = canonical(self.own_key.key_rdata()) if self.own_key is not None else None
         rrsets = dsync.records(self.zone, self.config.target, self.bound, self.config.notify,
                                self.config.ttl, key)
         await replace_rrsets(self.api, self.zone, rrsets)
+
+    def sign_answer(self, answer: bytes) -> bytes:
+        """``answer`` signed with the agent's own SIG(0) key, when it has one (the child
+        checks it against the KEY published at the DSYNC target)."""
+        if self.own_key is None:
+            return answer
+        return sig0.sign(answer, self.own_key, now=int(self.clock()))
 
     async def children(self) -> list[str]:
         """The parent's delegations, re-read at most once a second."""
@@ -145,16 +166,39 @@ class Agent:
             return wire.error_answer(head, dns.rcode.FORMERR, dns.edns.EDECode.OTHER, request)
         if head.opcode == dns.opcode.NOTIFY:
             return (await self.notify.handle(request, actor)).to_wire()
-        return (await self.handle_query(request, actor)).to_wire()
 
-    async def handle_query(self, request: dns.message.Message, actor: str
-                           ) -> dns.message.Message:
-        """Plain queries are not served (the parent's nameservers serve the zone)."""
-        return wire.answer_to(request, dns.rcode.REFUSED, dns.edns.EDECode.NOT_AUTHORITATIVE,
-                              "this is the parent's UPDATE/NOTIFY receiver; ask the "
-                              "parent's nameservers", authoritative=False)
+        return await self.handle_query(request, actor)
+
+    async def handle_query(self, request: dns.message.Message, actor: str) -> bytes:
+        """KeyState inquiries; other queries are not served (the parent's nameservers
+        serve the zone)."""
+        asked = keystate.inquiry(request)
+        if isinstance(asked, str):
+            return wire.answer_to(request, dns.rcode.FORMERR, dns.edns.EDECode.OTHER,
+                                  asked).to_wire()
+        if asked is None:
+            return wire.answer_to(request, dns.rcode.REFUSED,
+                                  dns.edns.EDECode.NOT_AUTHORITATIVE,
+                                  "this is the parent's UPDATE/NOTIFY receiver; ask the "
+                                  "parent's nameservers", authoritative=False).to_wire()
+        reply, said = keystate.answer(request, asked, self.trust, await self.children())
+        child = request.question[0].name.to_text() if request.question else "-"
+        log.info("parent agent: KeyState for %s from %s: %s", child, actor, said)
+        return self.sign_answer(reply.to_wire())
 
     async def handle_update(self, data: bytes, head: wire.Header, actor: str, tcp: bool
                             ) -> bytes | None:
-        return wire.error_answer(head, dns.rcode.NOTIMP, dns.edns.EDECode.NOT_SUPPORTED,
-                                 "signed UPDATE is not available in this build")
+        return await self.updates.handle(data, head, actor)
+
+
+def own_key(config: ParentAgentConfig) -> sig0.Sig0Key | None:
+    """The agent's SIG(0) key for its answers (generated at first start) from
+    ``key_directory``; None without one."""
+    if config.key_directory is None:
+        return None
+    from providers.sig0keys import Sig0KeyStore
+
+    store = Sig0KeyStore(config.key_directory, create=True)
+    keys = store.list_keys(config.target)
+    stored = keys[-1] if keys else store.generate(config.target)
+    return store.load(stored.key_id)
