@@ -64,7 +64,8 @@ class Agent:
         self.updates = UpdateReceiver(
             config.zone, api, self.recorder, self.trust, self.bootstrapper,
             RateLimiter(config.rate_limit), self.children, config.ttl,
-            int(config.time_window.total_seconds()), self.sign_answer, clock)
+            int(config.time_window.total_seconds()), self.sign_answer, self.scanner.locks,
+            clock)
         self.listener = Listener(self.handle)
         self.bound: list[Source] = []
         self._children: tuple[float, list[str]] = (-1e9, [])
@@ -188,7 +189,7 @@ class Agent:
 
     async def handle_update(self, data: bytes, head: wire.Header, actor: str, tcp: bool
                             ) -> bytes | None:
-        return await self.updates.handle(data, head, actor)
+        return await self.updates.handle(data, head, actor, tcp)
 
 
 def own_key(config: ParentAgentConfig) -> sig0.Sig0Key | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import dns.name
@@ -21,7 +21,12 @@ from orchestrator.decide.csync_consistency import (
     in_bailiwick,
 )
 from orchestrator.parent_agent.history import Outcome, Recorder
-from orchestrator.parent_agent.parent_zone import ParentView, addresses, read_parent
+from orchestrator.parent_agent.parent_zone import (
+    ChildLocks,
+    ParentView,
+    addresses,
+    read_parent,
+)
 from orchestrator.parent_agent.probe import ProbeError, ask, ask_signed, signed
 from providers.base import ApiRRset
 from providers.powerdns import PowerDNSProvider
@@ -37,6 +42,7 @@ class Scanner:
     hosts: Mapping[str, str]
     ttl: int
     recorder: Recorder
+    locks: ChildLocks = field(default_factory=ChildLocks)
 
     async def servers(self, child: str, parent: ParentView) -> list[tuple[str, str, int]]:
         """(label, address, port) of every address of every delegated nameserver; a
@@ -50,6 +56,10 @@ class Scanner:
     async def scan(self, child: str, actor: str, kinds: tuple[str, ...] = ("CDS", "CSYNC")
                    ) -> dict[str, str]:
         """Scan ``child`` for the given kinds; the outcome per kind."""
+        async with self.locks.hold(child):
+            return await self._scan(child, actor, kinds)
+
+    async def _scan(self, child: str, actor: str, kinds: tuple[str, ...]) -> dict[str, str]:
         parent = await read_parent(self.api, self.zone)
         results = {}
         if "CDS" in kinds:

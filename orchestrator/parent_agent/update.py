@@ -8,8 +8,9 @@ REFUSED; unknown key, bad signature, signature outside the time window -> the SI
 error's rcode (NOTAUTH; BADKEY/BADSIG/BADTIME in the EDE text); the same signed message
 again -> REFUSED (replay); over the per-key rate -> REFUSED; a change outside the child's
 delegation -> REFUSED; a delegation the change would break -> REFUSED; the provider API
-failing -> SERVFAIL. A self-signed UPDATE adding the signer's own KEY starts the KEY
-bootstrap and is answered NOERROR ("bootstrap started").
+failing -> SERVFAIL. A self-signed UPDATE adding the signer's own KEY, over TCP, starts
+the KEY bootstrap and is answered NOERROR ("bootstrap started"). The TTLs written are the
+parent's (the existing RRset's, else ``ttl``), never the child's.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from orchestrator.decide import parent_policy as policy
 from orchestrator.parent_agent import wire
 from orchestrator.parent_agent.bootstrap import Bootstrapper
 from orchestrator.parent_agent.history import Recorder
-from orchestrator.parent_agent.parent_zone import ParentView, read_parent
+from orchestrator.parent_agent.parent_zone import ChildLocks, ParentView, read_parent
 from orchestrator.parent_agent.ratelimit import RateLimiter
 from orchestrator.parent_agent.trust import TrustStore, canonical, parse_key
 from providers.base import ApiRRset
@@ -43,6 +44,8 @@ from providers.powerdns import PowerDNSProvider
 from providers.powerdns_rrsets import replace_rrsets
 
 EDE = dns.edns.EDECode
+SIG0_EDE = {"BADKEY": EDE.DNSKEY_MISSING, "BADSIG": EDE.DNSSEC_BOGUS,
+            "BADTIME": EDE.SIGNATURE_EXPIRED, "UNSIGNED": EDE.PROHIBITED}
 
 
 class Replays:
@@ -92,17 +95,18 @@ class UpdateReceiver:
     ttl: int
     window: int
     sign_answer: Callable[[bytes], bytes]
+    locks: ChildLocks
     clock: Callable[[], float] = time.time
     replays: Replays = field(default_factory=Replays)
 
-    async def handle(self, data: bytes, head: wire.Header, actor: str) -> bytes:
+    async def handle(self, data: bytes, head: wire.Header, actor: str, tcp: bool) -> bytes:
         evidence: dict[str, Any] = {}
         request: dns.message.Message | None = None
         try:
             signed = self._parse(data)
             request = signed.message
             evidence.update(self._describe(signed))
-            outcome = await self._process(signed, evidence)
+            outcome = await self._process(signed, evidence, tcp)
         except Refusal as exc:
             outcome = exc.outcome
         except MultisignerError as exc:  # the provider API failed: nothing was applied
@@ -131,7 +135,8 @@ class UpdateReceiver:
                 "key": f"{dns.dnssec.algorithm_to_text(signed.sig.algorithm)}/"
                        f"{signed.key_tag}"}
 
-    async def _process(self, signed: sig0.Signed, evidence: dict[str, Any]) -> Outcome:
+    async def _process(self, signed: sig0.Signed, evidence: dict[str, Any], tcp: bool
+                       ) -> Outcome:
         message = signed.message
         self._check_zone(message)
         if signed.sig is None or signed.signer is None:
@@ -139,8 +144,6 @@ class UpdateReceiver:
                          "SIG(0) by the child's KEY (RFC 2931)")
         child = signed.signer.to_text().lower()
         evidence["child"] = child
-        if not self.per_key.allow(f"{child}/{signed.key_tag}"):
-            raise refuse(dns.rcode.REFUSED, EDE.OTHER, "rate limit for this key exceeded")
         if child not in await self.children():
             raise refuse(dns.rcode.NOTAUTH, EDE.NOT_AUTHORITATIVE,
                          f"{child} is not delegated from {self.zone}: its key cannot "
@@ -154,11 +157,12 @@ class UpdateReceiver:
             raise refuse(dns.rcode.FORMERR, EDE.OTHER, str(exc)) from None
         evidence["change"] = [c.text() for c in changes]
         trusted = self.trust.trusted(child)
-        bootstrap = self._bootstrap_key(child, changes, signed, trusted)
+        bootstrap = self._bootstrap_key(child, changes, signed, trusted, tcp)
         if bootstrap is not None:
             return bootstrap
         self._verify(signed, trusted, child)
-        return await self._apply(child, changes)
+        async with self.locks.hold(child):
+            return await self._apply(child, changes)
 
     def _check_zone(self, message: dns.message.Message) -> None:
         zone = message.sections[0]
@@ -178,16 +182,20 @@ class UpdateReceiver:
             hint = (" (no trusted KEY for it: publish the KEY at the child apex and send a "
                     "self-signed UPDATE adding it, to bootstrap)" if exc.reason == "BADKEY"
                     else "")
-            ede = EDE.SIGNATURE_EXPIRED if exc.reason == "BADTIME" else EDE.DNSSEC_BOGUS
-            raise refuse(exc.rcode, ede, f"{exc.reason}: {exc.detail}{hint}") from None
+            raise refuse(exc.rcode, SIG0_EDE.get(exc.reason, EDE.OTHER),
+                         f"{exc.reason}: {exc.detail}{hint}") from None
         assert signed.sig is not None
+        # Counted once the signature is known good: forged messages naming a child's key
+        # cannot use up that key's budget (the per-source limit has already applied).
+        if not self.per_key.allow(f"{child}/{signed.key_tag}"):
+            raise refuse(dns.rcode.REFUSED, EDE.OTHER, "rate limit for this key exceeded")
         until = float(signed.sig.expiration) + self.window
         if self.replays.seen(signed.sig.signature, until, now):
             raise refuse(dns.rcode.REFUSED, EDE.PROHIBITED,
                          f"replayed UPDATE: this signature of {child} was already used")
 
     def _bootstrap_key(self, child: str, changes: list[policy.Change], signed: sig0.Signed,
-                       trusted: list[KEY]) -> Outcome | None:
+                       trusted: list[KEY], tcp: bool) -> Outcome | None:
         """A self-signed request to trust the KEY it adds (seed 004); None otherwise."""
         adds = [c for c in changes if c.op == "add" and c.rdtype == "KEY" and c.name == child]
         if not adds or len(changes) != len(adds) or len(adds) != 1 or adds[0].rdata is None:
@@ -196,6 +204,9 @@ class UpdateReceiver:
         if any(canonical(k) == canonical(key) for k in trusted):
             return None  # already trusted: an ordinary signed UPDATE (nothing to apply)
         self._verify(signed, [key], child)  # self-signed, else refused like any bad sig
+        if not tcp:  # a spoofed source address is much harder over TCP
+            raise refuse(dns.rcode.REFUSED, EDE.PROHIBITED,
+                         "send the KEY bootstrap UPDATE over TCP")
         text = canonical(key)
         record = self.trust.get(child, text)
         if record is not None and record.state == "refused":
@@ -218,7 +229,7 @@ class UpdateReceiver:
         problem = policy.check_result(child, after, self._glue_after(child, parent, after))
         if problem:
             raise refuse(dns.rcode.REFUSED, EDE.PROHIBITED, problem)
-        writes = [ApiRRset(n, t, self._ttl(parent, n, t, zone_changes), tuple(sorted(v)))
+        writes = [ApiRRset(n, t, parent.ttl(n, t, self.ttl), tuple(sorted(v)))
                   for (n, t), v in after.items() if v != current.get((n, t))]
         if writes:
             await replace_rrsets(self.api, self.zone, writes)
@@ -237,11 +248,6 @@ class UpdateReceiver:
         return {n: bool(after.get((n, "A"), frozenset(parent.records(n, "A")))
                         or after.get((n, "AAAA"), frozenset(parent.records(n, "AAAA"))))
                 for n in inside}
-
-    def _ttl(self, parent: ParentView, name: str, rdtype: str,
-             changes: list[policy.Change]) -> int:
-        added = [c.ttl for c in changes if c.op == "add" and (c.name, c.rdtype) == (name, rdtype)]
-        return min(added) if added else parent.ttl(name, rdtype, self.ttl)
 
     def _apply_keys(self, child: str, changes: list[policy.Change]) -> None:
         """A trusted key may add its successor and remove keys (SIG(0) key rollover)."""

@@ -115,3 +115,6 @@ def test_unpublished_key_is_refused(agent: AgentThread) -> None:
     msg = update()
     msg.add(NOKEY, 2, "KEY", canonical(key.key_rdata()))
     assert ask(agent.port, signed(msg, other)).rcode == dns.rcode.NOTAUTH
+    # and one over UDP (a spoofed source address is much easier there)
+    udp = ask(agent.port, signed(msg, key), tcp=False)
+    assert udp.rcode == dns.rcode.REFUSED and "over TCP" in udp.text
