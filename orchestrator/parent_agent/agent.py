@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 CHILDREN_CACHE = 1.0  # seconds the list of delegations is reused between requests
 SCAN_CONCURRENCY = 16
+FLOOD_LOG_EVERY = 60.0
 
 
 class Agent:
@@ -70,6 +71,7 @@ class Agent:
         self.bound: list[Source] = []
         self._children: tuple[float, list[str]] = (-1e9, [])
         self._scheduler: asyncio.Task[None] | None = None
+        self._flood_noted: dict[str, float] = {}
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -120,19 +122,19 @@ class Agent:
 
     async def scan_all(self) -> dict[str, dict[str, str]]:
         """One scan of every delegated child (what the schedule runs)."""
-        children = (await read_parent(self.api, self.zone)).children
+        parent = await read_parent(self.api, self.zone)
         gate = asyncio.Semaphore(SCAN_CONCURRENCY)
         results: dict[str, dict[str, str]] = {}
 
         async def one(child: str) -> None:
             async with gate:
                 try:
-                    results[child] = await self.scanner.scan(child, "scan")
+                    results[child] = await self.scanner.scan(child, "scan", parent=parent)
                 except Exception as exc:  # one child's failure never stops the round
                     log.warning("parent agent: scan of %s failed: %s", child, exc)
                     results[child] = {"error": str(exc)}
 
-        await asyncio.gather(*(one(c) for c in children))
+        await asyncio.gather(*(one(c) for c in parent.children))
         return results
 
     async def _schedule(self) -> None:
@@ -155,6 +157,7 @@ class Agent:
             return None
         actor = f"{'tcp' if tcp else 'udp'}:{source[0]}:{source[1]}"
         if not self.per_source.allow(source[0]):
+            self._note_flood(source[0])
             return wire.error_answer(head, dns.rcode.REFUSED, dns.edns.EDECode.OTHER,
                                      "rate limit for this source exceeded; retry later")
         if head.opcode == dns.opcode.UPDATE:
@@ -169,6 +172,16 @@ class Agent:
             return (await self.notify.handle(request, actor)).to_wire()
 
         return await self.handle_query(request, actor)
+
+    def _note_flood(self, address: str) -> None:
+        """Log a rate-limited source at most once a minute (never in the history: a flood
+        must not be able to fill it)."""
+        now = time.monotonic()
+        if now - self._flood_noted.get(address, -1e9) >= FLOOD_LOG_EVERY:
+            self._flood_noted[address] = now
+            if len(self._flood_noted) > 10000:
+                self._flood_noted.clear()
+            log.warning("parent agent: %s is over the rate limit; answering REFUSED", address)
 
     async def handle_query(self, request: dns.message.Message, actor: str) -> bytes:
         """KeyState inquiries; other queries are not served (the parent's nameservers
