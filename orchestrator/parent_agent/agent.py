@@ -120,8 +120,9 @@ class Agent:
 
     # -- scheduled scans ----------------------------------------------------------------
 
-    async def scan_all(self) -> dict[str, dict[str, str]]:
-        """One scan of every delegated child (what the schedule runs)."""
+    async def scan_all(self, actor: str = "scan") -> dict[str, dict[str, str]]:
+        """One scan of every delegated child (what the schedule runs; another ``actor``
+        scans every address in full, as after a NOTIFY)."""
         parent = await read_parent(self.api, self.zone)
         gate = asyncio.Semaphore(SCAN_CONCURRENCY)
         results: dict[str, dict[str, str]] = {}
@@ -129,7 +130,7 @@ class Agent:
         async def one(child: str) -> None:
             async with gate:
                 try:
-                    results[child] = await self.scanner.scan(child, "scan", parent=parent)
+                    results[child] = await self.scanner.scan(child, actor, parent=parent)
                 except Exception as exc:  # one child's failure never stops the round
                     log.warning("parent agent: scan of %s failed: %s", child, exc)
                     results[child] = {"error": str(exc)}
