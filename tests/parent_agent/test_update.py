@@ -4,6 +4,7 @@ changes land in the zone; every kind of bad input gets its rcode and changes not
 from __future__ import annotations
 
 import os
+import socket
 import struct
 import subprocess
 import time
@@ -196,6 +197,28 @@ def test_malformed_oversized_truncated(agent: AgentThread, key: sig0.Sig0Key) ->
     # a TCP message cut short: the connection is closed without an answer
     assert raw_tcp(agent.port, struct.pack("!H", 200) + wire[:50], timeout=12) is None
     assert notify(agent.port, UPD, "CDS").rcode() == dns.rcode.NOERROR  # still serving
+
+
+def test_several_messages_on_one_tcp_connection(agent: AgentThread, key: sig0.Sig0Key) -> None:
+    first, second = signed(ds_update([DS1]), key), signed(ds_update([DS2]), key)
+    with socket.create_connection(("127.0.0.1", agent.port), timeout=5) as s:
+        s.sendall(b"".join(struct.pack("!H", len(w)) + w for w in (first, second)))
+        answers = []
+        for _ in range(2):
+            size = struct.unpack("!H", _recv(s, 2))[0]
+            answers.append(Answer(_recv(s, size)))
+    assert [a.message.id for a in answers] == [sig0.parse(first).message.id,
+                                               sig0.parse(second).message.id]
+    assert all(a.rcode == dns.rcode.NOERROR for a in answers), answers
+
+
+def _recv(s: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = s.recv(size - len(data))
+        assert chunk, "connection closed early"
+        data += chunk
+    return data
 
 
 def test_flood_is_rate_limited(lab: Lab, key: sig0.Sig0Key, tmp_path: Path) -> None:
