@@ -61,7 +61,10 @@ class TrustStore:
     def _load(self, path: Path) -> None:
         try:
             raw = json.loads(path.read_text())
-            self._keys = {child: [KeyRecord(**r) for r in records]
+            # A bootstrap cut short by a stop or crash has no checks running any more:
+            # forget it, so KeyState says "unknown" and the child asks again.
+            self._keys = {child: [KeyRecord(**r) for r in records
+                                  if r.get("state") != "bootstrapping"]
                           for child, records in raw.items()}
         except (OSError, ValueError, TypeError) as exc:
             raise ConfigError(f"{path}: cannot read the agent's trusted keys ({exc}); "

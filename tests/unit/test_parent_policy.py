@@ -91,3 +91,24 @@ def test_config_rules() -> None:
                 {"bootstrap_checks": 0}, {"surprise": 1}):
         with pytest.raises(ValueError):
             ParentAgentConfig.model_validate({**base, **bad})
+
+
+def test_trust_store_survives_a_restart(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from core.errors import ConfigError
+    from core.sig0 import Sig0Key
+    from orchestrator.parent_agent.trust import TrustStore, canonical
+
+    directory = Path(str(tmp_path))
+    done, cut = Sig0Key.generate("a.test."), Sig0Key.generate("a.test.")
+    store = TrustStore(directory)
+    store.set("a.test.", canonical(done.key_rdata()), "trusted", "at-apex")
+    store.set("a.test.", canonical(cut.key_rdata()), "bootstrapping")
+    assert (directory / "trusted-keys.json").stat().st_mode & 0o777 == 0o600
+    again = TrustStore(directory)
+    assert [canonical(k) for k in again.trusted("A.TEST.")] == [canonical(done.key_rdata())]
+    assert again.find("a.test.", cut.key_tag) == []  # the interrupted bootstrap is forgotten
+    (directory / "trusted-keys.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="cannot read the agent.s trusted keys"):
+        TrustStore(directory)
