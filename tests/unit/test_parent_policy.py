@@ -110,5 +110,5 @@ def test_trust_store_survives_a_restart(tmp_path: object) -> None:
     assert [canonical(k) for k in again.trusted("A.TEST.")] == [canonical(done.key_rdata())]
     assert again.find("a.test.", cut.key_tag) == []  # the interrupted bootstrap is forgotten
     (directory / "trusted-keys.json").write_text("{not json")
-    with pytest.raises(ConfigError, match="cannot read the agent.s trusted keys"):
+    with pytest.raises(ConfigError, match="cannot read the agent's trusted keys"):
         TrustStore(directory)
