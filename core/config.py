@@ -31,7 +31,10 @@ from core.parent_agent_config import ParentAgentConfig
 from core.provider_config import (
     AnyProvider,
     AnyProviderConfig,
+    CloudflareProviderConfig,
+    DesecProviderConfig,
     KnotProviderConfig,
+    PluginProviderConfig,
     ProviderConfig,
     Rfc2136ProviderConfig,
 )
@@ -58,8 +61,41 @@ class StateConfig(_Strict):
 
 
 class ParentConfig(_Strict):
-    type: Literal["cds-scan"] = "cds-scan"
+    """How the parent learns of DS changes: it scans the child's CDS/CDNSKEY
+    (``cds-scan``), or the controller finds its UPDATE receiver via DSYNC (RFC 9859) and
+    sends SIG(0)-signed DNS UPDATEs (``dsync``) with keys from ``sig0_directory``."""
+
+    type: Literal["cds-scan", "dsync"] = "cds-scan"
     nameservers: list[HostPort] = Field(default_factory=list)
+    sig0_directory: Path | None = None
+    sig0_algorithm: str = "ECDSAP256SHA256"
+
+    @field_validator("sig0_algorithm")
+    @classmethod
+    def _sig0_algorithm(cls, value: str) -> str:
+        from dns.dnssectypes import Algorithm
+
+        from core.sig0 import SIG0_ALGORITHMS
+
+        try:
+            number = Algorithm.from_text(value.strip().upper())
+        except Exception:
+            number = None
+        if number is None or number not in SIG0_ALGORITHMS:
+            raise ValueError(f"{value!r} is not a SIG(0) key algorithm; use one of "
+                             + ", ".join(a.name for a in SIG0_ALGORITHMS))
+        return str(Algorithm(number).name)
+
+    @model_validator(mode="after")
+    def _sig0(self) -> ParentConfig:
+        if self.type == "dsync" and self.sig0_directory is None:
+            raise ValueError('sig0_directory: type = "dsync" needs the directory of the '
+                             "zone's SIG(0) keys (0700), e.g. /var/lib/multisigner/sig0")
+        if self.type != "dsync" and (self.sig0_directory is not None
+                                     or "sig0_algorithm" in self.model_fields_set):
+            raise ValueError(f'sig0_directory and sig0_algorithm apply to type = "dsync" '
+                             f'only, not to type = "{self.type}"')
+        return self
 
 
 class PolicyConfig(_Strict):
@@ -232,7 +268,8 @@ def _expand(value: Any, path: str, missing: list[str]) -> Any:
     return value
 
 
-_UNION_TAGS = {"powerdns", "knot", "rfc2136"}  # pydantic puts the discriminator's value in the path
+# pydantic puts the discriminator's tag in the error path; it is not a key the user wrote.
+_UNION_TAGS = {"powerdns", "knot", "rfc2136", "desec", "cloudflare", "plugin"}
 
 
 def _loc(loc: tuple[int | str, ...]) -> str:
@@ -284,8 +321,9 @@ def load_config(path: Path) -> Config:
         raise ConfigError(f"{path}: invalid configuration:\n  " + "\n  ".join(problems)) from None
 
 
-__all__ = ["DEFAULT_CONFIG", "AnyProvider", "AnyProviderConfig", "Config", "HistoryConfig",
-           "KnotProviderConfig", "ParentAgentConfig", "ParentConfig", "PolicyConfig",
+__all__ = ["DEFAULT_CONFIG", "AnyProvider", "AnyProviderConfig", "CloudflareProviderConfig",
+           "Config", "DesecProviderConfig", "HistoryConfig", "KnotProviderConfig",
+           "ParentAgentConfig", "ParentConfig", "PluginProviderConfig", "PolicyConfig",
            "ProviderConfig",
            "Rfc2136ProviderConfig", "StateConfig", "ZoneConfig", "find_config_path", "hostport",
            "load_config"]

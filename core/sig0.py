@@ -6,11 +6,13 @@ wire: it appends or strips that last RR itself and uses dnspython only for the r
 message and for the rdata classes (KEY, SIG, the algorithm implementations).
 
 What is signed (RFC 2931 sec. 3.1): the SIG RDATA without its signature field, followed by
-the whole message as it was before the SIG(0) RR was added, i.e. with ARCOUNT one less.
+the whole message as it was before the SIG(0) RR was added, i.e. with ARCOUNT one less;
+for a response, the request as received comes in between (``request=``).
 The SIG(0) RR itself is owner ``.``, type SIG, class ANY, TTL 0, with type covered 0,
-labels 0 and original TTL 0, and it must be the last RR of the additional section. The
-signer's name is written uncompressed and, when we sign, lowercased (the RFC 4034
-canonical form Perl Net::DNS::SEC signs and verifies over).
+labels 0 and original TTL 0, and it must be the last RR of the additional section. We
+write the signer's name uncompressed and lowercase, and sign it as written (BIND and Perl
+Net::DNS::SEC sign the name as written too); verification tries the name as received,
+then lowercased.
 
 Verification errors carry the rcode a receiver answers with and a reason named after the
 RFC 8945 error codes: ``BADKEY`` (no usable key with the signer's name, algorithm and key
@@ -75,7 +77,8 @@ VERIFY_ALGORITHMS = (
     Algorithm.RSASHA256,
     Algorithm.RSASHA512,
 )
-"""Algorithms a received SIG(0) may use (RSA so that an older nsupdate key works too)."""
+"""Algorithms a received SIG(0) may use (RSA so that an older nsupdate key works too);
+a KEY of any other algorithm (RSASHA1, DSA, ...) is no key (BADKEY)."""
 
 _HEADER = 12
 _SIG_FIXED = struct.Struct("!HBBIIIH")  # type covered .. key tag (RFC 2535 sec. 4.1)
@@ -199,17 +202,32 @@ def _sig_prefix(sig_fields: tuple[int, ...], signer: dns.name.Name) -> bytes:
     return _SIG_FIXED.pack(*sig_fields) + (signer.to_wire() or b"")
 
 
-def sign(wire: bytes, key: Sig0Signer, *, now: int, validity: int = 300) -> bytes:
-    """``wire`` with a SIG(0) RR appended (ARCOUNT + 1), valid from ``now`` for ``validity``
-    seconds; the receiver allows its own fudge for clock skew."""
+def sign(
+    wire: bytes,
+    key: Sig0Signer,
+    *,
+    now: int,
+    validity: int = 300,
+    skew: int = 300,
+    request: bytes = b"",
+) -> bytes:
+    """``wire`` with a SIG(0) RR appended (ARCOUNT + 1), valid from ``now - skew`` to
+    ``now + validity``. Backdating the inception (as nsupdate does, by 300 s) lets a
+    receiver whose clock is behind ours accept it even without a fudge of its own (Perl
+    Net::DNS::SEC has none); it adds no replay risk, as nobody can capture the message
+    before it is sent. To sign a response, pass the ``request`` as received (with its own
+    SIG(0), if any): RFC 2931 sec. 3.1 has a response's signature cover the request too,
+    so it cannot be replayed as the answer to another."""
     if len(wire) < _HEADER:
         raise ValueError("not a DNS message: shorter than its 12-octet header")
     (arcount,) = struct.unpack_from("!H", wire, 10)
     if arcount == 0xFFFF:
         raise ValueError("the additional section is full (ARCOUNT 65535)")
-    fields = (0, int(key.algorithm), 0, 0, now + validity, now, key.key_tag)
+    fields = (0, int(key.algorithm), 0, 0, now + validity, now - skew, key.key_tag)
     prefix = _sig_prefix(fields, key.name.canonicalize())
-    rdata = prefix + key.sign_data(prefix + wire)
+    rdata = prefix + key.sign_data(prefix + request + wire)
+    if len(wire) + 11 + len(rdata) > 0xFFFF:
+        raise ValueError("the signed message would exceed 65535 octets")
     rr = b"\x00" + _RR_FIXED.pack(dns.rdatatype.SIG, dns.rdataclass.ANY, 0, len(rdata)) + rdata
     return wire[:10] + struct.pack("!H", arcount + 1) + wire[12:] + rr
 
@@ -319,7 +337,8 @@ def _public_key(key: KEY) -> GenericPublicKey | None:
 def _candidates(sig: SIG, keys: Iterable[KEY]) -> list[GenericPublicKey]:
     found = []
     for key in keys:
-        if (key.algorithm != sig.algorithm or key.protocol != DNSSEC_PROTOCOL
+        if (key.algorithm != sig.algorithm or key.algorithm not in VERIFY_ALGORITHMS
+                or key.protocol != DNSSEC_PROTOCOL
                 or key.flags & _NO_KEY == _NO_KEY or key_tag_of(key) != sig.key_tag):
             continue
         public = _public_key(key)
@@ -346,12 +365,14 @@ def verify(
     now: int,
     name: dns.name.Name | None = None,
     fudge: int = DEFAULT_FUDGE,
+    request: bytes = b"",
 ) -> None:
     """Raise :class:`Sig0Error` unless ``signed`` carries a SIG(0) made by one of ``keys``.
 
     ``name`` is where ``keys`` are published (default: the RRset's owner when ``keys`` is
     an RRset); the signer must be that name. The signature is checked before the time, so
-    BADTIME is only said of an authentic message.
+    BADTIME is only said of an authentic message. For a signed response, ``request`` is
+    the request exactly as sent (see :func:`sign`).
     """
     sig = signed.sig
     if sig is None or signed.signer is None:
@@ -369,7 +390,7 @@ def verify(
               sig.expiration, sig.inception, sig.key_tag)
     # As received first; then lowercased, the canonical form some signers use.
     prefixes = {_sig_prefix(fields, sig.signer), _sig_prefix(fields, sig.signer.canonicalize())}
-    if not any(_verifies(public, sig.signature, prefix + signed.unsigned_wire)
+    if not any(_verifies(public, sig.signature, prefix + request + signed.unsigned_wire)
                for public in candidates for prefix in prefixes):
         raise Sig0Error(dns.rcode.NOTAUTH, "BADSIG",
                         f"the SIG(0) of {signed.signer} (key tag {sig.key_tag}) does not verify")

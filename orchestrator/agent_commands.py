@@ -8,19 +8,11 @@ import asyncio
 import signal
 from typing import Any
 
-from core.config import Config, find_config_path, load_config
+from core.config import Config, ProviderConfig, find_config_path, load_config
 from core.errors import ConfigError, MultisignerError
 from orchestrator.audit_commands import open_store
 from orchestrator.cli_common import out
 from providers.powerdns import PowerDNSProvider
-
-
-def add_agent_parser(sub: Any) -> None:
-    """The ``parent-agent`` subcommand (``sub`` is argparse's subparsers action)."""
-    s = sub.add_parser("parent-agent", help="run the parent-side agent of [parent_agent] "
-                       "(UPDATE receiver, NOTIFY, CDS/CSYNC scans) in the foreground")
-    s.add_argument("--scan-once", action="store_true",
-                   help="scan every delegated child once, print the outcomes and exit")
 
 
 def agent_parts(config: Config) -> tuple[Any, PowerDNSProvider]:
@@ -30,7 +22,7 @@ def agent_parts(config: Config) -> tuple[Any, PowerDNSProvider]:
     if agent is None:
         raise ConfigError("no [parent_agent] table in the config; see docs/parent-agent.md")
     provider = config.provider(agent.provider)
-    if provider.type != "powerdns":
+    if not isinstance(provider, ProviderConfig) or provider.type != "powerdns":
         raise ConfigError(f"parent_agent.provider: {agent.provider} is of type "
                           f"{provider.type}; the agent writes the parent zone through the "
                           "PowerDNS API only")

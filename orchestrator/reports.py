@@ -120,7 +120,8 @@ async def zone_status(rt: Runtime, zone: ZoneConfig) -> dict[str, Any]:
 async def check_all(rt: Runtime) -> list[dict[str, Any]]:
     """Configuration and reachability: every provider API (credentials, zone present) and
     every nameserver (answers authoritatively for each zone it should serve); then every
-    Model 1 zone's owner-KSK store (:func:`owner_store_check`). Provider items have
+    Model 1 zone's owner-KSK store (:func:`owner_store_check`) and every DSYNC parent
+    (``orchestrator/parent_checks.py``). Provider items have
     ``provider``, store items ``label`` and ``zone``; all have ``ok``, ``problems``,
     ``notes``."""
     async def provider(name: str) -> dict[str, Any]:
@@ -169,7 +170,22 @@ async def check_all(rt: Runtime) -> list[dict[str, Any]]:
 
     stores = await asyncio.gather(*(store(z) for z in rt.config.zones
                                     if z.model == 1 and z.owner_ksk is not None))
-    return [*providers, *stores]
+
+    async def dsync(zone: ZoneConfig) -> dict[str, Any]:
+        from orchestrator.observe.observer import parent_servers
+        from orchestrator.parent_checks import dsync_parent_check
+
+        async with gate:
+            try:
+                servers = await parent_servers(zone)
+            except MultisignerError as exc:
+                return {"label": f"zone {zone.name} parent (dsync)", "zone": zone.name,
+                        "ok": False, "problems": [str(exc)], "notes": []}
+            return await dsync_parent_check(zone, servers)
+
+    parents = await asyncio.gather(*(dsync(z) for z in rt.config.zones
+                                     if z.parent.type == "dsync"))
+    return [*providers, *stores, *parents]
 
 
 async def owner_store_check(rt: Runtime, zone: ZoneConfig) -> dict[str, Any]:

@@ -103,12 +103,14 @@ class Agent:
                                self.config.ttl, key)
         await replace_rrsets(self.api, self.zone, rrsets)
 
-    def sign_answer(self, answer: bytes) -> bytes:
+    def sign_answer(self, answer: bytes, request: bytes) -> bytes:
         """``answer`` signed with the agent's own SIG(0) key, when it has one (the child
-        checks it against the KEY published at the DSYNC target)."""
+        checks it against the KEY published at the DSYNC target). The signature covers
+        the ``request`` as received too (RFC 2931 sec. 3.1), so it cannot be replayed as
+        the answer to another request."""
         if self.own_key is None:
             return answer
-        return sig0.sign(answer, self.own_key, now=int(self.clock()))
+        return sig0.sign(answer, self.own_key, now=int(self.clock()), request=request)
 
     async def children(self) -> list[str]:
         """The parent's delegations, re-read at most once a second."""
@@ -172,7 +174,7 @@ class Agent:
         if head.opcode == dns.opcode.NOTIFY:
             return (await self.notify.handle(request, actor)).to_wire()
 
-        return await self.handle_query(request, actor)
+        return await self.handle_query(request, actor, data)
 
     def _note_flood(self, address: str) -> None:
         """Log a rate-limited source at most once a minute (never in the history: a flood
@@ -184,7 +186,8 @@ class Agent:
                 self._flood_noted.clear()
             log.warning("parent agent: %s is over the rate limit; answering REFUSED", address)
 
-    async def handle_query(self, request: dns.message.Message, actor: str) -> bytes:
+    async def handle_query(self, request: dns.message.Message, actor: str, data: bytes
+                           ) -> bytes:
         """KeyState inquiries; other queries are not served (the parent's nameservers
         serve the zone)."""
         asked = keystate.inquiry(request)
@@ -199,7 +202,7 @@ class Agent:
         reply, said = keystate.answer(request, asked, self.trust, await self.children())
         child = request.question[0].name.to_text() if request.question else "-"
         log.info("parent agent: KeyState for %s from %s: %s", child, actor, said)
-        return self.sign_answer(reply.to_wire())
+        return self.sign_answer(reply.to_wire(), data)
 
     async def handle_update(self, data: bytes, head: wire.Header, actor: str, tcp: bool
                             ) -> bytes | None:

@@ -94,7 +94,7 @@ class UpdateReceiver:
     children: Callable[[], Awaitable[list[str]]]
     ttl: int
     window: int
-    sign_answer: Callable[[bytes], bytes]
+    sign_answer: Callable[[bytes, bytes], bytes]
     locks: ChildLocks
     clock: Callable[[], float] = time.time
     replays: Replays = field(default_factory=Replays)
@@ -119,7 +119,7 @@ class UpdateReceiver:
             return wire.error_answer(head, outcome.rcode, outcome.ede, outcome.reason)
         answer = wire.answer_to(request, outcome.rcode, outcome.ede, outcome.reason,
                                 authoritative=False)
-        return self.sign_answer(answer.to_wire())
+        return self.sign_answer(answer.to_wire(), data)
 
     def _parse(self, data: bytes) -> sig0.Signed:
         try:
@@ -197,8 +197,12 @@ class UpdateReceiver:
     def _bootstrap_key(self, child: str, changes: list[policy.Change], signed: sig0.Signed,
                        trusted: list[KEY], tcp: bool) -> Outcome | None:
         """A self-signed request to trust the KEY it adds (seed 004); None otherwise."""
+        # Exactly one KEY added at the apex, possibly after deleting the KEY RRset (the
+        # "replace" form children send); nothing else in the UPDATE.
         adds = [c for c in changes if c.op == "add" and c.rdtype == "KEY" and c.name == child]
-        if not adds or len(changes) != len(adds) or len(adds) != 1 or adds[0].rdata is None:
+        others = [c for c in changes if c not in adds]
+        if (len(adds) != 1 or adds[0].rdata is None
+                or any(c.rdtype != "KEY" or c.name != child or c.op == "add" for c in others)):
             return None
         key = parse_key(adds[0].rdata)
         if any(canonical(k) == canonical(key) for k in trusted):

@@ -87,7 +87,8 @@ def last(agent: AgentThread, kind: str = "update") -> HistoryInfo:
 
 def test_signed_ds_update_is_applied_and_answered_signed(
         lab: Lab, agent: AgentThread, key: sig0.Sig0Key) -> None:
-    got = ask(agent.port, signed(ds_update([DS1, DS2]), key))
+    request = signed(ds_update([DS1, DS2]), key)
+    got = ask(agent.port, request)
     assert got.rcode == dns.rcode.NOERROR, got
     assert parent(lab, UPD, "DS") == sorted([DS1, DS2])
     # the answer is signed by the agent's KEY, published at the DSYNC target
@@ -95,7 +96,9 @@ def test_signed_ds_update_is_applied_and_answered_signed(
     assert len(published) == 1
     agent_key = dns.rdata.from_text("IN", "KEY", published[0])
     assert isinstance(agent_key, KEY)
-    sig0.verify(got.parsed, [agent_key], now=int(time.time()))
+    sig0.verify(got.parsed, [agent_key], now=int(time.time()), request=request)
+    with pytest.raises(sig0.Sig0Error, match="BADSIG"):  # it covers that request only
+        sig0.verify(got.parsed, [agent_key], now=int(time.time()), request=request[:-1])
     entry = last(agent)
     assert entry.to_state == "accepted" and entry.evidence["child"] == UPD
     assert entry.evidence["key"] == f"ECDSAP256SHA256/{key.key_tag}"

@@ -79,14 +79,14 @@ def test_round_trip_update(key: Sig0Key) -> None:
     assert signed.message.to_wire() == wire
     assert signed.signer == CHILD and signed.key_tag == key.key_tag
     assert signed.sig is not None
-    assert (signed.sig.inception, signed.sig.expiration) == (NOW, NOW + 300)
+    assert (signed.sig.inception, signed.sig.expiration) == (NOW - 300, NOW + 300)
     assert signed.sig.algorithm == key.algorithm
     verify(signed, [key.key_rdata()], now=NOW, name=CHILD)
 
 
 def test_sign_appends_one_rr_and_keeps_the_message(key: Sig0Key) -> None:
     wire = update_wire()
-    signed_wire = sign(wire, key, now=NOW, validity=60)
+    signed_wire = sign(wire, key, now=NOW, validity=60, skew=0)
     assert signed_wire[:10] == wire[:10] and signed_wire[12:len(wire)] == wire[12:]
     assert struct.unpack_from("!H", signed_wire, 10)[0] == struct.unpack_from("!H", wire, 10)[0] + 1
     rr = signed_wire[len(wire):]
@@ -172,6 +172,26 @@ def test_rsa_sig0_verifies(algorithm: Algorithm) -> None:
     verify(signed, [key_rr], now=NOW, name=CHILD)
     with pytest.raises(ValueError, match="SIG\\(0\\) key must be one of"):
         Sig0Key.from_private(CHILD, private)
+
+
+def test_weak_algorithms_are_no_keys() -> None:
+    """RSASHA1 verifies in dnspython, but RFC 8624 says not to trust it: BADKEY."""
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    sha1 = get_algorithm_cls(Algorithm.RSASHA1)(private)
+    key_rr = KEY(dns.rdataclass.IN, dns.rdatatype.KEY, HOST_KEY_FLAGS, 3, Algorithm.RSASHA1,
+                 sha1.public_key().to_dnskey().key)
+
+    class Sha1Signer:
+        name = CHILD
+        algorithm = Algorithm.RSASHA1
+        key_tag = key_tag_of(key_rr)
+
+        def sign_data(self, data: bytes) -> bytes:
+            return sha1.sign(data)
+
+    signed = parse(sign(update_wire(), Sha1Signer(), now=NOW))
+    with pytest.raises(Sig0Error, match="BADKEY"):
+        verify(signed, [key_rr], now=NOW, name=CHILD)
 
 
 # -- tampering ----------------------------------------------------------------------------
@@ -303,18 +323,36 @@ def test_key_construction_is_checked() -> None:
 
 
 def test_time_window_with_fudge(key: Sig0Key) -> None:
-    signed = parse(sign(update_wire(), key, now=NOW, validity=300))
+    """Signed at NOW: valid NOW-30..NOW+300; the receiver's fudge widens both ends."""
+    signed = parse(sign(update_wire(), key, now=NOW, validity=300, skew=30))
     keys = [key.key_rdata()]
-    for ok in (NOW - DEFAULT_FUDGE, NOW, NOW + 300 + DEFAULT_FUDGE):
+    start, end = NOW - 30, NOW + 300
+    for ok in (start - DEFAULT_FUDGE, NOW, end + DEFAULT_FUDGE):
         verify(signed, keys, now=ok, name=CHILD)
-    for late_or_early, words in ((NOW - DEFAULT_FUDGE - 1, "in the future"),
-                                 (NOW + 300 + DEFAULT_FUDGE + 1, "expired")):
+    for late_or_early, words in ((start - DEFAULT_FUDGE - 1, "in the future"),
+                                 (end + DEFAULT_FUDGE + 1, "expired")):
         with pytest.raises(Sig0Error, match=words) as excinfo:
             verify(signed, keys, now=late_or_early, name=CHILD)
         assert reason(excinfo) == ("BADTIME", dns.rcode.NOTAUTH)
-    verify(signed, keys, now=NOW + 300, name=CHILD, fudge=0)
-    with pytest.raises(Sig0Error, match="BADTIME"):
-        verify(signed, keys, now=NOW + 301, name=CHILD, fudge=0)
+    verify(signed, keys, now=start, name=CHILD, fudge=0)
+    verify(signed, keys, now=end, name=CHILD, fudge=0)
+    for outside in (start - 1, end + 1):
+        with pytest.raises(Sig0Error, match="BADTIME"):
+            verify(signed, keys, now=outside, name=CHILD, fudge=0)
+
+
+def test_default_window_is_backdated_like_nsupdate(key: Sig0Key) -> None:
+    signed = parse(sign(update_wire(), key, now=NOW))
+    assert signed.sig is not None
+    assert (signed.sig.inception, signed.sig.expiration) == (NOW - 300, NOW + 300)
+    verify(signed, [key.key_rdata()], now=NOW - 300, name=CHILD, fudge=0)
+
+
+def test_oversized_message_is_refused(key: Sig0Key) -> None:
+    big = dns.message.make_query("child.test.", "TXT")
+    wire = big.to_wire() + b"\x00" * (0xFFFF - len(big.to_wire()) - 20)
+    with pytest.raises(ValueError, match="exceed 65535"):
+        sign(wire, key, now=NOW)
 
 
 def test_bad_signature_is_reported_before_bad_time(key: Sig0Key) -> None:
