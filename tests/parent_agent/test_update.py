@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import dns.name
 import dns.rcode
 import dns.rdata
 import pytest
@@ -158,6 +159,10 @@ def test_bad_updates_change_nothing(lab: Lab, agent: AgentThread, key: sig0.Sig0
                      (_a(NS0), "outside the delegation"),
                      (_txt(UPD), "only DS, KEY, NS at its apex")):
         assert_refused(agent, ask(agent.port, signed(msg, key)), dns.rcode.REFUSED, why)
+    # this child's private key presented as another child's (signer other.test.)
+    borrowed = sig0.Sig0Key(dns.name.from_text(OTHER), key.algorithm, key.private)
+    assert_refused(agent, ask(agent.port, signed(ds_update([DS1], child=OTHER), borrowed)),
+                   dns.rcode.NOTAUTH, "BADKEY")
     # an UPDATE for another zone; a signer that is no child
     assert_refused(agent, ask(agent.port, signed(ds_update([DS1], zone="example."), key)),
                    dns.rcode.NOTAUTH, "updates test. only")
