@@ -20,15 +20,19 @@ import dns.message
 import dns.opcode
 import dns.rcode
 
+from core import sig0
 from core.config_types import hostport
 from core.parent_agent_config import ParentAgentConfig
-from orchestrator.parent_agent import dsync, wire
+from orchestrator.parent_agent import dsync, keystate, wire
+from orchestrator.parent_agent.bootstrap import Bootstrapper
 from orchestrator.parent_agent.history import Recorder
 from orchestrator.parent_agent.listener import Listener, Source
 from orchestrator.parent_agent.notify import NotifyHandler
 from orchestrator.parent_agent.parent_zone import read_parent
 from orchestrator.parent_agent.ratelimit import RateLimiter
 from orchestrator.parent_agent.scan import Scanner
+from orchestrator.parent_agent.trust import TrustStore, canonical
+from orchestrator.parent_agent.update import UpdateReceiver
 from providers.powerdns import PowerDNSProvider
 from providers.powerdns_rrsets import replace_rrsets
 from state.store import StateStore
@@ -37,6 +41,7 @@ log = logging.getLogger(__name__)
 
 CHILDREN_CACHE = 1.0  # seconds the list of delegations is reused between requests
 SCAN_CONCURRENCY = 16
+FLOOD_LOG_EVERY = 60.0
 
 
 class Agent:
@@ -52,11 +57,21 @@ class Agent:
         self.notify = NotifyHandler(config.zone, config.notify, self.recorder,
                                     self.scanner.scan, self.children)
         self.per_source = RateLimiter(config.rate_limit)
-        self.per_key = RateLimiter(config.rate_limit)
+        self.own_key = own_key(config)
+        self.trust = TrustStore(config.key_directory)
+        self.bootstrapper = Bootstrapper(self.scanner, self.trust, self.recorder,
+                                         config.bootstrap, config.bootstrap_checks,
+                                         config.bootstrap_interval, clock)
+        self.updates = UpdateReceiver(
+            config.zone, api, self.recorder, self.trust, self.bootstrapper,
+            RateLimiter(config.rate_limit), self.children, config.ttl,
+            int(config.time_window.total_seconds()), self.sign_answer, self.scanner.locks,
+            clock)
         self.listener = Listener(self.handle)
         self.bound: list[Source] = []
         self._children: tuple[float, list[str]] = (-1e9, [])
         self._scheduler: asyncio.Task[None] | None = None
+        self._flood_noted: dict[str, float] = {}
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -79,12 +94,23 @@ class Agent:
             self._scheduler.cancel()
             await asyncio.gather(self._scheduler, return_exceptions=True)
         await self.notify.stop()
+        await self.bootstrapper.stop()
         await self.listener.stop()
 
-    async def publish_dsync(self, key: str | None = None) -> None:
+    async def publish_dsync(self) -> None:
+        key = canonical(self.own_key.key_rdata()) if self.own_key is not None else None
         rrsets = dsync.records(self.zone, self.config.target, self.bound, self.config.notify,
                                self.config.ttl, key)
         await replace_rrsets(self.api, self.zone, rrsets)
+
+    def sign_answer(self, answer: bytes, request: bytes) -> bytes:
+        """``answer`` signed with the agent's own SIG(0) key, when it has one (the child
+        checks it against the KEY published at the DSYNC target). The signature covers
+        the ``request`` as received too (RFC 2931 sec. 3.1), so it cannot be replayed as
+        the answer to another request."""
+        if self.own_key is None:
+            return answer
+        return sig0.sign(answer, self.own_key, now=int(self.clock()), request=request)
 
     async def children(self) -> list[str]:
         """The parent's delegations, re-read at most once a second."""
@@ -96,21 +122,22 @@ class Agent:
 
     # -- scheduled scans ----------------------------------------------------------------
 
-    async def scan_all(self) -> dict[str, dict[str, str]]:
-        """One scan of every delegated child (what the schedule runs)."""
-        children = (await read_parent(self.api, self.zone)).children
+    async def scan_all(self, actor: str = "scan") -> dict[str, dict[str, str]]:
+        """One scan of every delegated child (what the schedule runs; another ``actor``
+        scans every address in full, as after a NOTIFY)."""
+        parent = await read_parent(self.api, self.zone)
         gate = asyncio.Semaphore(SCAN_CONCURRENCY)
         results: dict[str, dict[str, str]] = {}
 
         async def one(child: str) -> None:
             async with gate:
                 try:
-                    results[child] = await self.scanner.scan(child, "scan")
+                    results[child] = await self.scanner.scan(child, actor, parent=parent)
                 except Exception as exc:  # one child's failure never stops the round
                     log.warning("parent agent: scan of %s failed: %s", child, exc)
                     results[child] = {"error": str(exc)}
 
-        await asyncio.gather(*(one(c) for c in children))
+        await asyncio.gather(*(one(c) for c in parent.children))
         return results
 
     async def _schedule(self) -> None:
@@ -133,6 +160,7 @@ class Agent:
             return None
         actor = f"{'tcp' if tcp else 'udp'}:{source[0]}:{source[1]}"
         if not self.per_source.allow(source[0]):
+            self._note_flood(source[0])
             return wire.error_answer(head, dns.rcode.REFUSED, dns.edns.EDECode.OTHER,
                                      "rate limit for this source exceeded; retry later")
         if head.opcode == dns.opcode.UPDATE:
@@ -145,16 +173,50 @@ class Agent:
             return wire.error_answer(head, dns.rcode.FORMERR, dns.edns.EDECode.OTHER, request)
         if head.opcode == dns.opcode.NOTIFY:
             return (await self.notify.handle(request, actor)).to_wire()
-        return (await self.handle_query(request, actor)).to_wire()
 
-    async def handle_query(self, request: dns.message.Message, actor: str
-                           ) -> dns.message.Message:
-        """Plain queries are not served (the parent's nameservers serve the zone)."""
-        return wire.answer_to(request, dns.rcode.REFUSED, dns.edns.EDECode.NOT_AUTHORITATIVE,
-                              "this is the parent's UPDATE/NOTIFY receiver; ask the "
-                              "parent's nameservers", authoritative=False)
+        return await self.handle_query(request, actor, data)
+
+    def _note_flood(self, address: str) -> None:
+        """Log a rate-limited source at most once a minute (never in the history: a flood
+        must not be able to fill it)."""
+        now = time.monotonic()
+        if now - self._flood_noted.get(address, -1e9) >= FLOOD_LOG_EVERY:
+            self._flood_noted[address] = now
+            if len(self._flood_noted) > 10000:
+                self._flood_noted.clear()
+            log.warning("parent agent: %s is over the rate limit; answering REFUSED", address)
+
+    async def handle_query(self, request: dns.message.Message, actor: str, data: bytes
+                           ) -> bytes:
+        """KeyState inquiries; other queries are not served (the parent's nameservers
+        serve the zone)."""
+        asked = keystate.inquiry(request)
+        if isinstance(asked, str):
+            return wire.answer_to(request, dns.rcode.FORMERR, dns.edns.EDECode.OTHER,
+                                  asked).to_wire()
+        if asked is None:
+            return wire.answer_to(request, dns.rcode.REFUSED,
+                                  dns.edns.EDECode.NOT_AUTHORITATIVE,
+                                  "this is the parent's UPDATE/NOTIFY receiver; ask the "
+                                  "parent's nameservers", authoritative=False).to_wire()
+        reply, said = keystate.answer(request, asked, self.trust, await self.children())
+        child = request.question[0].name.to_text() if request.question else "-"
+        log.info("parent agent: KeyState for %s from %s: %s", child, actor, said)
+        return self.sign_answer(reply.to_wire(), data)
 
     async def handle_update(self, data: bytes, head: wire.Header, actor: str, tcp: bool
                             ) -> bytes | None:
-        return wire.error_answer(head, dns.rcode.NOTIMP, dns.edns.EDECode.NOT_SUPPORTED,
-                                 "signed UPDATE is not available in this build")
+        return await self.updates.handle(data, head, actor, tcp)
+
+
+def own_key(config: ParentAgentConfig) -> sig0.Sig0Key | None:
+    """The agent's SIG(0) key for its answers (generated at first start) from
+    ``key_directory``; None without one."""
+    if config.key_directory is None:
+        return None
+    from providers.sig0keys import Sig0KeyStore
+
+    store = Sig0KeyStore(config.key_directory, create=True)
+    keys = store.list_keys(config.target)
+    stored = keys[-1] if keys else store.generate(config.target)
+    return store.load(stored.key_id)

@@ -5,6 +5,7 @@ records, else DNS)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -52,6 +53,23 @@ class ParentView:
         names = in_bailiwick(apex, self.ns(child))
         glue = {n: (self.records(n, "A"), self.records(n, "AAAA")) for n in names}
         return Delegation(self.ns(child), self.ds(child), glue)
+
+
+class ChildLocks:
+    """One lock per child: an UPDATE and a scan of the same child (or two UPDATEs) read,
+    decide and write its delegation one after the other, never interleaved (each reads
+    the current RRsets and replaces them: interleaved, one change would be lost)."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def hold(self, child: str) -> asyncio.Lock:
+        lock = self._locks.get(child)
+        if lock is None:
+            if len(self._locks) > 10000:  # forget idle ones; children are finite anyway
+                self._locks = {c: lk for c, lk in self._locks.items() if lk.locked()}
+            lock = self._locks[child] = asyncio.Lock()
+        return lock
 
 
 async def read_parent(api: PowerDNSProvider, zone: str) -> ParentView:

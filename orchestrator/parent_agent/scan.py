@@ -8,12 +8,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import dns.name
 
-from orchestrator.decide.cds_consistency import ServerAnswers, Verdict, decide_cds
+from orchestrator.decide.cds_consistency import ServerAnswers, Verdict, decide_cds, texts
 from orchestrator.decide.csync_consistency import (
     CsyncAnswers,
     CsyncVerdict,
@@ -21,7 +21,12 @@ from orchestrator.decide.csync_consistency import (
     in_bailiwick,
 )
 from orchestrator.parent_agent.history import Outcome, Recorder
-from orchestrator.parent_agent.parent_zone import ParentView, addresses, read_parent
+from orchestrator.parent_agent.parent_zone import (
+    ChildLocks,
+    ParentView,
+    addresses,
+    read_parent,
+)
 from orchestrator.parent_agent.probe import ProbeError, ask, ask_signed, signed
 from providers.base import ApiRRset
 from providers.powerdns import PowerDNSProvider
@@ -37,6 +42,7 @@ class Scanner:
     hosts: Mapping[str, str]
     ttl: int
     recorder: Recorder
+    locks: ChildLocks = field(default_factory=ChildLocks)
 
     async def servers(self, child: str, parent: ParentView) -> list[tuple[str, str, int]]:
         """(label, address, port) of every address of every delegated nameserver; a
@@ -47,23 +53,51 @@ class Scanner:
             out += [(f"{ns}@{a}:{p}", a, p) for a, p in found] or [(ns, "", 0)]
         return out
 
-    async def scan(self, child: str, actor: str, kinds: tuple[str, ...] = ("CDS", "CSYNC")
-                   ) -> dict[str, str]:
-        """Scan ``child`` for the given kinds; the outcome per kind."""
-        parent = await read_parent(self.api, self.zone)
-        results = {}
-        if "CDS" in kinds:
-            results["CDS"] = await self.scan_cds(child, parent, actor)
-        if "CSYNC" in kinds:
-            if results.get("CDS") == "accepted":
-                parent = await read_parent(self.api, self.zone)  # the DS just changed
-            results["CSYNC"] = await self.scan_csync(child, parent, actor)
-        return results
+    async def scan(self, child: str, actor: str, kinds: tuple[str, ...] = ("CDS", "CSYNC"),
+                   parent: ParentView | None = None) -> dict[str, str]:
+        """Scan ``child`` for the given kinds; the outcome per kind. ``parent``: a view of
+        the parent zone read for a whole round (re-read before anything is applied)."""
+        async with self.locks.hold(child):
+            view = parent if parent is not None else await read_parent(self.api, self.zone)
+            results = {}
+            if "CDS" in kinds:
+                results["CDS"] = await self.scan_cds(child, view, actor)
+            if "CSYNC" in kinds:
+                if results.get("CDS") == "accepted":
+                    view = await read_parent(self.api, self.zone)  # the DS just changed
+                results["CSYNC"] = await self.scan_csync(child, view, actor)
+            return results
+
+    async def _nothing_published(self, child: str, servers: list[tuple[str, str, int]],
+                                 rdtype: str, current: tuple[str, ...] = ()) -> bool:
+        """The cheap first look of a scheduled scan: the first address serves no such
+        RRset (or exactly what the parent has). No change can follow then, since every
+        address must agree, so the others are not asked and nothing is recorded."""
+        if not servers or not servers[0][1]:
+            return False
+        _, address, port = servers[0]
+        try:
+            rrset, _ = await ask_signed(address, port, child, rdtype)
+        except ProbeError:
+            return False  # the full scan reports it
+        return rrset is None or (bool(current) and texts(rrset) == current)
+
+    async def _still(self, child: str, parent: ParentView) -> bool:
+        """Whether the child's delegation is still what ``parent`` showed (a change
+        between the round's read and now voids the decision: the next round decides)."""
+        fresh = await read_parent(self.api, self.zone)
+        return fresh.delegation(child) == parent.delegation(child)
 
     async def scan_cds(self, child: str, parent: ParentView, actor: str) -> str:
         servers = await self.servers(child, parent)
+        if (actor == "scan"
+                and await self._nothing_published(child, servers, "CDS", parent.ds(child))
+                and await self._nothing_published(child, servers, "CDNSKEY")):
+            return "ignored"
         answers = await asyncio.gather(*(cds_at(child, s) for s in servers))
         verdict = decide_cds(child, answers, parent.ds(child), time.time())
+        if verdict.outcome == "accept" and not await self._still(child, parent):
+            verdict = Verdict("ignore", "the delegation changed during the scan")
         if verdict.outcome == "accept":
             ttl = parent.ttl(child, "DS", self.ttl)
             await replace_rrsets(self.api, self.zone, [ApiRRset(child, "DS", ttl, verdict.ds)])
@@ -81,6 +115,8 @@ class Scanner:
 
     async def scan_csync(self, child: str, parent: ParentView, actor: str) -> str:
         servers = await self.servers(child, parent)
+        if actor == "scan" and await self._nothing_published(child, servers, "CSYNC"):
+            return "ignored"
         answers = await asyncio.gather(*(csync_at(child, s) for s in servers))
         current = parent.delegation(child)
         verdict = decide_csync(child, answers, current, time.time())
@@ -89,6 +125,8 @@ class Scanner:
             if lame:
                 verdict = CsyncVerdict("refuse", "a new nameserver does not serve the zone "
                                        "authoritatively", servers=lame)
+            elif not await self._still(child, parent):
+                verdict = CsyncVerdict("ignore", "the delegation changed during the scan")
             else:
                 await self._apply_csync(child, verdict, parent)
         await self._record("scan-csync", verdict, actor, child, {

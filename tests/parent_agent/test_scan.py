@@ -4,6 +4,7 @@ consistency rules that make it refuse (RFC 7344 sec. 4.1, RFC 7477, RFC 8078).""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,13 +26,14 @@ SWAP = "swap.test."      # a new KSK signs alone: refused
 SPLIT = "split.test."    # two delegated servers disagree: refused
 JOIN = "join.test."      # CSYNC adds p1 to the delegation
 GONE = "gone.test."      # RFC 8078 delete
+SCHED = "sched.test."    # followed by the scheduled scan, no NOTIFY
 NS0, NS1 = "ns1.p0.test.", "ns1.p1.test."
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     with Lab.start(tmp_path_factory.mktemp("alab"), providers=2,
-                   zones=[GROW, SWAP, SPLIT, JOIN, GONE], delegated=["p0"], scanner=False,
+                   zones=[GROW, SWAP, SPLIT, JOIN, GONE, SCHED], delegated=["p0"], scanner=False,
                    unbound=False) as running:
         yield running
 
@@ -169,3 +171,21 @@ def test_notify_refusals(lab: Lab, agent: AgentThread) -> None:
     refused = [h for h in agent.history("notify") if h.to_state == "refused"]
     assert {h.evidence["child"] for h in refused} >= {"nope.test.", GROW}
     assert dns.rdatatype.CSYNC  # the types above are dnspython's own
+
+
+def test_scheduled_scan(lab: Lab, tmp_path: Path) -> None:
+    config = agent_config(lab, scan_interval="1s")
+    running = AgentThread(config, parent_provider(lab), tmp_path / "sched.db")
+    running.start(schedule=True)
+    try:
+        want = ksk_ds(lab, SCHED, ["p0", "p1"])
+        publish(lab, ["p0"], SCHED, "CDS", want)
+        wait_for(lambda: lab.parent_ds(SCHED) == want, 10, "the scheduled scan applied CDS")
+        wait_for(lambda: outcomes(running, "scan-cds", SCHED) != [], 5, "recorded")
+        entry = [h for h in running.history("scan-cds") if h.evidence["child"] == SCHED][-1]
+        assert entry.actor == "scan" and entry.to_state == "accepted"
+        # scans finding nothing to do leave no trace (one entry per change, not per round)
+        time.sleep(2.5)
+        assert len([h for h in running.history() if h.evidence.get("child") == SCHED]) == 1
+    finally:
+        running.stop()
