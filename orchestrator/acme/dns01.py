@@ -65,7 +65,7 @@ def _record(rt: Runtime, result: Result, state: str, reason: str,
 
 async def publish(rt: Runtime, fqdn: str, value: str, *, wait: bool, timeout: float | None,
                   ttl: int, report: Reporter, resolver: str | None = None,
-                  label: str = CHALLENGE_LABEL, check: bool = True) -> Result:
+                  label: str | None = CHALLENGE_LABEL, check: bool = True) -> Result:
     """Publish ``value`` for ``fqdn`` at every signer (see the module doc)."""
     if check:
         value = check_digest(value)
@@ -131,7 +131,8 @@ def _failure(result: Result, undo: Change) -> str:
 
 
 async def cleanup(rt: Runtime, fqdn: str, value: str | None, *, report: Reporter,
-                  resolver: str | None = None, label: str = CHALLENGE_LABEL) -> Result:
+                  resolver: str | None = None, label: str | None = CHALLENGE_LABEL
+                  ) -> Result:
     """Remove ``value`` (or every DNS-01 value) for ``fqdn`` at every signer."""
     if value is not None:
         value = check_digest(value)
