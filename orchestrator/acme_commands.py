@@ -46,13 +46,18 @@ def cmd_acme(args: argparse.Namespace) -> int:
 async def _dispatch(rt: Runtime, args: argparse.Namespace) -> dict[str, Any]:
     from orchestrator.acme.dns01 import cleanup, publish
     from orchestrator.acme.persist import persist
+    from orchestrator.decide.acme import CHALLENGE_LABEL
 
     action = args.acme_action
     fqdn, value = getattr(args, "fqdn", None), getattr(args, "value", None)
     if action in ("certbot-auth", "certbot-cleanup"):
         fqdn, value = _env("CERTBOT_DOMAIN"), _env("CERTBOT_VALIDATION")
-    elif action == "lego":
+    # lego's exec provider passes the TXT record's owner name (a CNAME at the challenge
+    # name already followed), never the domain being validated: taken as is
+    label: str | None = CHALLENGE_LABEL
+    if action == "lego":
         action = "publish" if args.lego_action == "present" else "cleanup"
+        label = None
     assert fqdn is not None
     timeout = getattr(args, "timeout", None)
     if timeout is not None and timeout <= 0:
@@ -63,13 +68,13 @@ async def _dispatch(rt: Runtime, args: argparse.Namespace) -> dict[str, Any]:
                              remove=args.remove, wait=args.wait, timeout=timeout,
                              ttl=args.ttl, report=_report, resolver=args.resolver)
     if action in ("cleanup", "certbot-cleanup"):
-        return (await cleanup(rt, fqdn, value, report=_report,
-                              resolver=args.resolver)).as_json()
+        return (await cleanup(rt, fqdn, value, report=_report, resolver=args.resolver,
+                              label=label)).as_json()
     assert value is not None
     # every hook waits: the ACME client asks the CA to validate as soon as it returns
     wait = bool(getattr(args, "wait", False)) or args.acme_action in ("certbot-auth", "lego")
     result = await publish(rt, fqdn, value, wait=wait, timeout=timeout, ttl=args.ttl,
-                           report=_report, resolver=args.resolver)
+                           report=_report, resolver=args.resolver, label=label)
     return result.as_json()
 
 

@@ -10,7 +10,10 @@ starting where the previous one ended), the killed daemon writes nothing after i
 each provider ends with exactly one new ZSK (an ``act`` run twice would leave two), the
 history chain verifies, and the invariant watcher and the validating resolver see no
 breach. Who wrote each transition is in the history: the daemon's actor is
-``scheduler:HOST:PID:NONCE``, the label of its lease holder id.
+``scheduler:HOST:PID:NONCE``, the label of its lease holder id, and every entry's
+evidence names the lease it was written under with its fencing token (state/leases.py):
+one holder per token, tokens never decreasing along a zone's history, a higher token
+after the take-over.
 
 The wall time stays modest: TTL 2 s, the policy's safety margin 0 s, 1 s polls.
 """
@@ -123,6 +126,17 @@ def _check_rollover(config: Path, proc: dict[str, Any], kill: Kill) -> list[dict
     led = next(i for i, a in enumerate(actors) if not a.startswith("cli:"))
     assert led >= 1 and all(a.startswith("scheduler:") for a in actors[led:]), [
         (e["to_state"], e["actor"]) for e in entries]
+    # fencing tokens: each entry was written under one lease grant; one holder per
+    # token, tokens never go down, and a change of holder always comes with a new token
+    leases = [e["evidence"]["lease"] for e in entries]
+    assert all(e["actor"] == f"scheduler:{lease['holder']}"
+               for e, lease in zip(entries[led:], leases[led:], strict=True)), leases
+    holders: dict[int, set[str]] = {}
+    for lease in leases:
+        holders.setdefault(lease["token"], set()).add(lease["holder"])
+    assert all(len(h) == 1 for h in holders.values()), holders
+    tokens = [lease["token"] for lease in leases]
+    assert tokens == sorted(tokens), tokens
     dead = f"scheduler:{kill.label}"
     late = [e for e in entries if e["actor"] == dead and when(e["at"]) > kill.at]
     assert not late, f"the killed replica wrote after its death: {late}"
@@ -170,12 +184,16 @@ def test_a_killed_replica_hands_its_zone_over_mid_rollover(
     takeover = (when(after_kill[0]["at"]) - kill.at).total_seconds()
     assert after_kill[0]["actor"] != f"scheduler:{kill.label}"
     assert takeover < LEASE_SECONDS, f"taken over after {takeover:.1f} s"
+    before_kill = [e for e in histories[kill.zone] if when(e["at"]) <= kill.at]
+    assert (after_kill[0]["evidence"]["lease"]["token"]
+            > before_kill[-1]["evidence"]["lease"]["token"])
     replicas_seen = {e["actor"] for h in histories.values() for e in h
                      if e["actor"].startswith("scheduler:")}
     print(f"{kill.zone} taken over {takeover:.1f} s after the kill by {after_kill[0]['actor']}; "
           f"{len(replicas_seen)} replicas wrote transitions; {took:.1f} s in all; "
-          f"{kill.zone}: " + ", ".join(f"{e['to_state']} by {e['actor']}"
-                                      for e in histories[kill.zone]))
+          f"{kill.zone}: " + ", ".join(
+              f"{e['to_state']} by {e['actor']} (token {e['evidence']['lease']['token']})"
+              for e in histories[kill.zone]))
 
     for zone in ZONES:  # on the providers: the old ZSK gone, exactly one new one, active
         keys = [k for k in lab.keys(SIGNER[zone], zone) if k.flags == ZSK]
