@@ -39,12 +39,15 @@ class StepTarget:
     api: dict[str, ApiZoneState]
     intent: StepIntent
     goal: Goal
+    after: dict[str, ApiZoneState] | None = None  # the APIs once the target was applied
 
 
 @dataclass(frozen=True)
 class FreshView:
-    """A complete observation made just before the process's ``state`` was entered (sync's
-    preview): the next converge starts from it instead of observing everything again."""
+    """An observation made just before the process's ``state`` was entered: sync's
+    preview, or the last poll of the step before (the APIs as its converge left them). The
+    converge of ``state`` starts from it instead of observing everything again a moment
+    later. ``at``: when the APIs were read."""
 
     state: str
     at: datetime

@@ -309,7 +309,7 @@ class Engine(ProcessStarts, StepExits):
             # were read a moment ago, and what was applied is what it waits to see served
             # (a re-signed set is re-read: its freshness belongs to the target).
             self._targets[here.proc.id] = StepTarget(here.next_state("observe"), _now(),
-                                                     view.api, intent, goal)
+                                                     view.api, intent, goal, applied.api)
         return self._move(here, "observe",
                           f"{here.step.title}: {len(changes)} provider change(s) applied",
                           data=data, evidence={"changes": changes, "target": goal.as_json()},
@@ -324,6 +324,8 @@ class Engine(ProcessStarts, StepExits):
                                               for o in here.step.observe)
         now = _now()
         last = self._targets.get(here.proc.id)
+        after: dict[str, ApiZoneState] | None = None  # the APIs now, if known
+        read_at = now  # when they were read
         if last is not None and last.state == here.proc.state and \
                 (now - last.at).total_seconds() < API_REFRESH_SECONDS:
             # Nameservers are polled fast while a change propagates; the providers' APIs
@@ -333,13 +335,14 @@ class Engine(ProcessStarts, StepExits):
                                            only=None if here.step.hold else polled_types(
                                                here.step.observe, csync))
             view = replace(view, api=last.api)
-            intent, goal = last.intent, last.goal
+            intent, goal, after, read_at = last.intent, last.goal, last.after, last.at
         else:
             view = await self._observe_api(here.zone, csync=csync, step=here.step,
                                            signers=here.signers)
             intent, goal = await self._goal(here, view)
             kept = await self.converger(here.zone, list(here.signers)).keep(goal, view)
             self._targets[here.proc.id] = StepTarget(here.proc.state, now, view.api, intent, goal)
+            after = None if kept.changes else view.api
             if kept.changes:
                 self.report(f"{here.zone.name}: re-applying {len(kept.changes)} change(s) the "
                             "provider APIs do not show: " + "; ".join(kept.changes))
@@ -354,7 +357,15 @@ class Engine(ProcessStarts, StepExits):
                          for m in missing]
             return self._wait(here, "; ".join(missing), parent=any(at_parent),
                               parent_only=all(at_parent))
-        return self._observed(here, view)
+        outcome = self._observed(here, view)
+        if after is not None and servers and single_pass(here.step, here.data) and \
+                not outcome.finished:
+            # The next step's converge, a moment later, starts from what was just seen:
+            # the nameservers and parent as polled now, the APIs as the target left them.
+            self._fresh[here.proc.id] = FreshView(
+                outcome.state, read_at, replace(view, api=after),
+                self._keys_only(here.zone, here.step, csync))
+        return outcome
 
     def _observed(self, here: ProcessAt, view: ZoneView) -> Outcome:
         step, zone = here.step, here.zone
