@@ -550,11 +550,12 @@ def preseed_parent(lab: Lab, zones: Sequence[str]) -> None:
 # ----------------------------------------------------------------------------- history
 
 
-# The sync runbook's (runbooks/sync-model2.toml) ``<step>:hold`` transitions carry the
-# evidence ``observed_after_s``: from the end of the step's converge phase to the moment
-# every nameserver (the parent, for the last step) served the change.
-OBSERVED = {"import-keys:hold": "dnskey_propagation_s", "publish-cds:hold": "cds_propagation_s",
-            "parent:hold": "parent_ds_wait_s"}
+# The transition that leaves each step of the sync runbook (runbooks/sync-model2.toml)
+# ``<step>:observe`` carries the evidence ``observed_after_s``: from the end of the step's
+# converge phase to the moment every nameserver (the parent, for the last step) served the
+# change. (It enters the next step, or ``<step>:hold`` for a step that holds for a TTL.)
+OBSERVED = {"import-keys:observe": "dnskey_propagation_s",
+            "publish-cds:observe": "cds_propagation_s", "parent:observe": "parent_ds_wait_s"}
 
 
 def sync_history(lab: Lab, zones: Sequence[str]) -> dict[str, Any]:
@@ -585,8 +586,8 @@ def sync_history(lab: Lab, zones: Sequence[str]) -> dict[str, Any]:
             continue
         for a, b in itertools.pairwise(seq):
             phase_times[f"{a.to_state} -> {b.to_state}"].append((b.at - a.at).total_seconds())
-        mine = {OBSERVED[e.to_state]: float(e.evidence["observed_after_s"]) for e in seq
-                if e.to_state in OBSERVED and "observed_after_s" in e.evidence}
+        mine = {OBSERVED[e.from_state]: float(e.evidence["observed_after_s"]) for e in seq
+                if e.from_state in OBSERVED and "observed_after_s" in e.evidence}
         for name, value in mine.items():
             observed[name].append(value)
         total = (seq[-1].at - seq[0].at).total_seconds()
@@ -853,9 +854,9 @@ def report(result: dict[str, Any]) -> str:
         lines.append(f"  {'':<44} {'mean':>7} {'p50':>7} {'p95':>7} {'max':>7} {'sum':>9}")
         stats = [("zone: start -> done", h["zone_s"]),
                  ("zone excl. the parent wait", h["zone_excl_parent_s"]),
-                 ("parent wait (parent:hold observed_after_s)", h["parent_ds_wait_s"]),
-                 ("DNSKEY propagation (import-keys:hold ...)", h["dnskey_propagation_s"]),
-                 ("CDS propagation (publish-cds:hold ...)", h["cds_propagation_s"])]
+                 ("parent wait (parent:observe observed_after_s)", h["parent_ds_wait_s"]),
+                 ("DNSKEY propagation (import-keys:observe ...)", h["dnskey_propagation_s"]),
+                 ("CDS propagation (publish-cds:observe ...)", h["cds_propagation_s"])]
         stats += [(f"  {phase}", s) for phase, s in h["phases_s"].items()]
         for name, s in stats:
             if s:

@@ -17,7 +17,7 @@ from typing import Protocol
 
 from core.config import ZoneConfig
 from core.keys import Role
-from core.observation import ApiKey, ZoneView
+from core.observation import ApiKey, ApiZoneState, ZoneView
 from orchestrator.decide.goals import Goal
 from orchestrator.decide.intent import StepIntent
 from orchestrator.decide.process_data import ProcessData
@@ -33,6 +33,10 @@ class Applied:
 
     changes: list[str] = field(default_factory=list)
     fresh_until: datetime | None = None  # owner-signed: the new signatures' expiry
+    # The providers' API state after the changes, when the converger knows it (what a
+    # provider accepted is what its API shows): the next step can plan from it instead of
+    # reading every API again a moment later. None: unknown, read it.
+    api: dict[str, ApiZoneState] | None = None
 
 
 @dataclass

@@ -90,7 +90,14 @@ class CrossImport:
         assert isinstance(goal, CrossImportGoal)
         actions = goal.plan.actions if goal.cds else goal.plan.key_actions
         await apply_actions(self.rt, self.zone.name, actions)
-        return Applied([a.describe() for a in actions])
+        after = dict(view.api)
+        for a in actions:  # each action replaces the provider's whole foreign/CDS set
+            after[a.provider] = (
+                dataclasses.replace(after[a.provider], foreign_dnskeys=frozenset(a.dnskeys))
+                if a.kind == "set-dnskeys" else
+                dataclasses.replace(after[a.provider], cds=frozenset(a.cds),
+                                    cdnskey=frozenset(a.cdnskey)))
+        return Applied([a.describe() for a in actions], api=after)
 
     async def keep(self, goal: Goal, view: ZoneView) -> Applied:
         # The API no longer shows what converge set (someone edited it, or the provider

@@ -111,7 +111,8 @@ class OwnerSigned:
     async def apply(self, goal: Goal, view: ZoneView) -> Applied:
         assert isinstance(goal, OwnerSignedGoal)
         if not goal.lagging(view) and not self._due(goal, view):
-            return Applied()  # served everywhere, signatures fresh: nothing to deliver
+            # served everywhere, signatures fresh: nothing to deliver, the APIs unchanged
+            return Applied(api=dict(view.api))
         return await self._deliver(goal.target, view)
 
     async def keep(self, goal: Goal, view: ZoneView) -> Applied:

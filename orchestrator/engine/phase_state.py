@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from core.config import ZoneConfig
-from core.observation import ApiZoneState
+from core.observation import ApiZoneState, ZoneView
 from orchestrator.decide.goals import Goal
 from orchestrator.decide.intent import StepIntent
 from orchestrator.decide.process_data import ProcessData
@@ -24,6 +24,7 @@ class ProcessAt:
     book: Runbook
     step: Step
     data: ProcessData
+    signers: tuple[str, ...]  # the zone's signers, read once per phase
 
     def next_state(self, phase: str) -> str:
         return self.proc.state.rsplit(":", 1)[0] + ":" + phase
@@ -38,6 +39,20 @@ class StepTarget:
     api: dict[str, ApiZoneState]
     intent: StepIntent
     goal: Goal
+    after: dict[str, ApiZoneState] | None = None  # the APIs once the target was applied
+
+
+@dataclass(frozen=True)
+class FreshView:
+    """An observation made just before the process's ``state`` was entered: sync's
+    preview, or the last poll of the step before (the APIs as its converge left them). The
+    converge of ``state`` starts from it instead of observing everything again a moment
+    later. ``at``: when the APIs were read."""
+
+    state: str
+    at: datetime
+    view: ZoneView
+    keys_only: bool
 
 
 @dataclass
@@ -50,6 +65,16 @@ class Outcome:
     waiting_for: str | None = None
     next_check_at: datetime | None = None
     moved: list[str] = field(default_factory=list)
+
+
+def single_pass(step: Step, data: ProcessData) -> bool:
+    """A step with no keys, preconditions or hold (and no rolled key): its ``act`` has
+    nothing to check or change and its ``hold`` nothing to wait for, so it is persisted as
+    ``act -> observe -> (next step)``: converge runs in the act's turn, and the transition
+    that records the observation enters the next step. Crash-safe: a crash before the
+    converge's transition re-runs the act, which changes nothing (converge is idempotent);
+    a crash after the observation's leaves the process in the next step."""
+    return not (step.keys or step.precondition or step.hold) and data.rolled is None
 
 
 def state_name(step: Step, phase: str, path: str) -> str:

@@ -21,7 +21,7 @@ the evidence seen, so a restart resumes exactly where the process stood.
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import dns.rdatatype
 
@@ -42,12 +42,20 @@ from orchestrator.decide.intent import StepIntent, step_intent
 from orchestrator.decide.membership import Member
 from orchestrator.decide.process_data import ProcessData
 from orchestrator.decide.rollover import adoptable, key_ops
-from orchestrator.decide.timing import deadline, measure, poll_delay
+from orchestrator.decide.timing import deadline, measure
 from orchestrator.engine.apex import converge_apex
 from orchestrator.engine.converge import Converger, converger_for
 from orchestrator.engine.lease import zone_lease
+from orchestrator.engine.leaving import StepExits
 from orchestrator.engine.parent_channel import DsyncChannel
-from orchestrator.engine.phase_state import Outcome, ProcessAt, StepTarget, state_name
+from orchestrator.engine.phase_state import (
+    FreshView,
+    Outcome,
+    ProcessAt,
+    StepTarget,
+    single_pass,
+    state_name,
+)
 from orchestrator.engine.starts import ProcessStarts
 from orchestrator.observe.observer import observe
 from orchestrator.reports import content_findings
@@ -66,12 +74,14 @@ def _now() -> datetime:
 API_REFRESH_SECONDS = 5.0
 
 
-class Engine(ProcessStarts):
+class Engine(ProcessStarts, StepExits):
     def __init__(self, rt: Runtime, report: Reporter) -> None:
         self.rt = rt
         self.report = report
         self._convergers: dict[str, Converger] = {}
         self._targets: dict[str, StepTarget] = {}
+        self._fresh: dict[str, FreshView] = {}
+        self._capable: set[tuple[str, tuple[str, ...], Capability]] = set()
         self._channels: dict[str, DsyncChannel] = {}
 
     def parent_channel(self, zone: ZoneConfig) -> DsyncChannel | None:
@@ -80,16 +90,23 @@ class Engine(ProcessStarts):
             return None
         return self._channels.setdefault(zone.name, DsyncChannel(self.rt, zone))
 
-    def converger(self, zone: ZoneConfig, signers: list[str] | None = None,
-                  extra: Capability = Capability.NONE) -> Converger:
-        """The zone's converger, after checking (once per zone and set of signers) that
-        every signer offers what it needs."""
+    def _conv(self, zone: ZoneConfig) -> Converger:
         conv = self._convergers.get(zone.name)
         if conv is None:
             conv = converger_for(self.rt, zone, self.report)
             self._convergers[zone.name] = conv
+        return conv
+
+    def converger(self, zone: ZoneConfig, signers: list[str] | None = None,
+                  extra: Capability = Capability.NONE) -> Converger:
+        """The zone's converger, after checking (once per zone and set of signers) that
+        every signer offers what it needs."""
+        conv = self._conv(zone)
+        names = tuple(signers if signers is not None else self.rt.signers(zone))
+        if (zone.name, names, extra) in self._capable:
+            return conv  # a provider's capabilities are fixed for the life of its adapter
         need = conv.capability | extra
-        for name in signers if signers is not None else self.rt.signers(zone):
+        for name in names:
             provider = self.rt.provider(name)
             missing = need & ~provider.capabilities
             if missing:
@@ -97,6 +114,7 @@ class Engine(ProcessStarts):
                 raise Refused(f"{zone.name}: provider {name} ({provider.type_name}) cannot "
                               f"{what}; it cannot be a signer of a model {zone.model} "
                               f"({conv.kind}) zone")
+        self._capable.add((zone.name, names, extra))
         return conv
 
     # -- advancing ------------------------------------------------------------------------
@@ -124,7 +142,8 @@ class Engine(ProcessStarts):
         book = runbook(proc.kind, zone.model)
         data = ProcessData.from_json(dict(proc.data))
         ids = data.step_ids([s.id for s in book.steps])
-        return ProcessAt(zone, proc, book, book.step(ids[data.index]), data)
+        return ProcessAt(zone, proc, book, book.step(ids[data.index]), data,
+                         tuple(self.rt.signers(zone)))
 
     async def _one(self, zone: ZoneConfig, process_id: str) -> Outcome:
         proc = self.rt.store.get_process(process_id)
@@ -153,9 +172,9 @@ class Engine(ProcessStarts):
                     proc.state.rsplit(":", 1)[1] not in ("observe", "hold"):
                 return False  # act/converge apply anyway, in a moment
             here = self._here(zone, proc)
-            view = await self._observe_api(zone)
+            view = await self._observe_api(zone, signers=here.signers)
             _intent, goal = await self._goal(here, view)
-            kept = await self.converger(zone).keep(goal, view)
+            kept = await self.converger(zone, list(here.signers)).keep(goal, view)
             if not kept.changes:
                 return False
             data = here.data.but(delivered_until=kept.fresh_until or here.data.delivered_until)
@@ -171,34 +190,52 @@ class Engine(ProcessStarts):
 
     async def _observe_api(self, zone: ZoneConfig, *, csync: bool = False,
                            step: Step | None = None, api: bool = True,
-                           servers: bool = True,
+                           servers: bool = True, signers: tuple[str, ...] | None = None,
                            only: tuple[dns.rdatatype.RdataType, ...] | None = None) -> ZoneView:
         # An owner-signed zone's target needs only each provider's own keys from its API; the
         # zone's contents (for TTLsig) only when the step holds for a TTL, its apex NS/CSYNC
         # only in a signer change. Reading less saves a provider call per zone and step.
-        keys_only = (step is not None and not step.hold and not csync
-                     and self.converger(zone).own_keys_suffice)
+        keys_only = self._keys_only(zone, step, csync)
         view, errors = await observe(self.rt, zone, csync=csync, keys_only=keys_only, api=api,
-                                     servers=servers, only=only)
+                                     servers=servers, only=only,
+                                     signers=None if signers is None else list(signers))
         if errors:
             raise Refused(f"{zone.name}: {len(errors)} provider API(s) failed; the process "
                           "stays where it is and retries", [str(e) for e in errors.values()])
         return view
 
-    def _intent(self, zone: ZoneConfig, step: Step | None, data: ProcessData,
-                view: ZoneView) -> StepIntent:
+    def _keys_only(self, zone: ZoneConfig, step: Step | None, csync: bool) -> bool:
+        return (step is not None and not step.hold and not csync
+                and self._conv(zone).own_keys_suffice)
+
+    def seed(self, proc: ProcessInfo, view: ZoneView, keys_only: bool) -> None:
+        """``view``: a complete observation made a moment before ``proc`` was started
+        (sync's preview, read with ``keys_only``); its first converge starts from it."""
+        self._fresh[proc.id] = FreshView(proc.state, _now(), view, keys_only)
+
+    def _fresh_view(self, here: ProcessAt, csync: bool) -> ZoneView | None:
+        """The seeded view, if the process has not moved since, it is younger than
+        API_REFRESH_SECONDS, and it was read as this converge would read it."""
+        fresh = self._fresh.pop(here.proc.id, None)
+        if fresh is None or fresh.state != here.proc.state or csync or \
+                (_now() - fresh.at).total_seconds() >= API_REFRESH_SECONDS or \
+                fresh.keys_only != self._keys_only(here.zone, here.step, csync):
+            return None
+        return fresh.view
+
+    def _intent(self, here: ProcessAt, view: ZoneView) -> StepIntent:
         names = {p.name: list(p.ns_names) for p in self.rt.config.providers}
-        return step_intent(step, data.payload, self.rt.signers(zone), view.api, names)
+        return step_intent(here.step, here.data.payload, list(here.signers), view.api, names)
 
     async def _goal(self, here: ProcessAt, view: ZoneView) -> tuple[StepIntent, Goal]:
-        intent = self._intent(here.zone, here.step, here.data, view)
+        intent = self._intent(here, view)
         conv = self.converger(here.zone, list(intent.key_signers))
         return intent, await conv.goal(here.step, intent, here.data, view)
 
     def _context(self, here: ProcessAt, view: ZoneView, goal: Goal | None, intent: StepIntent,
                  content: tuple[str, ...] = ()) -> CheckContext:
         return CheckContext(here.step, view, goal, here.data.payload,
-                            tuple(self.rt.signers(here.zone)), intent.ns, content)
+                            here.signers, intent.ns, content)
 
     def _move(self, here: ProcessAt, phase: str, reason: str, *, data: ProcessData,
               evidence: dict[str, object], waiting_for: str,
@@ -215,16 +252,18 @@ class Engine(ProcessStarts):
     async def _act(self, here: ProcessAt) -> Outcome:
         zone, step, data = here.zone, here.step, here.data
         if not step.precondition and data.rolled is None:
+            if single_pass(step, data):
+                return await self._converge(here)  # act -> observe: see single_pass
             # nothing to check or change here: converge observes anyway, a moment later
             return self._move(here, "converge", f"{step.title}: no preconditions",
                               data=data, evidence={},
                               waiting_for="every provider brought to the step's target")
         member = isinstance(data.payload, Member)
-        view = await self._observe_api(zone, csync=member, step=step)
-        intent = self._intent(zone, step, data, view)
+        view = await self._observe_api(zone, csync=member, step=step, signers=here.signers)
+        intent = self._intent(here, view)
         content: tuple[str, ...] = ()
         if NEEDS_CONTENT & set(step.precondition):
-            everyone = sorted({*self.rt.signers(zone), *intent.key_signers})
+            everyone = sorted({*here.signers, *intent.key_signers})
             content = tuple(f"[{f.code}] {f.message}"
                             for f in await content_findings(self.rt, zone, everyone))
         problems = precondition_problems(self._context(here, view, None, intent, content))
@@ -235,7 +274,7 @@ class Engine(ProcessStarts):
             return self._move(here, "converge", f"{step.title}: preconditions hold",
                               data=data, evidence={"observed": view_evidence(view)},
                               waiting_for="every provider brought to the step's target")
-        holder = self.converger(zone).key_holder(rolled.signer)
+        holder = self.converger(zone, list(here.signers)).key_holder(rolled.signer)
         state = ApiZoneState(rolled.signer, await holder.own_keys(view), frozenset(),
                              frozenset(), frozenset())
         adopted: list[str] = []
@@ -266,9 +305,10 @@ class Engine(ProcessStarts):
 
     async def _converge(self, here: ProcessAt) -> Outcome:
         member = isinstance(here.data.payload, Member)
-        view = await self._observe_api(here.zone, csync=member, step=here.step)
+        view = self._fresh_view(here, member) or await self._observe_api(
+            here.zone, csync=member, step=here.step, signers=here.signers)
         intent, goal = await self._goal(here, view)
-        applied = await self.converger(here.zone).apply(goal, view)
+        applied = await self.converger(here.zone, list(here.signers)).apply(goal, view)
         changes = applied.changes + await converge_apex(self.rt, here.zone, intent, view)
         channel = self.parent_channel(here.zone)
         if channel is not None:  # the SIG(0) KEY the parent checks, at every signer
@@ -280,7 +320,7 @@ class Engine(ProcessStarts):
             # were read a moment ago, and what was applied is what it waits to see served
             # (a re-signed set is re-read: its freshness belongs to the target).
             self._targets[here.proc.id] = StepTarget(here.next_state("observe"), _now(),
-                                                     view.api, intent, goal)
+                                                     view.api, intent, goal, applied.api)
         return self._move(here, "observe",
                           f"{here.step.title}: {len(changes)} provider change(s) applied",
                           data=data, evidence={"changes": changes, "target": goal.as_json()},
@@ -295,22 +335,26 @@ class Engine(ProcessStarts):
                                               for o in here.step.observe)
         now = _now()
         last = self._targets.get(here.proc.id)
+        after: dict[str, ApiZoneState] | None = None  # the APIs now, if known
+        read_at = now  # when they were read
         full_read = not (last is not None and last.state == here.proc.state
                          and (now - last.at).total_seconds() < API_REFRESH_SECONDS)
         if last is not None and not full_read:
             # Nameservers are polled fast while a change propagates; the providers' APIs
             # (and so the step's target) are re-read only every API_REFRESH_SECONDS.
             view = await self._observe_api(here.zone, csync=csync, step=here.step, api=False,
-                                           servers=servers,
+                                           servers=servers, signers=here.signers,
                                            only=None if here.step.hold else polled_types(
                                                here.step.observe, csync))
             view = replace(view, api=last.api)
-            intent, goal = last.intent, last.goal
+            intent, goal, after, read_at = last.intent, last.goal, last.after, last.at
         else:
-            view = await self._observe_api(here.zone, csync=csync, step=here.step)
+            view = await self._observe_api(here.zone, csync=csync, step=here.step,
+                                           signers=here.signers)
             intent, goal = await self._goal(here, view)
-            kept = await self.converger(here.zone).keep(goal, view)
+            kept = await self.converger(here.zone, list(here.signers)).keep(goal, view)
             self._targets[here.proc.id] = StepTarget(here.proc.state, now, view.api, intent, goal)
+            after = None if kept.changes else view.api
             if kept.changes:
                 self.report(f"{here.zone.name}: re-applying {len(kept.changes)} change(s) the "
                             "provider APIs do not show: " + "; ".join(kept.changes))
@@ -328,7 +372,15 @@ class Engine(ProcessStarts):
                 missing += await self._nudge_parent(here, view, goal, intent)
             return self._wait(here, "; ".join(missing), parent=any(at_parent),
                               parent_only=all(at_parent))
-        return self._observed(here, view)
+        outcome = self._observed(here, view)
+        if after is not None and servers and single_pass(here.step, here.data) and \
+                not outcome.finished:
+            # The next step's converge, a moment later, starts from what was just seen:
+            # the nameservers and parent as polled now, the APIs as the target left them.
+            self._fresh[here.proc.id] = FreshView(
+                outcome.state, read_at, replace(view, api=after),
+                self._keys_only(here.zone, here.step, csync))
+        return outcome
 
     async def _nudge_parent(self, here: ProcessAt, view: ZoneView, goal: Goal,
                             intent: StepIntent) -> list[str]:
@@ -362,76 +414,19 @@ class Engine(ProcessStarts):
         joined = (" + " if step.hold_combine == "sum" else ", ").join(step.hold)
         terms = "" if not step.hold else (
             f" {joined}" if step.hold_combine == "sum" else f" max({joined})")
-        return self._move(
-            here, "hold", f"{step.title}: observed on every nameserver",
-            data=here.data.but(observed_at=now, deadline=until, stalled=None),
-            evidence={"observed": view_evidence(view), "ttls": ttls.as_json(),
-                      "hold": list(step.hold), "hold_combine": step.hold_combine,
-                      "propagation_delay_s": zone.policy.propagation_delay.total_seconds(),
-                      "safety_margin_s": zone.policy.safety_margin.total_seconds(),
-                      "observed_at": now.isoformat(), "deadline": until.isoformat(),
-                      "observed_after_s": round((now - since).total_seconds(), 3), **evidence},
-            next_check_at=until, waiting_for=f"hold{terms} until {ceil_seconds(until)}")
-
-    def _hold(self, here: ProcessAt) -> Outcome:
-        proc, data = here.proc, here.data
-        until = data.deadline or _now()
-        now = _now()
-        if now < until:
-            return Outcome(proc.id, proc.state, False, proc.waiting_for, until)
-        ids = data.step_ids([s.id for s in here.book.steps])
-        index = data.index + 1
-        late = {"late_s": round((now - until).total_seconds(), 3)}
-        if index >= len(ids):
-            final = "done" if data.path == "main" else "aborted"
-            change: tuple[str, str | None] | None = None
-            if isinstance(data.payload, Member):
-                keep = (final == "done") == (data.payload.direction == "add")
-                change = (data.payload.provider, "active" if keep else None)
-            self.rt.store.transition(proc.id, final, actor=self.rt.actor,
-                                     reason=f"{here.step.title}: complete", status=final,
-                                     evidence=late, member=change)
-            events.entered(here.zone.name, proc.id, proc.kind, final)
-            self.report(f"{here.zone.name}: {proc.kind} {proc.id[:8]} {final}")
-            return Outcome(proc.id, final, True, moved=[final])
-        nxt = here.book.step(ids[index])
-        new_state = state_name(nxt, "act", data.path)
-        self.rt.store.transition(proc.id, new_state, actor=self.rt.actor,
-                                 reason=f"{here.step.title}: hold over; next: {nxt.title}",
-                                 data=data.but(index=index).as_json(), evidence=late,
-                                 next_check_at=now, waiting_for=nxt.title)
-        events.entered(here.zone.name, proc.id, proc.kind, new_state)
-        return Outcome(proc.id, new_state, False, moved=[new_state])
-
-    def _wait(self, here: ProcessAt, what: str, *, parent: bool = False,
-              parent_only: bool = False, data: ProcessData | None = None) -> Outcome:
-        proc, zone = here.proc, here.zone
-        data = data or here.data
-        now = _now()
-        since = data.observe_since or now
-        limit = zone.policy.parent_timeout if parent else zone.policy.propagation_timeout
-        nxt = now + timedelta(seconds=poll_delay(since, now, parent=parent_only))
-        if now - since > limit and data.stalled is None:
-            # Loud, once: the history shows the stall; the process keeps waiting, never
-            # advancing on state it could not observe.
-            data = data.but(stalled=now)
-            self.rt.store.transition(
-                proc.id, proc.state, actor=self.rt.actor,
-                reason=f"STALLED after {limit}: still waiting for {what}",
-                data=data.as_json(), next_check_at=nxt, waiting_for=f"STALLED: {what}")
-            self.report(f"{zone.name}: STALLED: {proc.kind} {proc.id[:8]} in {proc.state} "
-                        f"still waiting for {what}; investigate, or abort with 'multisigner "
-                        f"rollover {zone.name} --abort'")
-        elif data != here.data:
-            self.rt.store.transition(proc.id, proc.state, actor=self.rt.actor,
-                                     reason=f"waiting for {what}", data=data.as_json(),
-                                     next_check_at=nxt, waiting_for=what)
-        else:
-            self.rt.store.set_wait(proc.id, waiting_for=("STALLED: " if data.stalled
-                                                         else "") + what, next_check_at=nxt)
-        shown = f"STALLED: {what}" if data.stalled else what
-        events.waiting(zone.name, proc, what, since, parent, stalled=bool(data.stalled))
-        return Outcome(proc.id, proc.state, False, shown, nxt)
+        data = here.data.but(observed_at=now, deadline=until, stalled=None)
+        evidence = {"observed": view_evidence(view), "ttls": ttls.as_json(),
+                    "hold": list(step.hold), "hold_combine": step.hold_combine,
+                    "propagation_delay_s": zone.policy.propagation_delay.total_seconds(),
+                    "safety_margin_s": zone.policy.safety_margin.total_seconds(),
+                    "observed_at": now.isoformat(), "deadline": until.isoformat(),
+                    "observed_after_s": round((now - since).total_seconds(), 3), **evidence}
+        if single_pass(step, here.data):  # nothing to hold: straight to the next step
+            return self._leave(here, data, "observed on every nameserver",
+                               "observed on every nameserver; complete", evidence)
+        return self._move(here, "hold", f"{step.title}: observed on every nameserver",
+                          data=data, evidence=evidence, next_check_at=until,
+                          waiting_for=f"hold{terms} until {ceil_seconds(until)}")
 
 
 __all__ = ["Engine", "Outcome", "state_name"]

@@ -59,7 +59,8 @@ async def sync_zone(rt: Runtime, zone: ZoneConfig, *, dry_run: bool, report: Rep
 async def _preview(engine: Engine, zone: ZoneConfig, out: Reporter, *, dry_run: bool,
                    reason: str = "", kind: str = "") -> SyncResult:
     rt = engine.rt
-    view, errors = await observe(rt, zone, keys_only=engine.converger(zone).own_keys_suffice)
+    keys_only = engine.converger(zone).own_keys_suffice
+    view, errors = await observe(rt, zone, keys_only=keys_only)
     if errors:
         raise Refused(f"{zone.name}: cannot sync, {len(errors)} provider(s) failed; nothing "
                       "was changed", [str(e) for e in errors.values()])
@@ -74,6 +75,7 @@ async def _preview(engine: Engine, zone: ZoneConfig, out: Reporter, *, dry_run: 
         out(f"{zone.name}: dry run; nothing was changed")
         return SyncResult(zone.name, "dry-run", "dry run")
     proc = engine.start_sync(zone, view, dict(preview.evidence), reason)
+    engine.seed(proc, view, keys_only)  # its first converge need not read it all again
     await _run_to_end(engine, zone, proc)
     final, _ = await observe(rt, zone, api=False)
     settled = cache_settles_at(final)

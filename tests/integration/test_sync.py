@@ -139,7 +139,7 @@ def test_second_sync_changes_nothing(lab3: Lab, ms: Run) -> None:
     lines = ms(cfg, "history", IDEM).out.splitlines()
     assert len(lines) == len(rows) == len(sync_states())
     assert "- -> import-keys:act" in lines[0] and "sync requested" in lines[0]
-    assert "parent:hold -> done" in lines[-1]
+    assert "parent:observe -> done" in lines[-1]
     # and --dry-run on a synced zone says the same
     res = ms(cfg, "sync", IDEM, "--dry-run")
     assert res.rc == 0, res

@@ -286,7 +286,7 @@ def test_daemon_resigns_after_a_killed_sync(lab: Model1Lab, tmp_path: Path) -> N
         wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), 30,
                    "keymgr import-skr hangs at k0")
         wait_until(lambda: [q["states"][-1] for q in sync_processes(hang, zone)][-1:]
-                   == ["deliver:converge"], 10, "the sync is delivering")
+                   == ["deliver:act"], 10, "the sync is delivering")  # act converges
     finally:
         os.killpg(p.pid, signal.SIGKILL)  # the controller dies mid-delivery
         p.wait(timeout=10)
@@ -294,7 +294,7 @@ def test_daemon_resigns_after_a_killed_sync(lab: Model1Lab, tmp_path: Path) -> N
             kill_pid(int(pidfile.read_text()))
     rows = select(hang, "SELECT kind, state FROM process WHERE zone = ? AND status = 'running'",
                   (zone,))
-    assert [tuple(r) for r in rows] == [("sync", "deliver:converge")]
+    assert [tuple(r) for r in rows] == [("sync", "deliver:act")]
     expect_served(lab, zone)  # k1 got the new SKR, k0 kept the old one: both valid
 
     due = config_copy(lab, "crash-due.toml", [zone], DUE)

@@ -79,7 +79,7 @@ def observed(lab: Model1Lab) -> Observed:
     res = ok(sync(fast, ZONE))
     assert f"{ZONE}: synced" in res.out, res.out
     (proc,) = sync_processes(fast, ZONE)
-    assert any("SKR (2 blocks" in c for c in proc["entries"][2]["evidence"]["changes"]), proc
+    assert any("SKR (2 blocks" in c for c in proc["entries"][1]["evidence"]["changes"]), proc
     expect_served(lab, ZONE)
     resolve_ad(lab, ZONE)
     first = {k.name: owner_sig(lab, k, ZONE) for k in lab.providers}

@@ -51,9 +51,9 @@ DS = "abds.test."  # aborted in add-ds, once the parent's DS names p2's KSK
 LATE = "ablate.test."  # abort refused in every step from add-ns on, and in every remove step
 # where the abort is tried (every step from add-ns on; every step of a remove)
 ADD_STOPS = ("add-ns:act", "add-ns:observe", "parent-ns:act", "parent-ns:observe",
-             "cleanup:act", "cleanup:hold")
+             "cleanup:act", "cleanup:observe")
 REMOVE_STOPS = ("drain:act", "drain:hold", "remove-ds:act", "remove-ds:hold",
-                "remove-keys:act", "remove-keys:hold")
+                "remove-keys:act", "remove-keys:observe")
 REFUSALS: dict[str, str] = {}  # state -> the refusal's message (for the wording check)
 
 

@@ -76,20 +76,27 @@ HOLDS: dict[str, tuple[str, ...]] = {"import-keys": ("TTLkey",), "drain": ("TTLn
 EVIDENCE_TTL = {"TTLkey": "key", "TTLsig": "sig", "TTLds": "ds", "TTLns": "ns"}
 CSYNC = "0 1 NS"
 SLACK = 0.5  # seconds: the sampler's period + query time, to either side
+# The steps with no keys, preconditions or hold: the engine persists them as act (which
+# converges) and observe (whose transition enters the next step).
+ONE_PASS = {"parent-ns", "cleanup", "remove-ns", "remove-keys", "unimport"}
+
+
+def phases(step: str) -> tuple[str, ...]:
+    return ("act", "observe") if step in ONE_PASS else PHASES
 
 
 def add_states() -> list[str]:
-    return [f"{s}:{p}" for s in ADD_STEPS for p in PHASES] + ["done"]
+    return [f"{s}:{p}" for s in ADD_STEPS for p in phases(s)] + ["done"]
 
 
 def remove_states() -> list[str]:
-    return [f"{s}:{p}" for s in REMOVE_STEPS for p in PHASES] + ["done"]
+    return [f"{s}:{p}" for s in REMOVE_STEPS for p in phases(s)] + ["done"]
 
 
 def aborted_add_states(during: str, reached: str) -> list[str]:
-    main = [f"{s}:{p}" for s in ADD_STEPS for p in PHASES]
+    main = [f"{s}:{p}" for s in ADD_STEPS for p in phases(s)]
     out = main[: main.index(reached) + 1]
-    out += [f"abort:{s}:{p}" for s in ADD_ABORTS[during] for p in PHASES]
+    out += [f"abort:{s}:{p}" for s in ADD_ABORTS[during] for p in phases(s)]
     return [*out, "aborted"]
 
 

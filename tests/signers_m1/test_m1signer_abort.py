@@ -50,7 +50,7 @@ pytestmark = LAB
 
 ZONE = "abort.test."
 # where the second add is stopped and an abort tried: each step once the delegation changes
-STOPS = ("add-ns:act", "add-ns:hold", "parent-ns:observe", "cleanup:act", "cleanup:hold")
+STOPS = ("add-ns:act", "add-ns:hold", "parent-ns:observe", "cleanup:act", "cleanup:observe")
 
 
 @pytest.fixture(scope="module")
