@@ -46,10 +46,19 @@ from providers.parent.errors import ParentError
 RESEND_SECONDS = 10.0
 # How long a KeyState answer is believed (the parent's checks take several seconds).
 KEY_STATE_SECONDS = 2.0
+# The KEY RRset's TTL when no served DNSKEY RRset says better (see _key_ttl).
+DEFAULT_KEY_TTL = 3600
+
+
+def _key_text(key: dns.rdata.Rdata) -> str:
+    """A KEY in the one-token form the PowerDNS API takes (dnspython's text breaks the
+    base64 with spaces, which the API refuses as "Not in expected format")."""
+    flags, protocol, algorithm, *b64 = key.to_text().split()
+    return f"{flags} {protocol} {algorithm} {''.join(b64)}"
 
 
 def _canonical_key(text: str) -> str:
-    return dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.KEY, text).to_text()
+    return _key_text(dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.KEY, text))
 
 
 def _ds_rdata(digest: Digest) -> DS:
@@ -61,6 +70,14 @@ def _ds_rdata(digest: Digest) -> DS:
 def _parent_ttl(view: ZoneView) -> int:
     """The TTL the parent serves the DS with now (kept), else an hour."""
     return next((p.ds.ttl for p in view.parent if p.ds is not None), 3600)
+
+
+def _key_ttl(view: ZoneView) -> int | None:
+    """The KEY RRset's TTL: the DNSKEY RRset's as served (the largest; None when the view
+    holds no served DNSKEY RRset). The KEY is a signed RRset of the zone, so its TTL
+    counts in every hold on TTLsig; with the DNSKEY TTL it never lengthens one (TTLsig is
+    never below TTLkey)."""
+    return max((s.dnskey.ttl for s in view.servers if s.dnskey is not None), default=None)
 
 
 @dataclass
@@ -80,13 +97,15 @@ class DsyncChannel:
                                        await parent_servers(self.zone))
         return self._parent
 
-    async def publish_key(self) -> list[str]:
+    async def publish_key(self, view: ZoneView) -> list[str]:
         """The zone's KEY RRset (every SIG(0) key of its store; one is made if there is
-        none) at the apex of every signer, read before write."""
+        none) at the apex of every signer, read before write, with the TTL of the DNSKEY
+        RRset ``view`` saw served (see :func:`_key_ttl`)."""
         client = await self.client()
         client.ensure_key()
         keys = client.published_keys()
-        want = sorted(k.to_text() for k in keys)
+        want = sorted(_key_text(k) for k in keys)
+        ttl = _key_ttl(view)
         out: list[str] = []
         for name in self.rt.signers(self.zone):
             provider = self.rt.provider(name)
@@ -96,8 +115,11 @@ class DsyncChannel:
                     "arbitrary RRsets, so it cannot publish the zone's SIG(0) KEY; the "
                     "parent's DSYNC channel needs every signer to serve it")
             have = await provider.read_rrset(self.zone.name, self.zone.name, "KEY")
-            if have is None or sorted(_canonical_key(r) for r in have.records) != want:
-                await provider.set_rrset(self.zone.name, self.zone.name, "KEY", want, 3600)
+            keep_ttl = ttl or (have.ttl if have is not None else DEFAULT_KEY_TTL)
+            if have is None or have.ttl != keep_ttl or sorted(
+                    _canonical_key(r) for r in have.records) != want:
+                await provider.set_rrset(self.zone.name, self.zone.name, "KEY", want,
+                                         keep_ttl)
                 out.append(f"{name}: KEY RRset = SIG(0) key(s) "
                            f"{', '.join(str(key_tag_of(k)) for k in keys)}")
         return out
@@ -166,11 +188,12 @@ class DsyncChannel:
             what = (*(d.text for d in ds_sorted), *sorted(ns or ()))
             if self._pushed[1] == what and time.monotonic() - self._pushed[0] < RESEND_SECONDS:
                 return []
+            glue = None if ns is None else await self._glue(client.zone, ns, view)
             update = delegation_update(
                 found.parent, client.zone,
                 ds=None if ds is None else [_ds_rdata(d) for d in ds_sorted],
                 ns=None if ns is None else [dns.name.from_text(n) for n in sorted(ns)],
-                ttl=_parent_ttl(view))
+                glue=glue, ttl=_parent_ttl(view))
             answer = await client.send(update)
             self._pushed = (time.monotonic(), what)
             sent = []
@@ -178,9 +201,44 @@ class DsyncChannel:
                 sent.append(f"DS = {', '.join(str(d.key_tag) for d in ds_sorted) or 'none'}")
             if ns is not None:
                 sent.append(f"NS = {', '.join(sorted(ns))}")
+            for name, addresses in sorted((glue or {}).items()):
+                sent.append(f"glue {name} = {', '.join(addresses) or 'none'}")
             return [f"sent UPDATE {'; '.join(sent)} to {answer.server}: NOERROR"]
         except (ParentError, ValueError) as exc:
             return [f"parent UPDATE channel: {exc}"]
+
+    async def _glue(self, zone: dns.name.Name, ns: frozenset[str],
+                    view: ZoneView) -> dict[dns.name.Name, list[str]]:
+        """Glue for the NS names inside the zone (in bailiwick: the parent cannot find
+        their addresses otherwise), as the signers' nameservers serve them; and none for
+        an in-bailiwick name the parent delegates to now but the new NS RRset drops (its
+        glue would linger). Names outside the zone need none."""
+        wanted = {dns.name.from_text(n) for n in ns}
+        glue: dict[dns.name.Name, list[str]] = {}
+        for name in sorted(n for n in wanted if n.is_subdomain(zone)):
+            glue[name] = await self._addresses(name)
+            if not glue[name]:
+                raise ParentError(f"{zone}: no signer serves an address for the "
+                                  f"nameserver {name}, which is inside the zone: the "
+                                  "parent needs its glue")
+        for name in {dns.name.from_text(n) for p in view.parent for n in p.ns}:
+            if name.is_subdomain(zone) and name not in wanted:
+                glue[name] = []
+        return glue
+
+    async def _addresses(self, name: dns.name.Name) -> list[str]:
+        """``name``'s A and AAAA records, from the first signer nameserver answering."""
+        for provider in self.rt.signers(self.zone):
+            for server in self.rt.config.provider(provider).nameservers:
+                try:
+                    answers = [await query(server, name, rdtype)
+                               for rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA)]
+                except MultisignerError:
+                    continue
+                return sorted({rd.to_text() for answer in answers for rrset in answer.answer
+                               if rrset.name == name and rrset.rdtype in (
+                                   dns.rdatatype.A, dns.rdatatype.AAAA) for rd in rrset})
+        return []
 
     def _missing(self, want_ds: frozenset[Key] | None, want_ns: frozenset[str] | None,
                  view: ZoneView) -> tuple[frozenset[Digest] | None, frozenset[str] | None]:

@@ -312,7 +312,7 @@ class Engine(ProcessStarts, StepExits):
         changes = applied.changes + await converge_apex(self.rt, here.zone, intent, view)
         channel = self.parent_channel(here.zone)
         if channel is not None:  # the SIG(0) KEY the parent checks, at every signer
-            changes += await channel.publish_key()
+            changes += await channel.publish_key(view)
         data = here.data.but(observe_since=_now(), stalled=None,
                              delivered_until=applied.fresh_until or here.data.delivered_until)
         if applied.fresh_until is None and not intent.ns and intent.csync is None:
