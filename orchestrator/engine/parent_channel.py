@@ -44,8 +44,10 @@ from providers.parent.errors import ParentError
 # A DS/NS UPDATE the parent answered NOERROR is not sent again for this long while its
 # servers catch up (the UPDATE replaces the RRset, so an early resend is merely wasted).
 RESEND_SECONDS = 10.0
-# How long a KeyState answer is believed (the parent's checks take several seconds).
+# How long a KeyState answer other than "bootstrapping" is believed.
 KEY_STATE_SECONDS = 2.0
+# The longest pause between KeyState inquiries while the parent checks the key.
+MAX_INQUIRY_SECONDS = 60.0
 # The KEY RRset's TTL when no served DNSKEY RRset says better (see _key_ttl).
 DEFAULT_KEY_TTL = 3600
 
@@ -89,7 +91,9 @@ class DsyncChannel:
     _parent: DsyncParent | None = None
     _pushed: tuple[float, tuple[str, ...]] = (0.0, ())
     _bootstrap_sent: float = 0.0
+    # the last KeyState answer, and until when (monotonic) it is believed
     _key_state: tuple[float, ParentKeyState] | None = None
+    _backoff: float = 0.0
 
     async def client(self) -> DsyncParent:
         if self._parent is None:
@@ -143,18 +147,31 @@ class DsyncChannel:
 
     async def _state(self, client: DsyncParent) -> ParentKeyState:
         now = time.monotonic()
-        if self._key_state is not None and now - self._key_state[0] < KEY_STATE_SECONDS:
+        if self._key_state is not None and now < self._key_state[0]:
             return self._key_state[1]
         answer = await client.key_state()
-        self._key_state = (now, answer.view)
+        if answer.view == ParentKeyState.BOOTSTRAPPING:
+            # The parent's checks take as long as its operator set them up to (seconds in
+            # a lab, hours at a registry): ask again after 1 s, 2 s, 4 s ... at most 60 s.
+            self._backoff = min(max(self._backoff * 2, 1.0), MAX_INQUIRY_SECONDS)
+            self._key_state = (now + self._backoff, answer.view)
+        else:
+            self._backoff = 0.0
+            self._key_state = (now + KEY_STATE_SECONDS, answer.view)
         return answer.view
+
+    def inquiry_due(self) -> bool:
+        """Whether the parent is checking the key and the next KeyState inquiry is due:
+        the engine then nudges between its full reads too, so the DS follows the key's
+        acceptance within seconds (see :meth:`_state` for the backoff)."""
+        return (self._key_state is not None
+                and self._key_state[1] == ParentKeyState.BOOTSTRAPPING
+                and time.monotonic() >= self._key_state[0])
 
     async def key_trusted(self, client: DsyncParent) -> str | None:
         """None once the parent trusts the zone's SIG(0) key; else what stands in the way
-        (after sending the bootstrap UPDATE if the parent does not know the key)."""
-        lagging = await self._key_lagging(client)
-        if lagging:
-            return f"SIG(0) KEY not served yet at {', '.join(lagging)}"
+        (after sending the bootstrap UPDATE if the parent does not know the key and every
+        signer's nameserver serves it)."""
         key = client.ensure_key()
         state = await self._state(client)
         if state == ParentKeyState.TRUSTED:
@@ -163,9 +180,14 @@ class DsyncChannel:
             return f"SIG(0) key {key.key_tag} at the parent: {state}"
         if time.monotonic() - self._bootstrap_sent < RESEND_SECONDS:
             return f"the parent is checking SIG(0) key {key.key_tag}"
+        lagging = await self._key_lagging(client)
+        if lagging:
+            return f"SIG(0) KEY not served yet at {', '.join(lagging)}"
         found = await client.discover()
         answer = await client.send(key_bootstrap(found.parent, client.zone, key.key_rdata()))
-        self._bootstrap_sent, self._key_state = time.monotonic(), None
+        # the parent starts its checks now: ask about the key again in a second
+        self._bootstrap_sent = time.monotonic()
+        self._key_state = (self._bootstrap_sent + 1.0, ParentKeyState.BOOTSTRAPPING)
         return (f"sent the KEY bootstrap UPDATE for SIG(0) key {key.key_tag} to "
                 f"{answer.server}: NOERROR")
 
