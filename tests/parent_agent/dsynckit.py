@@ -20,8 +20,17 @@ import dns.flags
 import dns.message
 import dns.query
 import dns.rcode
-from rollover.rollkit import REPO, Observed, Result, history, write_config
+from rollover.rollkit import (
+    REPO,
+    Observed,
+    Result,
+    endpoints,
+    history,
+    provider_entry,
+    write_config,
+)
 from rollover.watcher import Breach
+from signers import signerkit
 
 from multisigner_lab import Lab
 from multisigner_lab.net import free_port
@@ -45,13 +54,14 @@ class AgentProcess:
 
 
 def agent_toml(lab: Lab, directory: Path, port: int, *, checks: int,
-               interval: str) -> Path:
+               interval: str, hosts: dict[str, str]) -> Path:
     """The parent operator's config: the parent zone's PowerDNS, the agent's own state
     database, the bootstrap methods (``at-apex`` then ``unsigned``), the lab's child
     nameservers (on random ports, so named in ``hosts``), no scheduled scans (the DS must
     come in by UPDATE, not by a scan of the CDS)."""
     p = lab.parent
-    hosts = ", ".join(f'"{s.ns_name}" = "{s.nameserver}"' for s in lab.providers)
+    where = {**{s.ns_name: s.nameserver for s in lab.providers}, **hosts}
+    hosts_toml = ", ".join(f'"{name}" = "{at}"' for name, at in where.items())
     path = directory / "agent.toml"
     path.write_text(f"""
 [state]
@@ -76,7 +86,7 @@ key_directory = "{directory / 'agent-keys'}"
 notify = false
 scan_interval = "0s"
 ttl = {lab.ds_ttl}
-hosts = {{ {hosts} }}
+hosts = {{ {hosts_toml} }}
 """)
     path.chmod(0o600)
     return path
@@ -90,12 +100,14 @@ def run_cli(config: Path, *args: str, timeout: float = 60) -> Result:
 
 
 @contextlib.contextmanager
-def parent_agent(lab: Lab, directory: Path, *, checks: int = 3,
-                 interval: str = "300ms") -> Iterator[AgentProcess]:
-    """The agent as a real process, listening; always stopped (SIGTERM, exit 0 checked)."""
+def parent_agent(lab: Lab, directory: Path, *, checks: int = 3, interval: str = "300ms",
+                 hosts: dict[str, str] | None = None) -> Iterator[AgentProcess]:
+    """The agent as a real process, listening; always stopped (SIGTERM, exit 0 checked).
+    ``hosts``: where child nameservers answer beyond the lab's own ``ns1.pN.test.``."""
     directory.mkdir(parents=True, exist_ok=True)
     port = free_port("127.0.0.1")
-    config = agent_toml(lab, directory, port, checks=checks, interval=interval)
+    config = agent_toml(lab, directory, port, checks=checks, interval=interval,
+                        hosts=hosts or {})
     log = directory / "agent.log"
     with log.open("w") as err:
         proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "--config",
@@ -114,15 +126,18 @@ def parent_agent(lab: Lab, directory: Path, *, checks: int = 3,
             proc.wait(10)
 
 
-def dsync_config(lab: Lab, name: str, zone: str, sig0: Path,
-                 policy: dict[str, Any]) -> Path:
+def dsync_config(lab: Lab, name: str, zone: str, sig0: Path, policy: dict[str, Any],
+                 ns_names: dict[str, str]) -> Path:
     """The lab's controller config for ``zone`` alone, its parent driven by DSYNC/UPDATE
-    with SIG(0) keys in ``sig0`` (made 0700 here)."""
+    with SIG(0) keys in ``sig0`` (made 0700 here); ``ns_names``: providers given another
+    nameserver name than the lab's."""
     sig0.mkdir(mode=0o700, exist_ok=True)
 
     def mutate(data: dict[str, Any]) -> None:
         parent = data["zones"][0]["parent"]
         parent.update(type="dsync", sig0_directory=str(sig0))
+        for provider, ns_name in ns_names.items():
+            provider_entry(data, provider)["ns_names"] = [ns_name]
 
     return write_config(lab, name, zones=[zone], policy=policy, mutate=mutate)
 
@@ -157,6 +172,12 @@ def tags_of(reason: str) -> list[int]:
     return [int(t) for t in found.group(1).split(",")] if found else []
 
 
+def ns_names_of(reason: str) -> list[str]:
+    """The NS names a ``parent: sent UPDATE ... NS = a, b[; glue ...] to ...`` sent."""
+    found = re.search(r" NS = (.+?)(?:; | to )", reason)
+    return found.group(1).split(", ") if found else []
+
+
 def accepted_updates(entries: list[dict[str, Any]], child: str) -> list[list[str]]:
     """The changes (``add NAME TYPE RDATA``, ...) of each UPDATE from ``child`` the
     agent's history shows accepted, oldest first."""
@@ -180,3 +201,35 @@ def secure_breaches(obs: Observed) -> list[Breach]:
     first_ds = min((s.first_seen for s in obs.watcher.model.ds_sets.values()),
                    default=float("inf"))
     return [b for b in obs.breaches if b.at >= first_ds]
+
+
+def watched(lab: Lab, zone: str, ns_names: dict[str, str], *,
+            resolver: bool = True) -> signerkit.Observed:
+    """signerkit's watcher + Unbound probe for ``zone``, knowing the providers renamed
+    in ``ns_names`` (so a provider delegated to under that name is watched)."""
+    obs = signerkit.Observed(lab, zone, resolver=resolver)
+    obs.watcher = signerkit.ReachableWatcher(
+        zone, endpoints(lab), [(lab.parent.address, lab.parent.dns_port)],
+        {**lab.ns_names, **ns_names})
+    return obs
+
+
+def set_address(lab: Lab, zone: str, name: str, address: str) -> None:
+    """``name A address`` in ``zone`` at every provider (the zone's content stays the
+    same everywhere)."""
+    for p in lab.providers:
+        with lab.pdns_api(p.name) as api:
+            r = api.patch(f"/zones/{zone}", json={"rrsets": [{
+                "name": name, "type": "A", "ttl": lab.ttl, "changetype": "REPLACE",
+                "records": [{"content": address, "disabled": False}]}]})
+            assert r.status_code == 204, r.text
+
+
+def parent_glue(lab: Lab, name: str) -> list[str]:
+    """The A records the parent zone holds for ``name`` (read through its API: a name
+    below a delegation is only served as glue in referrals)."""
+    with lab.parent_pdns_api() as api:
+        r = api.get("/zones/test.")
+        r.raise_for_status()
+    return sorted(c["content"] for rr in r.json()["rrsets"]
+                  if rr["name"] == name and rr["type"] == "A" for c in rr["records"])

@@ -9,9 +9,10 @@ From an unsigned delegation (no DS at the parent), ``sync`` publishes the zone's
 KEY at every signer, sends the self-signed bootstrap UPDATE; the agent finds the KEY at
 every child nameserver three times (its ``unsigned`` method) and trusts it; the DS goes
 in by a signed UPDATE. Then a KSK rollover (the DS swap by UPDATE), a signer add and a
-signer remove (DS and NS by UPDATE): the RFC 8901 invariant watcher (every cache
-modelled) runs throughout, Unbound answers with AD from the moment the DS is in. TTLs
-are 1 s so the whole test takes about a minute and a half."""
+signer remove (DS and NS by UPDATE; the joining signer's nameserver is named inside the
+zone, ``ns2.dsync.test.``, so its glue goes in the same UPDATE): the RFC 8901
+invariant watcher (every cache modelled) runs throughout, Unbound answers with AD from
+the moment the DS is in. TTLs are 1 s so the whole test takes about a minute and a half."""
 
 from __future__ import annotations
 
@@ -24,24 +25,26 @@ from dsynckit import (
     AgentProcess,
     accepted_updates,
     dsync_config,
+    ns_names_of,
     parent_agent,
+    parent_glue,
     resolver_ad,
     secure_breaches,
     sent,
+    set_address,
     tags_of,
     unsign_delegation,
+    watched,
 )
 from rollover import rollkit
 from rollover.rollkit import LAB, cli, entries_of, latest, ok, running_lab, stop_scanner, when
 from signers.signerkit import (
-    Observed,
     add_states,
     audit_ok,
     check_chain,
     check_holds,
     ksk_ds,
     lab_ttls,
-    ns_of,
     remove_states,
 )
 
@@ -50,6 +53,8 @@ from multisigner_lab import Lab
 pytestmark = LAB
 
 ZONE = "dsync.test."
+NS2 = "ns2.dsync.test."  # p2's nameserver name, in bailiwick: the parent needs its glue
+RENAMED = {"p2": NS2}
 POLICY = {"safety_margin": "0s", "propagation_delay": "0s", "parent_timeout": "60s",
           "propagation_timeout": "60s"}
 
@@ -61,13 +66,20 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         stop_scanner(running)
         assert [p for p in running.procs if p.name == "scanner" and p.alive()] == []
         unsign_delegation(running, ZONE)
+        set_address(running, ZONE, NS2, running.server("p2").address)
         yield running
 
 
 @pytest.fixture(scope="module")
 def agent(lab: Lab) -> Iterator[AgentProcess]:
-    with parent_agent(lab, lab.directory / "agent", checks=3, interval="300ms") as running:
+    with parent_agent(lab, lab.directory / "agent", checks=3, interval="300ms",
+                      hosts={NS2: lab.server("p2").nameserver}) as running:
         yield running
+
+
+def ns_of(lab: Lab, providers: list[str]) -> list[str]:
+    names = {**lab.ns_names, **RENAMED}
+    return sorted(names[p].lower() for p in providers)
 
 
 def main_entries(config: Any, process: dict[str, Any]) -> list[dict[str, Any]]:
@@ -78,11 +90,11 @@ def main_entries(config: Any, process: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def test_dsync_end_to_end(lab: Lab, agent: AgentProcess) -> None:
-    config = dsync_config(lab, "dsync.toml", ZONE, lab.directory / "sig0", POLICY)
+    config = dsync_config(lab, "dsync.toml", ZONE, lab.directory / "sig0", POLICY, RENAMED)
     assert lab.parent_ds(ZONE) == [] and lab.parent_ns(ZONE) == ns_of(lab, ["p0", "p1"])
     started = time.time()
     # Insecure until the DS is in: the watcher only (a resolver gives no AD yet).
-    with Observed(lab, ZONE, resolver=False) as obs:
+    with watched(lab, ZONE, RENAMED, resolver=False) as obs:
         res = ok(cli(config, "sync", ZONE))
         synced = time.time()
     assert f"{ZONE}: synced" in res.out, res.out
@@ -91,13 +103,14 @@ def test_dsync_end_to_end(lab: Lab, agent: AgentProcess) -> None:
     assert lab.parent_ds(ZONE) == ksk_ds(lab, ZONE, ["p0", "p1"])
     check_bootstrap(config, agent, started, synced)
 
-    with Observed(lab, ZONE) as obs:
+    with watched(lab, ZONE, RENAMED) as obs:
         res = ok(cli(config, "rollover", ZONE, "--key", "ksk", "--signer", "p0", "--wait"))
         assert "ksk-rollover done" in res.out, res.out
         assert lab.parent_ds(ZONE) == ksk_ds(lab, ZONE, ["p0", "p1"])
         res = ok(cli(config, "signer", "add", ZONE, "p2", "--wait"))
         assert "signer-add done" in res.out, res.out
         assert lab.parent_ns(ZONE) == ns_of(lab, ["p0", "p1", "p2"])
+        assert parent_glue(lab, NS2) == [lab.server("p2").address]
         assert lab.parent_ds(ZONE) == ksk_ds(lab, ZONE, ["p0", "p1", "p2"])
         res = ok(cli(config, "signer", "remove", ZONE, "p0", "--wait"))
         assert "signer-remove done" in res.out, res.out
@@ -106,11 +119,14 @@ def test_dsync_end_to_end(lab: Lab, agent: AgentProcess) -> None:
         rollkit.verify_ok(config, ZONE)
         time.sleep(lab_ttls(lab)["TTLns"])  # the watcher sees the last caches run out
     obs.assert_clean()
+    # the watcher followed the delegation: p2 (under its in-bailiwick name) once added
+    assert obs.watcher.ever_watched() == {"p0", "p1", "p2"}, obs.watcher.watched
+    assert obs.watcher.watched[-1][1] == ("p1", "p2"), obs.watcher.watched
     assert resolver_ad(lab, ZONE), "Unbound does not validate the zone (no AD) at the end"
     print(f"{ZONE}: everything over DSYNC/UPDATE in {time.time() - started:.1f} s")
 
     check_processes(lab, config)
-    check_updates(config, agent)
+    check_updates(lab, config, agent)
     status: dict[str, Any] = ok(cli(config, "status", ZONE, "--json")).json()["zones"][0]
     parent = status["parent"]
     assert parent["channel"] == f"dsync UPDATE to updater.test. port {agent.port}", parent
@@ -170,7 +186,7 @@ def check_processes(lab: Lab, config: Any) -> None:
             pushed
 
 
-def check_updates(config: Any, agent: AgentProcess) -> None:
+def check_updates(lab: Lab, config: Any, agent: AgentProcess) -> None:
     """Every UPDATE the controller's history says it sent, the agent's history shows
     accepted, in the same order with the same DS key tags / NS names; nothing refused."""
     pushes = [r for _, r in sent(config, ZONE)]
@@ -181,9 +197,11 @@ def check_updates(config: Any, agent: AgentProcess) -> None:
             assert any(c.startswith(f"add {ZONE} KEY ") for c in change), change
         for tag in tags_of(pushed) if " DS = " in pushed else ():
             assert any(c.startswith(f"add {ZONE} DS {tag} ") for c in change), (pushed, change)
-        for name in pushed.split(" NS = ")[1].split(" to ")[0].split(", ") \
-                if " NS = " in pushed else ():
+        for name in ns_names_of(pushed):
             assert f"add {ZONE} NS {name}" in change, (pushed, change)
+        if f"NS = ns1.p0.test., ns1.p1.test., {NS2}" in pushed:  # the add: p2's glue too
+            assert f"glue {NS2} = {lab.server('p2').address}" in pushed, pushed
+            assert f"add {NS2} A {lab.server('p2').address}" in change, change
     refused = [h for h in agent.history() if h["kind"] == "update"
                and h["to_state"] != "accepted"]
     assert refused == [], refused
