@@ -103,16 +103,21 @@ def test_dsync_end_to_end(lab: Lab, agent: AgentProcess) -> None:
     assert lab.parent_ds(ZONE) == ksk_ds(lab, ZONE, ["p0", "p1"])
     check_bootstrap(config, agent, started, synced)
 
+    took: dict[str, float] = {}
     with watched(lab, ZONE, RENAMED) as obs:
+        mark = time.time()
         res = ok(cli(config, "rollover", ZONE, "--key", "ksk", "--signer", "p0", "--wait"))
+        took["ksk rollover"], mark = time.time() - mark, time.time()
         assert "ksk-rollover done" in res.out, res.out
         assert lab.parent_ds(ZONE) == ksk_ds(lab, ZONE, ["p0", "p1"])
         res = ok(cli(config, "signer", "add", ZONE, "p2", "--wait"))
+        took["signer add"], mark = time.time() - mark, time.time()
         assert "signer-add done" in res.out, res.out
         assert lab.parent_ns(ZONE) == ns_of(lab, ["p0", "p1", "p2"])
         assert parent_glue(lab, NS2) == [lab.server("p2").address]
         assert lab.parent_ds(ZONE) == ksk_ds(lab, ZONE, ["p0", "p1", "p2"])
         res = ok(cli(config, "signer", "remove", ZONE, "p0", "--wait"))
+        took["signer remove"] = time.time() - mark
         assert "signer-remove done" in res.out, res.out
         assert lab.parent_ns(ZONE) == ns_of(lab, ["p1", "p2"])
         assert lab.parent_ds(ZONE) == ksk_ds(lab, ZONE, ["p1", "p2"])
@@ -123,7 +128,8 @@ def test_dsync_end_to_end(lab: Lab, agent: AgentProcess) -> None:
     assert obs.watcher.ever_watched() == {"p0", "p1", "p2"}, obs.watcher.watched
     assert obs.watcher.watched[-1][1] == ("p1", "p2"), obs.watcher.watched
     assert resolver_ad(lab, ZONE), "Unbound does not validate the zone (no AD) at the end"
-    print(f"{ZONE}: everything over DSYNC/UPDATE in {time.time() - started:.1f} s")
+    print(f"{ZONE}: everything over DSYNC/UPDATE in {time.time() - started:.1f} s ("
+          + ", ".join(f"{what} {s:.1f} s" for what, s in took.items()) + ")")
 
     check_processes(lab, config)
     check_updates(lab, config, agent)
