@@ -120,6 +120,7 @@ def parent_agent(lab: Lab, directory: Path, *, checks: int = 3, interval: str = 
         yield AgentProcess(config, port, proc, log)
         proc.terminate()
         assert proc.wait(15) == 0, log.read_text()
+        assert "Traceback" not in log.read_text(), log.read_text()
     finally:
         if proc.poll() is None:
             proc.kill()
