@@ -14,6 +14,9 @@ and each step goes through four phases, each a persisted state ``<step>:<phase>`
   once) and keeps waiting; it never advances on unverified state.
 - ``hold``: the RFC 7583 wait, a persisted deadline computed from observed TTLs.
 
+A step with no keys, preconditions or hold (every sync step) is persisted in two phases
+(``single_pass``); a converge starts from a view read a moment before, if any (``FreshView``).
+
 Every transition is written before the next action (intent) and after it (outcome), with
 the evidence seen, so a restart resumes exactly where the process stood.
 """
@@ -201,8 +204,7 @@ class Engine(ProcessStarts, StepExits):
                 and self._conv(zone).own_keys_suffice)
 
     def seed(self, proc: ProcessInfo, view: ZoneView, keys_only: bool) -> None:
-        """``view``: a complete observation made a moment before ``proc`` was started
-        (sync's preview, read with ``keys_only``); its first converge starts from it."""
+        """``view``, read (with ``keys_only``) just before ``proc`` started: sync's preview."""
         self._fresh[proc.id] = FreshView(proc.state, _now(), view, keys_only)
 
     def _fresh_view(self, here: ProcessAt, csync: bool) -> ZoneView | None:
