@@ -1,0 +1,172 @@
+"""The ``route53domains`` parent channel: the controller sets the DS at the registrar
+(Amazon Route 53 Domains), then observes it at the parent's nameservers like every other
+parent channel.
+
+The registrar takes DNSKEYs (flags, algorithm, public key) and lists the DS records it
+holds by digest, so what to change is computed key by key: a wanted KSK no registrar DS
+names is *associated*; a registrar DS naming no wanted KSK is *disassociated*. Every
+association is made, and has finished SUCCESSFUL, before anything is removed, and the
+removal starts only once the registrar lists a DS for every wanted KSK: the domain is
+never left without a DS for a KSK its signers serve. Each operation is awaited (up to
+``operation_wait`` seconds here; one still running then is followed up on the next look)
+and a FAILED or ERROR one stops the step with the registrar's message. A step that wants
+no DS at all is refused: making a domain insecure is not done behind the operator's back.
+
+The engine calls ``nudge`` from an ``observe`` phase, on its full reads only, when the step
+waits for the parent and for nothing else, as for ``dsync``. The registrar is asked again
+at most every RECHECK_SECONDS once it holds what the step wants (the registry then takes
+its time to publish, which the engine observes).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from core.config import ZoneConfig
+from core.errors import ProviderError, ProviderUnreachable, Refused
+from core.keys import Key, parent_follows, tag_label
+from core.observation import ZoneView
+from orchestrator.runtime import Runtime
+from providers.registrar import (
+    Operation,
+    OperationInProgress,
+    RegistrarDs,
+    Route53Domains,
+    make_client,
+)
+
+# How long one nudge waits for a registrar operation before following it up later.
+OPERATION_WAIT_SECONDS = 60.0
+# Once the registrar holds the wanted DS, how long before it is asked again.
+RECHECK_SECONDS = 300.0
+
+
+@dataclass(frozen=True)
+class _Pending:
+    operation: str
+    what: str
+
+
+@dataclass
+class Route53DomainsChannel:
+    """The registrar parent of one zone (made once per zone by the engine). ``registrar``
+    is made from the zone's config on first use unless given (tests)."""
+
+    rt: Runtime
+    zone: ZoneConfig
+    registrar: Route53Domains | None = None
+    operation_wait: float = OPERATION_WAIT_SECONDS
+    _pending: _Pending | None = None
+    _settled: tuple[float, frozenset[Key]] | None = field(default=None)
+
+    @property
+    def domain(self) -> str:
+        return self.zone.parent.registered_domain(self.zone.name)
+
+    def client(self) -> Route53Domains:
+        if self.registrar is None:
+            self.registrar = Route53Domains(make_client(self.zone.parent), self.domain,
+                                            zone=self.zone.name)
+        return self.registrar
+
+    async def publish_key(self) -> list[str]:
+        """Nothing to publish at the signers: the registrar needs no key of the zone's."""
+        return []
+
+    async def nudge(self, want_ds: frozenset[Key] | None, want_ns: frozenset[str] | None,
+                    view: ZoneView) -> list[str]:
+        """Set at the registrar the DS the step wants (see the module doc); what was sent
+        (lines starting "sent", for the history) or what stands in the way. A denied call,
+        an unknown domain or a failed operation raises: the step cannot go on."""
+        said: list[str] = []
+        if want_ns is not None and any(p.error is not None or p.ns != want_ns
+                                       for p in view.parent):
+            said.append(f"the parent's NS for {self.domain} is not changed by the "
+                        "route53domains channel: set the domain's name servers to "
+                        f"{', '.join(sorted(want_ns))} at the registrar")
+        if want_ds is None or (view.parent and all(
+                p.error is None and parent_follows(p.ds_set, want_ds, self.zone.name)
+                for p in view.parent)):
+            return said
+        try:
+            said += await self._set_ds(want_ds)
+        except (OperationInProgress, ProviderUnreachable) as exc:
+            said.append(f"registrar: {exc}")
+        return said
+
+    async def _set_ds(self, want: frozenset[Key]) -> list[str]:
+        if not want:
+            raise Refused(f"{self.zone.name}: the step wants no DS at the parent; the "
+                          "route53domains channel does not remove a domain's last DS "
+                          "(that makes it insecure): disassociate it at the registrar by "
+                          "hand if that is meant")
+        registrar = self.client()
+        said: list[str] = []
+        if self._pending is not None:
+            found = await registrar.operation(self._pending.operation)
+            if not found.finished:
+                return [f"registrar: {self._pending.what}: {found.describe()}"]
+            what, self._pending = self._pending.what, None
+            self._check(found, what)
+            said.append(f"registrar: {what}: {found.describe()}")
+        if self._settled is not None and self._settled[1] == want and \
+                time.monotonic() - self._settled[0] < RECHECK_SECONDS:
+            return [*said, self._holds(want)]
+        held = await registrar.ds_records()
+        adds = sorted(k for k in want if not any(r.names(k, self.zone.name) for r in held))
+        for key in adds:
+            what = (f"ADD_DNSSEC for KSK {tag_label(key, want)} (DS "
+                    f"{key.ds(self.zone.name).text}) at Route 53 Domains for {self.domain}")
+            done = await self._run(await registrar.associate(key), what)
+            said.append(f"sent {what}: {done.describe()}")
+            if not done.finished:
+                return said
+        if adds:  # a SUCCESSFUL association is checked, not assumed
+            held = await registrar.ds_records()
+        return said + await self._remove(registrar, want, held)
+
+    async def _remove(self, registrar: Route53Domains, want: frozenset[Key],
+                      held: list[RegistrarDs]) -> list[str]:
+        """Disassociate every registrar DS (of ``held``, read after the associations)
+        naming no wanted KSK, once the registrar lists a DS for each wanted one."""
+        lacking = [k for k in want if not any(r.names(k, self.zone.name) for r in held)]
+        if lacking:
+            return [f"registrar: Route 53 Domains does not list a DS for KSK(s) "
+                    f"{', '.join(tag_label(k, want) for k in sorted(lacking))} yet; "
+                    "nothing is removed before it does"]
+        said = [f"registrar: {r.describe()} (id {r.id}) names no key it knows, left alone"
+                for r in held if not r.identified]
+        for ds in (r for r in held if r.identified
+                   and not any(r.names(k, self.zone.name) for k in want)):
+            what = (f"REMOVE_DNSSEC of {ds.describe()} (id {ds.id}) at Route 53 Domains for "
+                    f"{self.domain}")
+            done = await self._run(await registrar.disassociate(ds.id), what)
+            said.append(f"sent {what}: {done.describe()}")
+            if not done.finished:
+                return said
+        self._settled = (time.monotonic(), want)
+        return said or [self._holds(want)]
+
+    async def _run(self, operation: str, what: str) -> Operation:
+        """Wait for an operation just submitted; one still running is remembered."""
+        done = await self.client().wait(operation, self.operation_wait)
+        if not done.finished:
+            self._pending = _Pending(operation, what)
+        else:
+            self._check(done, what)
+        return done
+
+    def _check(self, done: Operation, what: str) -> None:
+        if not done.ok:
+            self._settled = None
+            raise ProviderError(f"{what}: {done.describe()}; the registrar did not make the "
+                                "change; the step stays where it is (fix the cause, then "
+                                "re-run)", provider="route53domains", zone=self.zone.name,
+                                endpoint="GetOperationDetail")
+
+    def _holds(self, want: frozenset[Key]) -> str:
+        return (f"Route 53 Domains holds the DS for KSK(s) "
+                f"{', '.join(tag_label(k, want) for k in sorted(want))}; waiting for the "
+                "registry to publish it")
+
