@@ -62,6 +62,8 @@ class StateConfig(_Strict):
         return value
 
 
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_REGISTERED = re.compile(rf"^{_LABEL}(?:\.{_LABEL})+$")
 # The keys of [zones.parent] that belong to one type only (checked in ParentConfig._sig0).
 _ONLY_FOR: dict[str, tuple[str, ...]] = {
     "dsync": ("sig0_directory", "sig0_algorithm"),
@@ -92,7 +94,11 @@ class ParentConfig(_Strict):
     def _domain(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        return str(_fqdn(value)).rstrip(".").lower() or None
+        name = value.strip().rstrip(".").lower()
+        if not _REGISTERED.match(name):
+            raise ValueError(f"{value!r} is not a registered domain name (letters, digits and "
+                             "hyphens, at least two labels; IDNs in their xn-- form)")
+        return name
 
     def registered_domain(self, zone: str) -> str:
         """``route53domains``: the domain as the registrar names it (no trailing dot)."""
