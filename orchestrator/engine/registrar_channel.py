@@ -29,6 +29,7 @@ from core.keys import Key, parent_follows, tag_label
 from core.observation import ZoneView
 from orchestrator.runtime import Runtime
 from providers.registrar import (
+    UNKNOWN,
     Operation,
     OperationInProgress,
     RegistrarDs,
@@ -105,10 +106,10 @@ class Route53DomainsChannel:
         said: list[str] = []
         if self._pending is not None:
             found = await registrar.operation(self._pending.operation)
-            if not found.finished:
+            if not found.finished and found.status != UNKNOWN:
                 return [f"registrar: {self._pending.what}: {found.describe()}"]
             what, self._pending = self._pending.what, None
-            self._check(found, what)
+            self._check(found, what)  # UNKNOWN: the DS records read below tell
             said.append(f"registrar: {what}: {found.describe()}")
         if self._settled is not None and self._settled[1] == want and \
                 time.monotonic() - self._settled[0] < RECHECK_SECONDS:
@@ -149,16 +150,20 @@ class Route53DomainsChannel:
         return said or [self._holds(want)]
 
     async def _run(self, operation: str, what: str) -> Operation:
-        """Wait for an operation just submitted; one still running is remembered."""
-        done = await self.client().wait(operation, self.operation_wait)
-        if not done.finished:
-            self._pending = _Pending(operation, what)
-        else:
+        """Wait for an operation just submitted. One still running, or whose status could
+        not be read, is remembered and followed up on the next look."""
+        self._pending = _Pending(operation, what)
+        try:
+            done = await self.client().wait(operation, self.operation_wait)
+        except ProviderUnreachable as exc:
+            return Operation(operation, "UNCONFIRMED", f"its status could not be read: {exc}")
+        if done.finished:
+            self._pending = None
             self._check(done, what)
         return done
 
     def _check(self, done: Operation, what: str) -> None:
-        if not done.ok:
+        if done.finished and not done.ok:
             self._settled = None
             raise ProviderError(f"{what}: {done.describe()}; the registrar did not make the "
                                 "change; the step stays where it is (fix the cause, then "

@@ -7,6 +7,7 @@
 """
 
 from providers.registrar.route53domains import (
+    UNKNOWN,
     Operation,
     OperationInProgress,
     RegistrarDs,
@@ -14,4 +15,5 @@ from providers.registrar.route53domains import (
     make_client,
 )
 
-__all__ = ["Operation", "OperationInProgress", "RegistrarDs", "Route53Domains", "make_client"]
+__all__ = ["UNKNOWN", "Operation", "OperationInProgress", "RegistrarDs", "Route53Domains",
+           "make_client"]

@@ -46,6 +46,7 @@ from core.keys import Digest, Key
 LABEL = "route53domains"  # how errors name this "provider"
 CALL_TIMEOUT = 60.0  # one API call, botocore's own retries included
 FINISHED = ("SUCCESSFUL", "FAILED", "ERROR")
+UNKNOWN = "UNKNOWN"  # not a registrar status: the registrar no longer reports the operation
 _DENIED = ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation")
 _CREDENTIALS = ("InvalidClientTokenId", "UnrecognizedClientException", "ExpiredToken",
                 "ExpiredTokenException", "SignatureDoesNotMatch",
@@ -53,6 +54,10 @@ _CREDENTIALS = ("InvalidClientTokenId", "UnrecognizedClientException", "ExpiredT
 _THROTTLED = ("ThrottlingException", "Throttling", "TooManyRequestsException",
               "RequestLimitExceeded", "OperationLimitExceeded", "ServiceUnavailable",
               "InternalFailure")
+
+
+class _UnknownOperation(ProviderError):
+    """GetOperationDetail answered InvalidInput for an operation id."""
 
 
 class OperationInProgress(ProviderError):
@@ -169,7 +174,12 @@ class Route53Domains:
         return str(answer["OperationId"])
 
     async def operation(self, operation_id: str) -> Operation:
-        answer = await self.call("GetOperationDetail", OperationId=operation_id)
+        """The operation's state; ``UNKNOWN`` when the registrar no longer reports it
+        (``InvalidInput``: documented for an operation that has completed)."""
+        try:
+            answer = await self.call("GetOperationDetail", OperationId=operation_id)
+        except _UnknownOperation as exc:
+            return Operation(operation_id, UNKNOWN, str(exc))
         return Operation(operation_id, str(answer.get("Status", "?")),
                          str(answer.get("Message") or ""), answer.get("StatusFlag"))
 
@@ -179,7 +189,7 @@ class Route53Domains:
         waited, delay = 0.0, 1.0
         while True:
             found = await self.operation(operation_id)
-            if found.finished or waited >= budget:
+            if found.finished or found.status == UNKNOWN or waited >= budget:
                 return found
             pause = min(delay, 15.0, budget - waited)
             await self.sleep(pause)
@@ -236,6 +246,9 @@ class Route53Domains:
             return OperationInProgress(
                 f"an earlier operation on {self.domain} is still in progress at the "
                 f"registrar ({message}); waiting for it", **where)
+        if code == "InvalidInput" and operation == "GetOperationDetail":
+            return _UnknownOperation(f"the registrar no longer reports the operation "
+                                     f"({message})", **where)
         if code == "InvalidInput" and operation == "GetDomainDetail":
             return ZoneMissing(
                 f"domain {self.domain} is not registered with Route 53 Domains in this AWS "

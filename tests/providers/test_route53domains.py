@@ -300,3 +300,40 @@ def test_check_lists_the_registrars_ds(registrar: Registrar) -> None:
     item = asyncio.run(route53domains_check(_zone(), registrar.api))
     assert item["ok"] is True
     assert item["notes"] == [f"the registrar holds DS: DS {OLD.ds(ZONE).text} (id ds-old)"]
+
+
+def test_status_unreadable_after_submission_is_followed_up(registrar: Registrar) -> None:
+    """The association is accepted but GetOperationDetail stays throttled past the budget:
+    the request is in the history as sent (UNCONFIRMED), nothing is removed, and the next
+    nudge asks about that operation before anything else."""
+    channel = _channel(registrar)
+    registrar.detail(_entry(OLD, "ds-old"))
+    registrar.associate(NEW, "op-add")
+    for _ in range(6):
+        registrar.error("get_operation_detail", "ThrottlingException", "Rate exceeded")
+    said = nudge(channel, {NEW}, _view(OLD))
+    assert len(said) == 1 and said[0].startswith("sent ADD_DNSSEC")
+    assert "operation op-add UNCONFIRMED (its status could not be read" in said[0]
+    registrar.status("op-add", "SUCCESSFUL")
+    registrar.detail(_entry(OLD, "ds-old"), _entry(NEW, "ds-new"))
+    registrar.disassociate("ds-old", "op-remove")
+    registrar.status("op-remove", "SUCCESSFUL", kind="REMOVE_DNSSEC")
+    said = nudge(channel, {NEW}, _view(OLD))
+    assert said[0].endswith("operation op-add SUCCESSFUL")
+    assert said[1].startswith("sent REMOVE_DNSSEC")
+
+
+def test_operation_the_registrar_forgot_defers_to_its_ds_records(
+        registrar: Registrar) -> None:
+    """GetOperationDetail answers InvalidInput for a remembered operation (documented for
+    one that has completed): the registrar's DS records decide what happens next."""
+    channel = _channel(registrar, wait=0.0)
+    registrar.detail()
+    registrar.associate(NEW, "op-add")
+    registrar.status("op-add", "SUBMITTED")
+    assert nudge(channel, {NEW}, _view())[0].endswith("operation op-add SUBMITTED")
+    registrar.error("get_operation_detail", "InvalidInput", "Operation op-add is completed")
+    registrar.detail(_entry(NEW, "ds-new"))
+    said = nudge(channel, {NEW}, _view())
+    assert said[0].startswith("registrar: ADD_DNSSEC") and "op-add UNKNOWN" in said[0]
+    assert "holds the DS" in said[1] and len(said) == 2
