@@ -20,10 +20,12 @@ AWS API reference):
   ``UnsupportedTLD``, ``InvalidInput``; and the common ``AccessDeniedException``,
   ``ThrottlingException``.
 
-boto3 is synchronous: every call runs in a worker thread under a timeout, so the event loop
-stays free (the zone's lease is renewed from it). Throttling is retried here with an
-exponential back-off, on top of botocore's own retries, and reported after the budget;
-a denied call names the IAM action (``route53domains:AssociateDelegationSignerToDomain``).
+boto3 and botocore are imported on first use (the engine imports this module for every
+command, most of which never talk to a registrar). boto3 is synchronous: every call runs
+in a worker thread under a timeout, so the event loop stays free (the zone's lease is
+renewed from it). Throttling is retried here with an exponential back-off, on top of
+botocore's own retries, and reported after the budget; a denied call names the IAM action
+(``route53domains:AssociateDelegationSignerToDomain``).
 """
 
 from __future__ import annotations
@@ -32,16 +34,14 @@ import asyncio
 import base64
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
-
-import boto3
-import botocore.config
-import botocore.exceptions
-from botocore import xform_name
+from typing import TYPE_CHECKING, Any
 
 from core.config import ParentConfig
 from core.errors import ProviderAuthError, ProviderError, ProviderUnreachable, ZoneMissing
 from core.keys import Digest, Key
+
+if TYPE_CHECKING:
+    import botocore.exceptions
 
 LABEL = "route53domains"  # how errors name this "provider"
 CALL_TIMEOUT = 60.0  # one API call, botocore's own retries included
@@ -67,6 +67,9 @@ class OperationInProgress(ProviderError):
 
 def make_client(config: ParentConfig) -> Any:
     """A ``route53domains`` client from the usual credential chain (or ``profile``)."""
+    import boto3  # here, not at the top: every engine command imports this module
+    import botocore.config
+
     session = boto3.session.Session(profile_name=config.profile)
     return session.client("route53domains", region_name=config.region,
                           config=botocore.config.Config(
@@ -198,6 +201,9 @@ class Route53Domains:
 
     async def call(self, operation: str, **params: Any) -> dict[str, Any]:
         """One API call off the event loop; throttling is retried with back-off."""
+        import botocore.exceptions
+        from botocore import xform_name
+
         method = getattr(self.client, xform_name(operation))
         for attempt in range(self.throttle_attempts):
             try:
