@@ -11,6 +11,8 @@ never left without a DS for a KSK its signers serve. Each operation is awaited (
 ``operation_wait`` seconds here; one still running then is followed up on the next look)
 and a FAILED or ERROR one stops the step with the registrar's message. A step that wants
 no DS at all is refused: making a domain insecure is not done behind the operator's back.
+A step that changes the parent's NS RRset (signer add/remove) has the registrar replace the
+domain's name servers in one operation (``UpdateDomainNameservers``).
 
 The engine calls ``nudge`` from an ``observe`` phase, on its full reads only, when the step
 waits for the parent and for nothing else, as for ``dsync``. The registrar is asked again
@@ -77,24 +79,39 @@ class Route53DomainsChannel:
 
     async def nudge(self, want_ds: frozenset[Key] | None, want_ns: frozenset[str] | None,
                     view: ZoneView) -> list[str]:
-        """Set at the registrar the DS the step wants (see the module doc); what was sent
-        (lines starting "sent", for the history) or what stands in the way. A denied call,
-        an unknown domain or a failed operation raises: the step cannot go on."""
+        """Set at the registrar the DS (and NS) the step wants and the parent's servers do
+        not serve (see the module doc); what was sent (lines starting "sent", for the
+        history) or what stands in the way. A denied call, an unknown domain or a failed
+        operation raises: the step cannot go on."""
+        ns = want_ns is not None and any(p.error is not None or p.ns != want_ns
+                                         for p in view.parent)
+        ds = want_ds is not None and not (view.parent and all(
+            p.error is None and parent_follows(p.ds_set, want_ds, self.zone.name)
+            for p in view.parent))
+        if not ns and not ds:
+            return []
         said: list[str] = []
-        if want_ns is not None and any(p.error is not None or p.ns != want_ns
-                                       for p in view.parent):
-            said.append(f"the parent's NS for {self.domain} is not changed by the "
-                        "route53domains channel: set the domain's name servers to "
-                        f"{', '.join(sorted(want_ns))} at the registrar")
-        if want_ds is None or (view.parent and all(
-                p.error is None and parent_follows(p.ds_set, want_ds, self.zone.name)
-                for p in view.parent)):
-            return said
         try:
-            said += await self._set_ds(want_ds)
+            said += await self._follow_up()
+            if ds and want_ds is not None and self._pending is None:
+                said += await self._set_ds(want_ds)
+            if ns and want_ns is not None and self._pending is None:
+                said += await self._set_ns(want_ns)
         except (OperationInProgress, ProviderUnreachable) as exc:
             said.append(f"registrar: {exc}")
         return said
+
+    async def _follow_up(self) -> list[str]:
+        """The operation a former look left running: its state now (forgotten once it
+        has finished, or once the registrar no longer reports it)."""
+        if self._pending is None:
+            return []
+        found = await self.client().operation(self._pending.operation)
+        what = self._pending.what
+        if found.finished or found.status == UNKNOWN:
+            self._pending = None
+            self._check(found, what)  # UNKNOWN: the registrar's records, read next, tell
+        return [f"registrar: {what}: {found.describe()}"]
 
     async def _set_ds(self, want: frozenset[Key]) -> list[str]:
         if not want:
@@ -104,16 +121,9 @@ class Route53DomainsChannel:
                           "hand if that is meant")
         registrar = self.client()
         said: list[str] = []
-        if self._pending is not None:
-            found = await registrar.operation(self._pending.operation)
-            if not found.finished and found.status != UNKNOWN:
-                return [f"registrar: {self._pending.what}: {found.describe()}"]
-            what, self._pending = self._pending.what, None
-            self._check(found, what)  # UNKNOWN: the DS records read below tell
-            said.append(f"registrar: {what}: {found.describe()}")
         if self._settled is not None and self._settled[1] == want and \
                 time.monotonic() - self._settled[0] < RECHECK_SECONDS:
-            return [*said, self._holds(want)]
+            return [self._holds(want)]
         held = await registrar.ds_records()
         adds = sorted(k for k in want if not any(r.names(k, self.zone.name) for r in held))
         for key in adds:
@@ -148,6 +158,28 @@ class Route53DomainsChannel:
                 return said
         self._settled = (time.monotonic(), want)
         return said or [self._holds(want)]
+
+    async def _set_ns(self, want: frozenset[str]) -> list[str]:
+        """Replace the domain's name servers with the wanted set (one operation: no
+        moment without name servers). A name inside the domain needs glue: the addresses
+        the registrar holds for it are kept; a new one without them is refused."""
+        registrar = self.client()
+        have = await registrar.nameservers()
+        names = ", ".join(sorted(want))
+        if set(have) == set(want):
+            return [f"Route 53 Domains lists name servers {names}; waiting for the registry "
+                    "to publish them"]
+        glueless = [n for n in sorted(want) if not have.get(n) and
+                    (n == self.zone.name or n.endswith("." + self.zone.name))]
+        if glueless:
+            raise Refused(f"{self.zone.name}: name server(s) {', '.join(glueless)} lie inside "
+                          f"{self.domain} and need glue addresses, which the registrar does "
+                          "not hold for them; set the name servers with their addresses at "
+                          "the registrar")
+        what = f"UPDATE_NAMESERVER to {names} at Route 53 Domains for {self.domain}"
+        done = await self._run(await registrar.set_nameservers(
+            {n: have.get(n, []) for n in want}), what)
+        return [f"sent {what}: {done.describe()}"]
 
     async def _run(self, operation: str, what: str) -> Operation:
         """Wait for an operation just submitted. One still running, or whose status could

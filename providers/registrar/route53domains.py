@@ -12,9 +12,12 @@ AWS API reference):
   PublicKey})`` → ``OperationId``. The registrar takes the DNSKEY, not a DS digest, and
   computes the DS itself.
 - ``DisassociateDelegationSignerFromDomain(DomainName, Id)`` → ``OperationId``.
+- ``UpdateDomainNameservers(DomainName, Nameservers=[{Name, GlueIps}])`` → ``OperationId``
+  (the whole set replaced; ``GetDomainDetail`` lists it as ``Nameservers``).
 - ``GetOperationDetail(OperationId)`` → ``Status`` (``SUBMITTED``, ``IN_PROGRESS``,
   ``SUCCESSFUL``, ``FAILED``, ``ERROR``), ``Message``, ``Type`` (``ADD_DNSSEC``,
-  ``REMOVE_DNSSEC``), ``StatusFlag`` (an action the customer must take).
+  ``REMOVE_DNSSEC``, ``UPDATE_NAMESERVER``), ``StatusFlag`` (an action the customer must
+  take).
 - Errors: ``DuplicateRequest`` (an operation for the domain is in progress),
   ``OperationLimitExceeded``, ``DnssecLimitExceeded``, ``TLDRulesViolation``,
   ``UnsupportedTLD``, ``InvalidInput``; and the common ``AccessDeniedException``,
@@ -165,6 +168,22 @@ class Route53Domains:
     async def ds_records(self) -> list[RegistrarDs]:
         detail = await self.call("GetDomainDetail", DomainName=self.domain)
         return [_parse_ds(entry) for entry in detail.get("DnssecKeys") or []]
+
+    async def nameservers(self) -> dict[str, list[str]]:
+        """The domain's name servers at the registrar (absolute, lower case) and the glue
+        addresses of each (``Nameservers``: ``{Name, GlueIps}``)."""
+        detail = await self.call("GetDomainDetail", DomainName=self.domain)
+        return {str(n["Name"]).lower().rstrip(".") + ".": list(n.get("GlueIps") or [])
+                for n in detail.get("Nameservers") or []}
+
+    async def set_nameservers(self, servers: dict[str, list[str]]) -> str:
+        """Replace the domain's name servers (``UpdateDomainNameservers``); glue only for
+        the names that have addresses."""
+        listed = [{"Name": name.rstrip("."), **({"GlueIps": glue} if glue else {})}
+                  for name, glue in sorted(servers.items())]
+        answer = await self.call("UpdateDomainNameservers", DomainName=self.domain,
+                                 Nameservers=listed)
+        return str(answer["OperationId"])
 
     async def associate(self, key: Key) -> str:
         answer = await self.call("AssociateDelegationSignerToDomain", DomainName=self.domain,

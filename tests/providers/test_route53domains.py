@@ -337,3 +337,20 @@ def test_operation_the_registrar_forgot_defers_to_its_ds_records(
     said = nudge(channel, {NEW}, _view())
     assert said[0].startswith("registrar: ADD_DNSSEC") and "op-add UNKNOWN" in said[0]
     assert "holds the DS" in said[1] and len(said) == 2
+
+
+def test_name_servers_keep_the_glue_the_registrar_holds(registrar: Registrar) -> None:
+    registrar.stub.add_response("get_domain_detail", {"DomainName": DOMAIN, "Nameservers": [
+        {"Name": "ns1.example.com", "GlueIps": ["192.0.2.1"]}, {"Name": "ns1.p0.example.net"}]},
+        {"DomainName": DOMAIN})
+    registrar.stub.add_response("update_domain_nameservers", {"OperationId": "op-ns"}, {
+        "DomainName": DOMAIN, "Nameservers": [
+            {"Name": "ns1.example.com", "GlueIps": ["192.0.2.1"]},
+            {"Name": "ns1.p1.example.net"}]})
+    registrar.status("op-ns", "SUCCESSFUL", kind="UPDATE_NAMESERVER")
+    view = ZoneView(dns.name.from_text(ZONE), (), (ParentView(
+        "127.0.0.1:5300", datetime.now(UTC), ns=frozenset({"ns1.p0.example.net."})),))
+    said = asyncio.run(_channel(registrar).nudge(
+        None, frozenset({"ns1.example.com.", "ns1.p1.example.net."}), view))
+    assert said == ["sent UPDATE_NAMESERVER to ns1.example.com., ns1.p1.example.net. at "
+                    "Route 53 Domains for example.com: operation op-ns SUCCESSFUL"]
