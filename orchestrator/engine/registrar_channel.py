@@ -62,6 +62,7 @@ class Route53DomainsChannel:
     operation_wait: float = OPERATION_WAIT_SECONDS
     _pending: _Pending | None = None
     _settled: tuple[float, frozenset[Key]] | None = field(default=None)
+    _ns_settled: tuple[float, frozenset[str]] | None = field(default=None)
 
     @property
     def domain(self) -> str:
@@ -163,12 +164,17 @@ class Route53DomainsChannel:
         """Replace the domain's name servers with the wanted set (one operation: no
         moment without name servers). A name inside the domain needs glue: the addresses
         the registrar holds for it are kept; a new one without them is refused."""
+        names = ", ".join(sorted(want))
+        listed = (f"Route 53 Domains lists name servers {names}; waiting for the registry "
+                  "to publish them")
+        if self._ns_settled is not None and self._ns_settled[1] == want and \
+                time.monotonic() - self._ns_settled[0] < RECHECK_SECONDS:
+            return [listed]
         registrar = self.client()
         have = await registrar.nameservers()
-        names = ", ".join(sorted(want))
         if set(have) == set(want):
-            return [f"Route 53 Domains lists name servers {names}; waiting for the registry "
-                    "to publish them"]
+            self._ns_settled = (time.monotonic(), want)
+            return [listed]
         glueless = [n for n in sorted(want) if not have.get(n) and
                     (n == self.zone.name or n.endswith("." + self.zone.name))]
         if glueless:
@@ -196,7 +202,7 @@ class Route53DomainsChannel:
 
     def _check(self, done: Operation, what: str) -> None:
         if done.finished and not done.ok:
-            self._settled = None
+            self._settled = self._ns_settled = None
             raise ProviderError(f"{what}: {done.describe()}; the registrar did not make the "
                                 "change; the step stays where it is (fix the cause, then "
                                 "re-run)", provider="route53domains", zone=self.zone.name,
