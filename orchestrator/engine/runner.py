@@ -56,6 +56,7 @@ from orchestrator.engine.phase_state import (
     single_pass,
     state_name,
 )
+from orchestrator.engine.registrar_channel import Route53DomainsChannel
 from orchestrator.engine.starts import ProcessStarts
 from orchestrator.observe.observer import observe
 from orchestrator.reports import content_findings
@@ -82,10 +83,13 @@ class Engine(ProcessStarts, StepExits):
         self._targets: dict[str, StepTarget] = {}
         self._fresh: dict[str, FreshView] = {}
         self._capable: set[tuple[str, tuple[str, ...], Capability]] = set()
-        self._channels: dict[str, DsyncChannel] = {}
+        self._channels: dict[str, DsyncChannel | Route53DomainsChannel] = {}
 
-    def parent_channel(self, zone: ZoneConfig) -> DsyncChannel | None:
-        """The zone's active parent channel (``dsync``), or None: the parent scans CDS."""
+    def parent_channel(self, zone: ZoneConfig) -> DsyncChannel | Route53DomainsChannel | None:
+        """The zone's active parent channel (``dsync``, ``route53domains``), or None: the
+        parent scans CDS."""
+        if zone.parent.type == "route53domains":
+            return self._channels.setdefault(zone.name, Route53DomainsChannel(self.rt, zone))
         if zone.parent.type != "dsync":
             return None
         return self._channels.setdefault(zone.name, DsyncChannel(self.rt, zone))
