@@ -27,12 +27,18 @@ from core.algorithms import ZONE_SIGNING_ALGORITHMS as _SIGNING_ALGORITHMS
 from core.config_types import Duration, Fqdn, HostPort, _fqdn, _show, _Strict, hostport
 from core.errors import ConfigError
 from core.owner_ksk import OwnerKskConfig
+from core.parent_agent_config import ParentAgentConfig
 from core.provider_config import (
     AnyProvider,
     AnyProviderConfig,
+    CloudflareProviderConfig,
+    DesecProviderConfig,
     KnotProviderConfig,
+    Ns1ProviderConfig,
+    PluginProviderConfig,
     ProviderConfig,
     Rfc2136ProviderConfig,
+    Route53ProviderConfig,
 )
 
 DEFAULT_CONFIG = "multisigner.toml"
@@ -56,9 +62,75 @@ class StateConfig(_Strict):
         return value
 
 
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_REGISTERED = re.compile(rf"^{_LABEL}(?:\.{_LABEL})+$")
+# The keys of [zones.parent] that belong to one type only (checked in ParentConfig._sig0).
+_ONLY_FOR: dict[str, tuple[str, ...]] = {
+    "dsync": ("sig0_directory", "sig0_algorithm"),
+    "route53domains": ("domain", "region", "profile"),
+}
+
+
 class ParentConfig(_Strict):
-    type: Literal["cds-scan"] = "cds-scan"
+    """How the parent learns of DS changes: it scans the child's CDS/CDNSKEY
+    (``cds-scan``), or the controller finds its UPDATE receiver via DSYNC (RFC 9859) and
+    sends SIG(0)-signed DNS UPDATEs (``dsync``) with keys from ``sig0_directory``, or it
+    associates the DS at the registrar through the Route 53 Domains API
+    (``route53domains``: ``domain``, ``region``, ``profile``; AWS credentials from the
+    usual chain). In every case the DS is then *observed* at the parent's nameservers."""
+
+    type: Literal["cds-scan", "dsync", "route53domains"] = "cds-scan"
     nameservers: list[HostPort] = Field(default_factory=list)
+    sig0_directory: Path | None = None
+    sig0_algorithm: str = "ECDSAP256SHA256"
+    # route53domains: the registered domain (default: the zone's name, which it must be).
+    domain: str | None = None
+    # Route 53 Domains is served from us-east-1 only; another value is for a test double.
+    region: str = "us-east-1"
+    profile: str | None = None  # an AWS shared-config profile; default: the usual chain
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        name = value.strip().rstrip(".").lower()
+        if not _REGISTERED.match(name):
+            raise ValueError(f"{value!r} is not a registered domain name (letters, digits and "
+                             "hyphens, at least two labels; IDNs in their xn-- form)")
+        return name
+
+    def registered_domain(self, zone: str) -> str:
+        """``route53domains``: the domain as the registrar names it (no trailing dot)."""
+        return self.domain or zone.rstrip(".").lower()
+
+    @field_validator("sig0_algorithm")
+    @classmethod
+    def _sig0_algorithm(cls, value: str) -> str:
+        from dns.dnssectypes import Algorithm
+
+        from core.sig0 import SIG0_ALGORITHMS
+
+        try:
+            number = Algorithm.from_text(value.strip().upper())
+        except Exception:
+            number = None
+        if number is None or number not in SIG0_ALGORITHMS:
+            raise ValueError(f"{value!r} is not a SIG(0) key algorithm; use one of "
+                             + ", ".join(a.name for a in SIG0_ALGORITHMS))
+        return str(Algorithm(number).name)
+
+    @model_validator(mode="after")
+    def _sig0(self) -> ParentConfig:
+        if self.type == "dsync" and self.sig0_directory is None:
+            raise ValueError('sig0_directory: type = "dsync" needs the directory of the '
+                             "zone's SIG(0) keys (0700), e.g. /var/lib/multisigner/sig0")
+        for owner, keys in _ONLY_FOR.items():
+            if self.type != owner and set(keys) & self.model_fields_set:
+                named = ", ".join(keys[:-1]) + f" and {keys[-1]}"
+                raise ValueError(f'{named} apply to type = "{owner}" only, '
+                                 f'not to type = "{self.type}"')
+        return self
 
 
 class PolicyConfig(_Strict):
@@ -133,6 +205,17 @@ class ZoneConfig(_Strict):
         return value
 
     @model_validator(mode="after")
+    def _registered(self) -> ZoneConfig:
+        parent = self.parent
+        if parent.type == "route53domains" and parent.domain is not None and \
+                parent.domain != self.name.rstrip(".").lower():
+            raise ValueError(
+                f"parent.domain: {parent.domain!r} is not the zone {self.name}; the registrar "
+                "holds the DS of the registered domain itself, so the zone must be that "
+                "domain (leave domain out to use the zone's name)")
+        return self
+
+    @model_validator(mode="after")
     def _owner_ksk(self) -> ZoneConfig:
         if self.model == 1 and self.owner_ksk is None:
             raise ValueError("owner_ksk: a model 1 zone needs [zones.owner_ksk] (where the "
@@ -176,6 +259,7 @@ class Config(_Strict):
     history: HistoryConfig | None = None
     providers: list[AnyProvider] = Field(default_factory=list)
     zones: list[ZoneConfig] = Field(default_factory=list)
+    parent_agent: ParentAgentConfig | None = None
 
     @model_validator(mode="after")
     def _references(self) -> Config:
@@ -192,6 +276,10 @@ class Config(_Strict):
                         f"zones[{zi}].signers[{si}]: no provider named {signer!r} "
                         f"(configured: {', '.join(names) or 'none'})"
                     )
+        agent = self.parent_agent
+        if agent is not None and agent.provider not in names:
+            raise ValueError(f"parent_agent.provider: no provider named {agent.provider!r} "
+                             f"(configured: {', '.join(names) or 'none'})")
         return self
 
     def provider(self, name: str) -> AnyProviderConfig:
@@ -226,7 +314,9 @@ def _expand(value: Any, path: str, missing: list[str]) -> Any:
     return value
 
 
-_UNION_TAGS = {"powerdns", "knot", "rfc2136"}  # pydantic puts the discriminator's value in the path
+# pydantic puts the discriminator's tag in the error path; it is not a key the user wrote.
+_UNION_TAGS = {"powerdns", "knot", "rfc2136", "desec", "cloudflare", "route53", "ns1",
+               "plugin"}
 
 
 def _loc(loc: tuple[int | str, ...]) -> str:
@@ -278,7 +368,8 @@ def load_config(path: Path) -> Config:
         raise ConfigError(f"{path}: invalid configuration:\n  " + "\n  ".join(problems)) from None
 
 
-__all__ = ["DEFAULT_CONFIG", "AnyProvider", "AnyProviderConfig", "Config", "HistoryConfig",
-           "KnotProviderConfig", "ParentConfig", "PolicyConfig", "ProviderConfig",
-           "Rfc2136ProviderConfig", "StateConfig", "ZoneConfig", "find_config_path", "hostport",
-           "load_config"]
+__all__ = ["DEFAULT_CONFIG", "AnyProvider", "AnyProviderConfig", "CloudflareProviderConfig",
+           "Config", "DesecProviderConfig", "HistoryConfig", "KnotProviderConfig",
+           "Ns1ProviderConfig", "ParentAgentConfig", "ParentConfig", "PluginProviderConfig",
+           "PolicyConfig", "ProviderConfig", "Rfc2136ProviderConfig", "Route53ProviderConfig",
+           "StateConfig", "ZoneConfig", "find_config_path", "hostport", "load_config"]

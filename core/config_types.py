@@ -3,6 +3,7 @@ the strict base model every table uses (unknown keys are errors, values are froz
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -87,3 +88,13 @@ class _Strict(BaseModel):
 def hostport(value: str) -> tuple[str, int]:
     """Public form of the host/port splitter for nameserver strings."""
     return _hostport(value)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is this machine (where plain http:// exposes no credential)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -5,24 +5,30 @@ from __future__ import annotations
 
 import base64
 import binascii
-import ipaddress
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    ConfigDict,
+    Discriminator,
+    Field,
+    SecretStr,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
+from core.cloud_config import (
+    CloudflareProviderConfig,
+    DesecProviderConfig,
+    Ns1ProviderConfig,
+    Route53ProviderConfig,
+)
 from core.config_types import Duration, Fqdn, HostPort, _Strict
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+from core.config_types import is_loopback as _is_loopback
+from core.plugin_config import ENTRY_POINT_GROUP, PluginProviderConfig
 
 
 class ProviderConfig(_Strict):
@@ -134,8 +140,34 @@ class Rfc2136ProviderConfig(_Strict):
         return value
 
 
-AnyProvider = Annotated[ProviderConfig | KnotProviderConfig | Rfc2136ProviderConfig,
-                        Field(discriminator="type")]
-AnyProviderConfig = ProviderConfig | KnotProviderConfig | Rfc2136ProviderConfig
+# The adapters shipped with multisigner; any other ``type`` must name an adapter installed
+# in the ``multisigner.providers`` entry-point group (docs/providers/writing-an-adapter.md).
+BUILTIN_TYPES = ("powerdns", "knot", "rfc2136", "desec", "cloudflare", "route53", "ns1")
 
 
+def _provider_tag(value: Any) -> str:
+    """Which model validates a ``[[providers]]`` table: a built-in type's own, else the
+    generic plugin model (which checks that an installed adapter claims the type)."""
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return kind if isinstance(kind, str) and kind in BUILTIN_TYPES else "plugin"
+
+
+AnyProvider = Annotated[
+    Annotated[ProviderConfig, Tag("powerdns")]
+    | Annotated[KnotProviderConfig, Tag("knot")]
+    | Annotated[Rfc2136ProviderConfig, Tag("rfc2136")]
+    | Annotated[DesecProviderConfig, Tag("desec")]
+    | Annotated[CloudflareProviderConfig, Tag("cloudflare")]
+    | Annotated[Route53ProviderConfig, Tag("route53")]
+    | Annotated[Ns1ProviderConfig, Tag("ns1")]
+    | Annotated[PluginProviderConfig, Tag("plugin")],
+    Discriminator(_provider_tag),
+]
+AnyProviderConfig = (ProviderConfig | KnotProviderConfig | Rfc2136ProviderConfig
+                     | DesecProviderConfig | CloudflareProviderConfig | Route53ProviderConfig
+                     | Ns1ProviderConfig | PluginProviderConfig)
+
+__all__ = ["BUILTIN_TYPES", "ENTRY_POINT_GROUP", "AnyProvider", "AnyProviderConfig",
+           "CloudflareProviderConfig", "DesecProviderConfig", "KnotProviderConfig",
+           "Ns1ProviderConfig", "PluginProviderConfig", "ProviderConfig", "Rfc2136ProviderConfig",
+           "Route53ProviderConfig"]

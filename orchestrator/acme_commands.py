@@ -14,59 +14,6 @@ from orchestrator import logs
 from orchestrator.runtime import Runtime
 
 
-def add_acme_parser(sub: Any) -> None:
-    """The ``acme`` command and its actions, on the CLI's subparsers."""
-    p = sub.add_parser("acme", help="ACME DNS-01 / dns-persist-01 TXT records at every "
-                       "signer (following a CNAME-delegated challenge name)")
-    acts = p.add_subparsers(dest="acme_action", required=True, metavar="ACTION")
-
-    def common(s: argparse.ArgumentParser, *, wait: bool) -> None:
-        s.add_argument("--json", action="store_true")
-        s.add_argument("--resolver", metavar="HOST[:PORT]", help="recursive resolver "
-                       "for a name outside the configured zones (default: the system's)")
-        if wait:
-            s.add_argument("--timeout", type=float, metavar="SECONDS", help="how long "
-                           "--wait waits (default: the zone's propagation_timeout)")
-            s.add_argument("--ttl", type=int, default=60, help="TTL of a new TXT RRset "
-                           "(an existing RRset keeps its TTL; default 60)")
-
-    s = acts.add_parser("publish", help="add a DNS-01 value at every signer")
-    s.add_argument("fqdn", metavar="FQDN")
-    s.add_argument("value", metavar="VALUE")
-    s.add_argument("--wait", action="store_true", help="return once every nameserver of "
-                   "every signer serves it (validly, in a signed zone)")
-    common(s, wait=True)
-
-    s = acts.add_parser("cleanup", help="remove a DNS-01 value (default: every one)")
-    s.add_argument("fqdn", metavar="FQDN")
-    s.add_argument("value", metavar="VALUE", nargs="?")
-    common(s, wait=False)
-
-    s = acts.add_parser("persist", help="dns-persist-01: the _validation-persist record")
-    s.add_argument("fqdn", metavar="FQDN")
-    s.add_argument("--issuer", required=True, metavar="DOMAIN")
-    s.add_argument("--account-uri", required=True, metavar="URI")
-    s.add_argument("--wildcard", action="store_true", help="policy=wildcard")
-    s.add_argument("--persist-until", metavar="DATE")
-    s.add_argument("--remove", action="store_true", help="remove this issuer/account's "
-                   "record instead")
-    s.add_argument("--wait", action="store_true")
-    common(s, wait=True)
-
-    for name, what in (("certbot-auth", "--manual-auth-hook"),
-                       ("certbot-cleanup", "--manual-cleanup-hook")):
-        s = acts.add_parser(name, help=f"certbot {what} (reads CERTBOT_DOMAIN and "
-                            "CERTBOT_VALIDATION)")
-        common(s, wait=name == "certbot-auth")
-
-    s = acts.add_parser("lego", help="lego's exec provider (EXEC_PATH): present|cleanup "
-                        "FQDN VALUE")
-    s.add_argument("lego_action", choices=["present", "cleanup"])
-    s.add_argument("fqdn", metavar="FQDN")
-    s.add_argument("value", metavar="VALUE")
-    common(s, wait=True)
-
-
 def _env(name: str) -> str:
     value = os.environ.get(name, "").strip()
     if not value:
@@ -99,13 +46,18 @@ def cmd_acme(args: argparse.Namespace) -> int:
 async def _dispatch(rt: Runtime, args: argparse.Namespace) -> dict[str, Any]:
     from orchestrator.acme.dns01 import cleanup, publish
     from orchestrator.acme.persist import persist
+    from orchestrator.decide.acme import CHALLENGE_LABEL
 
     action = args.acme_action
     fqdn, value = getattr(args, "fqdn", None), getattr(args, "value", None)
     if action in ("certbot-auth", "certbot-cleanup"):
         fqdn, value = _env("CERTBOT_DOMAIN"), _env("CERTBOT_VALIDATION")
-    elif action == "lego":
+    # lego's exec provider passes the TXT record's owner name (a CNAME at the challenge
+    # name already followed), never the domain being validated: taken as is
+    label: str | None = CHALLENGE_LABEL
+    if action == "lego":
         action = "publish" if args.lego_action == "present" else "cleanup"
+        label = None
     assert fqdn is not None
     timeout = getattr(args, "timeout", None)
     if timeout is not None and timeout <= 0:
@@ -116,13 +68,13 @@ async def _dispatch(rt: Runtime, args: argparse.Namespace) -> dict[str, Any]:
                              remove=args.remove, wait=args.wait, timeout=timeout,
                              ttl=args.ttl, report=_report, resolver=args.resolver)
     if action in ("cleanup", "certbot-cleanup"):
-        return (await cleanup(rt, fqdn, value, report=_report,
-                              resolver=args.resolver)).as_json()
+        return (await cleanup(rt, fqdn, value, report=_report, resolver=args.resolver,
+                              label=label)).as_json()
     assert value is not None
     # every hook waits: the ACME client asks the CA to validate as soon as it returns
     wait = bool(getattr(args, "wait", False)) or args.acme_action in ("certbot-auth", "lego")
     result = await publish(rt, fqdn, value, wait=wait, timeout=timeout, ttl=args.ttl,
-                           report=_report, resolver=args.resolver)
+                           report=_report, resolver=args.resolver, label=label)
     return result.as_json()
 
 

@@ -14,7 +14,6 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from core.config import Config
 from core.errors import ConfigError, UsageError
@@ -49,18 +48,6 @@ def history_key(config: Config, config_path: Path | None = None) -> HistoryKey |
 def open_store(config: Config, config_path: Path | None = None) -> StateStore:
     """The state store, authenticating every history entry it writes when a key is set."""
     return StateStore.open(config.state.url, history_key=history_key(config, config_path))
-
-
-def add_audit_parser(sub: Any) -> None:
-    """The ``audit`` subcommand's arguments (``sub`` is argparse's subparsers action)."""
-    s = sub.add_parser("audit", help="verify, checkpoint or seal the authenticated history")
-    s.add_argument("action", choices=["verify", "checkpoint", "seal"])
-    s.add_argument("--json", action="store_true")
-    s.add_argument("--checkpoint", metavar="FILE",
-                   help="verify: also check the history against this exported checkpoint "
-                   "(detects truncation and rewrites)")
-    s.add_argument("--out", metavar="FILE", help="checkpoint: write it to FILE, not stdout")
-    s.add_argument("--reason", help="seal: why, recorded in the history")
 
 
 def run_audit(args: argparse.Namespace, config: Config, config_path: Path) -> int:

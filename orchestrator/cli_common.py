@@ -15,13 +15,16 @@ from core.config import Config, ZoneConfig, find_config_path, load_config
 from core.errors import MultisignerError, UsageError
 from orchestrator.audit_commands import open_store
 from orchestrator.runtime import Runtime
+from providers.registry import check_config
 
 T = TypeVar("T")
 ZONE_CONCURRENCY = 32  # zones worked on at once by `--all` (each reads every provider)
 
 
 def config_of(args: argparse.Namespace) -> Config:
-    return load_config(find_config_path(args.config))
+    config = load_config(find_config_path(args.config))
+    check_config(list(config.providers))  # third-party adapters load, their keys validate
+    return config
 
 
 def zones_of(config: Config, zone: str | None, all_zones: bool) -> list[ZoneConfig]:

@@ -1,11 +1,12 @@
-"""The ``multisigner`` argument parser (every command, its options and help)."""
+"""The ``multisigner`` argument parser (every command, its options and help).
+
+Standard library only: ``--help`` and usage errors must not pay for the imports of the
+commands themselves (orchestrator/cli.py)."""
 
 from __future__ import annotations
 
 import argparse
-
-from orchestrator.acme_commands import add_acme_parser
-from orchestrator.audit_commands import add_audit_parser
+from typing import Any
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_audit_parser(sub)
     add_acme_parser(sub)
+    add_agent_parser(sub)
 
     s = sub.add_parser("lab", help="a local lab: PowerDNS parent + providers + Unbound")
     s.add_argument("action", choices=["up", "down", "info"])
@@ -91,3 +93,74 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def add_audit_parser(sub: Any) -> None:
+    """The ``audit`` subcommand's arguments (``sub`` is argparse's subparsers action)."""
+    s = sub.add_parser("audit", help="verify, checkpoint or seal the authenticated history")
+    s.add_argument("action", choices=["verify", "checkpoint", "seal"])
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--checkpoint", metavar="FILE",
+                   help="verify: also check the history against this exported checkpoint "
+                   "(detects truncation and rewrites)")
+    s.add_argument("--out", metavar="FILE", help="checkpoint: write it to FILE, not stdout")
+    s.add_argument("--reason", help="seal: why, recorded in the history")
+
+
+def add_agent_parser(sub: Any) -> None:
+    """The ``parent-agent`` subcommand (``sub`` is argparse's subparsers action)."""
+    s = sub.add_parser("parent-agent", help="run the parent-side agent of [parent_agent] "
+                       "(UPDATE receiver, NOTIFY, CDS/CSYNC scans) in the foreground")
+    s.add_argument("--scan-once", action="store_true",
+                   help="scan every delegated child once, print the outcomes and exit")
+
+
+def add_acme_parser(sub: Any) -> None:
+    """The ``acme`` command and its actions, on the CLI's subparsers."""
+    p = sub.add_parser("acme", help="ACME DNS-01 / dns-persist-01 TXT records at every "
+                       "signer (following a CNAME-delegated challenge name)")
+    acts = p.add_subparsers(dest="acme_action", required=True, metavar="ACTION")
+
+    def common(s: argparse.ArgumentParser, *, wait: bool) -> None:
+        s.add_argument("--json", action="store_true")
+        s.add_argument("--resolver", metavar="HOST[:PORT]", help="recursive resolver "
+                       "for a name outside the configured zones (default: the system's)")
+        if wait:
+            s.add_argument("--timeout", type=float, metavar="SECONDS", help="how long "
+                           "--wait waits (default: the zone's propagation_timeout)")
+            s.add_argument("--ttl", type=int, default=60, help="TTL of a new TXT RRset "
+                           "(an existing RRset keeps its TTL; default 60)")
+
+    s = acts.add_parser("publish", help="add a DNS-01 value at every signer")
+    s.add_argument("fqdn", metavar="FQDN")
+    s.add_argument("value", metavar="VALUE")
+    s.add_argument("--wait", action="store_true", help="return once every nameserver of "
+                   "every signer serves it (validly, in a signed zone)")
+    common(s, wait=True)
+
+    s = acts.add_parser("cleanup", help="remove a DNS-01 value (default: every one)")
+    s.add_argument("fqdn", metavar="FQDN")
+    s.add_argument("value", metavar="VALUE", nargs="?")
+    common(s, wait=False)
+
+    s = acts.add_parser("persist", help="dns-persist-01: the _validation-persist record")
+    s.add_argument("fqdn", metavar="FQDN")
+    s.add_argument("--issuer", required=True, metavar="DOMAIN")
+    s.add_argument("--account-uri", required=True, metavar="URI")
+    s.add_argument("--wildcard", action="store_true", help="policy=wildcard")
+    s.add_argument("--persist-until", metavar="DATE")
+    s.add_argument("--remove", action="store_true", help="remove this issuer/account's "
+                   "record instead")
+    s.add_argument("--wait", action="store_true")
+    common(s, wait=True)
+
+    for name, what in (("certbot-auth", "--manual-auth-hook"),
+                       ("certbot-cleanup", "--manual-cleanup-hook")):
+        s = acts.add_parser(name, help=f"certbot {what} (reads CERTBOT_DOMAIN and "
+                            "CERTBOT_VALIDATION)")
+        common(s, wait=name == "certbot-auth")
+
+    s = acts.add_parser("lego", help="lego's exec provider (EXEC_PATH): present|cleanup "
+                        "FQDN VALUE")
+    s.add_argument("lego_action", choices=["present", "cleanup"])
+    s.add_argument("fqdn", metavar="FQDN")
+    s.add_argument("value", metavar="VALUE")
+    common(s, wait=True)

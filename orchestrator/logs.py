@@ -17,15 +17,20 @@ import os
 import sys
 from datetime import UTC, datetime
 
-from state.holders import holder_label, process_holder
-
 LOGGER = logging.getLogger("multisigner")
 REPLICA_ENV = "MULTISIGNER_REPLICA"
 
 
 def replica() -> str:
     """This process's name in logs (module docstring)."""
-    return os.environ.get(REPLICA_ENV) or holder_label(process_holder())
+    name = os.environ.get(REPLICA_ENV)
+    if name:
+        return name
+    # imported on first use: the CLI sets logging up before it knows whether the command
+    # needs the state package at all (orchestrator/cli.py keeps start-up light)
+    from state.holders import holder_label, process_holder
+
+    return holder_label(process_holder())
 
 
 class _JsonFormatter(logging.Formatter):

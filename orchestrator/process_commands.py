@@ -135,7 +135,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = config_of(args)
 
     async def body(rt: Runtime) -> int:
-        rt.actor = "scheduler"
+        # the history names the replica that wrote each transition (several daemons may
+        # share one state database): "scheduler:" + the replica's log name, by default
+        # its lease holder label HOST:PID:NONCE (orchestrator/logs.py)
+        rt.actor = f"scheduler:{logs.replica()}"
         logs.name_replica()
         daemon = Daemon(rt, poll_interval=interval)
         service = None

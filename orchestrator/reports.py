@@ -15,6 +15,7 @@ from core.config import ZoneConfig
 from core.errors import MultisignerError, ProviderError
 from core.keys import Key, role_of, tag_labels
 from core.observation import ServerView, ZoneView
+from orchestrator.capability_check import capability_check
 from orchestrator.decide.invariant import Finding, check_zone
 from orchestrator.decide.owner_keys import ds_tags, served_owner_ksks, store_problems
 from orchestrator.observe.observer import observe
@@ -97,6 +98,15 @@ async def zone_status(rt: Runtime, zone: ZoneConfig) -> dict[str, Any]:
         notes.append(f"the config lists signers {', '.join(zone.signers)}; the zone's signers "
                      f"are {', '.join(f'{n} ({s})' for n, s in members)} (changed by signer "
                      "add/remove): update the config")
+    parent: dict[str, Any] = {"channel": "cds-scan"}
+    if zone.parent.type == "dsync":
+        from orchestrator.observe.observer import parent_servers
+        from orchestrator.parent_checks import dsync_parent_status
+
+        parent = await dsync_parent_status(zone, await parent_servers(zone))
+    elif zone.parent.type == "route53domains":
+        parent = {"channel": "route53domains",
+                  "domain": zone.parent.registered_domain(zone.name)}
     return {
         "notes": notes,
         "name": zone.name,
@@ -113,6 +123,7 @@ async def zone_status(rt: Runtime, zone: ZoneConfig) -> dict[str, Any]:
             "ds": sorted(d.text for d in view.parent_ds),
             "servers": [{"server": p.server, "error": p.error,
                          "ttl": p.ds.ttl if p.ds else None} for p in view.parent],
+            **parent,
         },
     }
 
@@ -120,7 +131,9 @@ async def zone_status(rt: Runtime, zone: ZoneConfig) -> dict[str, Any]:
 async def check_all(rt: Runtime) -> list[dict[str, Any]]:
     """Configuration and reachability: every provider API (credentials, zone present) and
     every nameserver (answers authoritatively for each zone it should serve); then every
-    Model 1 zone's owner-KSK store (:func:`owner_store_check`). Provider items have
+    Model 1 zone's owner-KSK store (:func:`owner_store_check`), every DSYNC parent
+    (``orchestrator/parent_checks.py``) and every Route 53 Domains parent
+    (``orchestrator/registrar_checks.py``). Provider items have
     ``provider``, store items ``label`` and ``zone``; all have ``ok``, ``problems``,
     ``notes``."""
     async def provider(name: str) -> dict[str, Any]:
@@ -169,7 +182,29 @@ async def check_all(rt: Runtime) -> list[dict[str, Any]]:
 
     stores = await asyncio.gather(*(store(z) for z in rt.config.zones
                                     if z.model == 1 and z.owner_ksk is not None))
-    return [*providers, *stores]
+
+    async def dsync(zone: ZoneConfig) -> dict[str, Any]:
+        from orchestrator.observe.observer import parent_servers
+        from orchestrator.parent_checks import dsync_parent_check
+
+        async with gate:
+            try:
+                servers = await parent_servers(zone)
+            except MultisignerError as exc:
+                return {"label": f"zone {zone.name} parent (dsync)", "zone": zone.name,
+                        "ok": False, "problems": [str(exc)], "notes": []}
+            return await dsync_parent_check(zone, servers)
+
+    async def registrar(zone: ZoneConfig) -> dict[str, Any]:
+        from orchestrator.registrar_checks import route53domains_check
+
+        async with gate:
+            return await route53domains_check(zone)
+
+    parents = await asyncio.gather(
+        *(dsync(z) for z in rt.config.zones if z.parent.type == "dsync"),
+        *(registrar(z) for z in rt.config.zones if z.parent.type == "route53domains"))
+    return [*providers, *stores, *parents, *capability_check(rt)]
 
 
 async def owner_store_check(rt: Runtime, zone: ZoneConfig) -> dict[str, Any]:

@@ -45,6 +45,13 @@ def render_status(items: list[dict[str, Any]], console: Console | None = None) -
         console.print(table)
         ds = ", ".join(d.split()[0] for d in item["parent"]["ds"]) or "none"
         console.print(f"  parent DS: {ds}")
+        parent = item["parent"]
+        if parent.get("channel", "cds-scan") != "cds-scan":
+            key = parent.get("sig0_key")
+            console.print(f"  parent channel: {parent['channel']}; SIG(0) key "
+                          f"{key if key is not None else 'none yet'}: "
+                          f"{parent.get('key_state') or 'unknown'}"
+                          + (f" ({parent['error']})" if parent.get("error") else ""))
         proc = item.get("process")
         if proc:
             console.print(f"  process: {proc['kind']} {proc['id'][:8]} state {proc['state']}"

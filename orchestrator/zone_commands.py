@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from core.config import find_config_path
+from core.config_types import _fqdn
 from core.errors import MultisignerError
 from orchestrator import logs
 from orchestrator.cli_common import config_of, err, out, per_zone, run_with, zones_of
@@ -124,19 +125,30 @@ def cmd_check(args: argparse.Namespace) -> int:
     return run_with(config, body)
 
 
+def _same_name(given: str, zone: str) -> bool:
+    try:
+        return bool(_fqdn(given) == zone)
+    except ValueError:
+        return False  # not a name at all: zones_of says so
+
+
 def cmd_history(args: argparse.Namespace) -> int:
     config = config_of(args)
-    zone = zones_of(config, args.zone, False)[0]
+    agent = config.parent_agent
+    if agent is not None and args.zone and _same_name(args.zone, agent.zone):
+        name = agent.zone  # the parent agent's requests (docs/parent-agent.md)
+    else:
+        name = zones_of(config, args.zone, False)[0].name
     store = StateStore.open(config.state.url)
     try:
-        entries = store.history(zone.name)
+        entries = store.history(name)
     finally:
         store.close()
     if args.json:
         out(json.dumps([e.as_json() for e in entries], indent=2))
         return 0
     if not entries:
-        out(f"{zone.name}: no history yet")
+        out(f"{name}: no history yet")
     for e in entries:
         data = e.as_json()
         out(f"{data['seq']:>5} {data['at']} {data['kind']:<14} "

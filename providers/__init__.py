@@ -1,24 +1,11 @@
-"""Provider adapters (one module per provider) and the parent-side observation."""
+"""Provider adapters (one module or package per provider) and the parent-side observation.
+
+Adapters are found by their config ``type`` in the ``multisigner.providers`` entry-point
+group (``providers.registry``)."""
 
 from __future__ import annotations
 
-from core.config import AnyProviderConfig, KnotProviderConfig, Rfc2136ProviderConfig
 from providers.base import Capability, Provider
-
-
-def build_provider(config: AnyProviderConfig) -> Provider:
-    """The adapter for a configured provider; the config's ``type`` selects it."""
-    if isinstance(config, KnotProviderConfig):
-        from providers.knot.adapter import KnotProvider
-
-        return KnotProvider(config)
-    if isinstance(config, Rfc2136ProviderConfig):
-        from providers.rfc2136.adapter import Rfc2136Provider
-
-        return Rfc2136Provider(config)
-    from providers.powerdns import PowerDNSProvider
-
-    return PowerDNSProvider(config)
-
+from providers.registry import build_provider
 
 __all__ = ["Capability", "Provider", "build_provider"]

@@ -18,6 +18,7 @@ from typing import ClassVar
 
 import dns.exception
 import dns.name
+from pydantic import BaseModel
 
 from core.errors import ProviderError
 from core.keys import Digest, Key, Role
@@ -66,6 +67,10 @@ class Provider(ABC):
 
     capabilities: ClassVar[Capability] = Capability.NONE
     type_name: ClassVar[str] = ""
+    # A third-party adapter's settings model: its ``[[providers]]`` table (name, type,
+    # nameservers and its own keys) is validated with it and the instance handed to the
+    # constructor. Built-in adapters take core's models instead and leave this None.
+    config_model: ClassVar[type[BaseModel] | None] = None
 
     def __init__(self, name: str) -> None:
         self.name = name

@@ -14,6 +14,7 @@ import asyncio
 import re
 import ssl
 from collections.abc import Sequence
+from functools import cache
 from typing import Any
 from urllib.parse import quote
 
@@ -53,8 +54,16 @@ def _operation(method: str, path: str) -> str:
 
 def _tls(config: ProviderConfig) -> ssl.SSLContext:
     """Trust ``ca_file`` if set, else the system's CA store (not httpx's bundled one)."""
-    if config.ca_file is not None:
-        return ssl.create_default_context(cafile=str(config.ca_file))
+    return _tls_context(str(config.ca_file) if config.ca_file is not None else None)
+
+
+@cache
+def _tls_context(ca_file: str | None) -> ssl.SSLContext:
+    # One context per CA file for the whole process: loading the system store costs ~35 ms
+    # each time, paid per provider by every CLI command before; a context is safe to share
+    # between clients (its settings are fixed once made).
+    if ca_file is not None:
+        return ssl.create_default_context(cafile=ca_file)
     return ssl.create_default_context()
 
 

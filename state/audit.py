@@ -151,9 +151,13 @@ def append_entry(
     evidence: Mapping[str, Any] | None,
     at: datetime,
     key: HistoryKey | None = None,
+    lease: Mapping[str, Any] | None = None,
 ) -> HistoryInfo:
-    """Add the next link of the chain, with its MAC when *key* is given. Call only inside
-    ``Database.write()``."""
+    """Add the next link of the chain, with its MAC when *key* is given, and the lease the
+    write was made under (state/leases.py: fencing tokens) in its evidence. Call only
+    inside ``Database.write()``."""
+    if lease is not None:
+        evidence = {**(evidence or {}), "lease": dict(lease)}
     evidence_text = dumps_dict(evidence, "history evidence")
     last = session.exec(
         select(HistoryEntry).order_by(col(HistoryEntry.seq).desc()).limit(1)

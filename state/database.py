@@ -20,14 +20,14 @@ real transactions (including transactional DDL for migrations) on Python < 3.12.
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
+from functools import cache
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
@@ -64,6 +64,27 @@ def _check_sqlite_path(url: URL, shown: str) -> None:
             f"state database {shown}: {target} is not writable by this user; fix its "
             f"permissions or {_HINT}"
         )
+
+
+_REVISION_LINE = re.compile(r'^(down_revision|revision)\b[^=]*=\s*(?:"([^"]*)"|None)', re.M)
+
+
+@cache
+def head_revision() -> str:
+    """The newest migration's revision id, read from the migration files themselves (the one
+    no other migration names as its ``down_revision``) without importing alembic;
+    tests/unit/test_cli_imports.py checks it agrees with alembic's own head."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
+        for kind, value in _REVISION_LINE.findall(path.read_text()):
+            if value:
+                (revisions if kind == "revision" else parents).add(value)
+    heads = revisions - parents
+    if len(heads) != 1:
+        raise StateError(f"the state migrations in {MIGRATIONS_DIR} have {len(heads)} heads "
+                         f"({', '.join(sorted(heads)) or 'none'}); a release has exactly one")
+    return heads.pop()
 
 
 class Database:
@@ -190,8 +211,24 @@ class Database:
             except SQLAlchemyError as exc:
                 raise self._fail(exc) from exc
 
+    def at_head(self) -> bool:
+        """Whether the schema is already at the newest revision: one query, so that a
+        command on a migrated database does not import alembic (about a third of the CLI's
+        start-up) only to find there is nothing to do."""
+        try:
+            with self._guard(), self.engine.connect() as conn:
+                rows = conn.execute(text("SELECT version_num FROM alembic_version")).all()
+        except SQLAlchemyError:
+            return False  # no alembic_version table yet: a new database
+        return [row[0] for row in rows] == [head_revision()]
+
     def migrate(self, revision: str = "head") -> None:
         """Bring the schema to *revision* with alembic, inside one write transaction."""
+        if revision == "head" and self.at_head():
+            return
+        from alembic import command
+        from alembic.config import Config
+
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS_DIR))
         # configparser interpolation: a literal '%' (URL-encoded password) must be doubled.

@@ -13,6 +13,12 @@ same serialized write transaction, that this holder still has the zone's unexpir
 before every write that belongs to a zone's procedure, and refuses it (``LeaseLost``)
 otherwise. Which writes are fenced, and why the others are not, is listed at
 ``FENCED_WRITES`` below.
+
+Fencing tokens: every grant of a zone's lease (not a renewal) bumps the zone's counter in
+``lease_grant``; each fenced write that makes a history entry records the lease it was made
+under in the entry's evidence (``lease: {holder, token}``). Along a zone's history the
+tokens never decrease, and a change of holder always comes with a higher token: the order
+in which controllers held the zone can be audited from the history alone.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlmodel import Session
 
@@ -28,7 +35,7 @@ from state.canonical import now_utc, rfc3339, utc
 from state.database import Database
 from state.holders import holder_dead, holder_label
 from state.info import LeaseInfo
-from state.models import Lease
+from state.models import Lease, LeaseGrant
 
 # Writes refused unless the writer holds the zone's unexpired lease (with a fence set):
 # they move a procedure, so a controller that lost the zone must not make them.
@@ -43,6 +50,15 @@ FENCED_WRITES = (
 #   written by every command at start; seeding only writes where nothing exists yet;
 # - seal_history: the audit trail of no zone in particular (``audit seal``);
 # - the lease itself (acquire/release), which is what the fence checks.
+
+
+def _grant(session: Session, zone: str) -> None:
+    """Bump the zone's fencing token (inside the write transaction that grants it)."""
+    grant = session.get(LeaseGrant, zone)
+    if grant is None:
+        session.add(LeaseGrant(zone=zone, token=1))
+    else:
+        grant.token += 1
 
 
 class LeaseLost(StateError):
@@ -64,15 +80,20 @@ class LeaseMixin:
     def fence_holder(self) -> str | None:
         return self._fence_holder
 
-    def _check_fence(self, session: Session, zone: str, what: str) -> None:
+    def _check_fence(self, session: Session, zone: str, what: str) -> dict[str, Any] | None:
         """Inside a write transaction: refuse *what* on *zone* unless the fence holder has
-        the zone's lease until after now (this host's clock, the one that took it)."""
+        the zone's lease until after now (this host's clock, the one that took it). The
+        lease the write is made under, for its history entry: ``{"holder": HOST:PID:NONCE,
+        "token": N}`` (None without a fence)."""
         me = self._fence_holder
         if me is None:
-            return
+            return None
         lease = session.get(Lease, zone)
         if lease is not None and lease.holder == me and utc(lease.expires_at) > now_utc():
-            return
+            # the grant counter was bumped when this lease was granted and cannot have
+            # moved since (a new grant would have replaced the holder)
+            grant = session.get(LeaseGrant, zone)
+            return {"holder": holder_label(me), "token": grant.token if grant else 0}
         if lease is None or utc(lease.expires_at) <= now_utc():
             now = "nobody holds it now" if lease is None else (
                 f"it expired at {rfc3339(lease.expires_at)}")
@@ -107,11 +128,14 @@ class LeaseMixin:
                         expires_at=at + timedelta(seconds=ttl_seconds),
                     )
                 )
+                _grant(session, zone)
                 return True
             if lease.holder != holder and utc(lease.expires_at) > at and not holder_dead(
                 lease.holder
             ):
                 return False
+            if lease.holder != holder or utc(lease.expires_at) <= at:
+                _grant(session, zone)  # a new grant (not a renewal): the next token
             if lease.holder != holder:
                 lease.holder = holder
                 lease.acquired_at = at

@@ -200,6 +200,20 @@ class Lease(SQLModel, table=True):
     expires_at: datetime = Field(sa_type=UTCDateTime)
 
 
+class LeaseGrant(SQLModel, table=True):
+    """A zone's fencing token: a counter that only grows, bumped each time the zone's lease
+    is granted to a holder (taken while free or expired, or from a dead holder; not when
+    its holder renews it). The history records the token of the lease each fenced write
+    was made under, so the order of holders can be read from it and checked: tokens never
+    go down along a zone's history, and a holder that lost the zone cannot write with its
+    old token (state/leases.py). Never deleted (a released lease's row is)."""
+
+    __tablename__ = "lease_grant"
+
+    zone: str = Field(primary_key=True)
+    token: int
+
+
 MEMBER_STATES = ("active", "joining", "leaving")
 
 
@@ -234,6 +248,6 @@ class ManagedRecord(SQLModel, table=True):
     updated_at: datetime = Field(sa_type=UTCDateTime)
 
 
-TABLES = (Zone, Provider, ObservedRRset, ObservedKey, Process, HistoryEntry, Lease, ZoneSigner,
-          ManagedRecord)
+TABLES = (Zone, Provider, ObservedRRset, ObservedKey, Process, HistoryEntry, Lease, LeaseGrant,
+          ZoneSigner, ManagedRecord)
 TABLE_NAMES = frozenset(str(model.__tablename__) for model in TABLES)

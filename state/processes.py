@@ -32,7 +32,7 @@ class ProcessMixin:
 
     _db: Database
     _history_key: HistoryKey | None
-    _check_fence: Callable[[Session, str, str], None]  # LeaseMixin's
+    _check_fence: Callable[[Session, str, str], dict[str, Any] | None]  # LeaseMixin's
 
     def start_process(
         self,
@@ -54,7 +54,7 @@ class ProcessMixin:
         (provider, state) changes the zone's membership in the same transaction."""
         at = utc_or_now(now)
         with self._db.write() as session:
-            self._check_fence(session, zone, f"starting a {kind} process")
+            lease = self._check_fence(session, zone, f"starting a {kind} process")
             running = _running(session, zone)
             if running is not None:
                 raise StateError(
@@ -91,6 +91,7 @@ class ProcessMixin:
                 evidence=evidence,
                 at=at,
                 key=self._history_key,
+                lease=lease,
             )
             return ProcessInfo.from_row(process)
 
@@ -134,8 +135,8 @@ class ProcessMixin:
                     f"process {process_id} ({process.kind} on zone {process.zone}) is already "
                     f"{process.status}; start a new process instead"
                 )
-            self._check_fence(session, process.zone,
-                              f"moving {process.kind} {process.id[:8]} to {to_state}")
+            lease = self._check_fence(session, process.zone,
+                                      f"moving {process.kind} {process.id[:8]} to {to_state}")
             from_state = process.state
             process.state = to_state
             process.updated_at = at
@@ -163,6 +164,7 @@ class ProcessMixin:
                 evidence=evidence,
                 at=at,
                 key=self._history_key,
+                lease=lease,
             )
             return ProcessInfo.from_row(process)
 

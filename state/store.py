@@ -191,7 +191,7 @@ class StateStore(ProcessMixin, LeaseMixin, ManagedRecordMixin):
     ) -> HistoryInfo:
         """Record an event outside a process transition (e.g. a refused step)."""
         with self._db.write() as session:
-            self._check_fence(session, zone, f"recording {kind} {to_state}")
+            lease = self._check_fence(session, zone, f"recording {kind} {to_state}")
             return append_entry(
                 session,
                 zone=zone,
@@ -204,6 +204,7 @@ class StateStore(ProcessMixin, LeaseMixin, ManagedRecordMixin):
                 evidence=evidence,
                 at=utc_or_now(at),
                 key=self._history_key,
+                lease=lease,
             )
 
     def history(self, zone: str | None = None) -> list[HistoryInfo]:

@@ -65,7 +65,7 @@ def _record(rt: Runtime, result: Result, state: str, reason: str,
 
 async def publish(rt: Runtime, fqdn: str, value: str, *, wait: bool, timeout: float | None,
                   ttl: int, report: Reporter, resolver: str | None = None,
-                  label: str = CHALLENGE_LABEL, check: bool = True) -> Result:
+                  label: str | None = CHALLENGE_LABEL, check: bool = True) -> Result:
     """Publish ``value`` for ``fqdn`` at every signer (see the module doc)."""
     if check:
         value = check_digest(value)
@@ -87,7 +87,8 @@ async def publish(rt: Runtime, fqdn: str, value: str, *, wait: bool, timeout: fl
     limit = timeout if timeout is not None else zone.policy.propagation_timeout.total_seconds()
     try:
         result.propagation_seconds, result.addresses = await wait_for(
-            rt, zone, target.name, [value], present=True, timeout=limit, report=report)
+            rt, zone, target.name, [value], present=True, timeout=limit, report=report,
+            repair=functools.partial(_republish, rt, result, ttl, report))
     except MultisignerError as exc:
         async with zone_lease(rt, zone.name):
             undo = await _undo(rt, result, value)
@@ -99,6 +100,28 @@ async def publish(rt: Runtime, fqdn: str, value: str, *, wait: bool, timeout: fl
                 f"served by {result.addresses} nameserver addresses after "
                 f"{result.propagation_seconds}s")
     return result
+
+
+async def _republish(rt: Runtime, result: Result, ttl: int, report: Reporter,
+                     lagging: set[str]) -> None:
+    """While waiting: write the value again at a lagging provider whose API no longer has
+    it (dropped behind the controller's back: an operator, a zone reload, another tool
+    that rewrote the RRset). A provider whose API still has it is only slow to serve it,
+    and is left alone; one that cannot be reached now is looked at again later."""
+    zone, value = result.target.zone, result.values[0]
+    async with zone_lease(rt, zone.name):
+        again = await change_txt(rt, zone, result.target.name,
+                                 functools.partial(_add, value=value), ttl, sorted(lagging))
+        if not again.changed:
+            return
+        for provider in again.changed:  # removed again if the wait fails in the end
+            if provider not in result.change.changed + result.change.unchanged:
+                result.change.changed.append(provider)
+        _record(rt, Result(result.target, "publish", [value], again), "republished",
+                f"{value} was gone from the API of {', '.join(again.changed)} while waiting "
+                "for it to be served; written again")
+    report(f"{result.target.name.to_text()}: {value} had been dropped at "
+           f"{', '.join(again.changed)} (its API no longer held it); written again")
 
 
 def _add(records: list[str], *, value: str) -> list[str] | None:
@@ -131,7 +154,8 @@ def _failure(result: Result, undo: Change) -> str:
 
 
 async def cleanup(rt: Runtime, fqdn: str, value: str | None, *, report: Reporter,
-                  resolver: str | None = None, label: str = CHALLENGE_LABEL) -> Result:
+                  resolver: str | None = None, label: str | None = CHALLENGE_LABEL
+                  ) -> Result:
     """Remove ``value`` (or every DNS-01 value) for ``fqdn`` at every signer."""
     if value is not None:
         value = check_digest(value)

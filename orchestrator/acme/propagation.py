@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -28,6 +28,13 @@ from providers.nameservers import query
 
 class PropagationTimeout(MultisignerError):
     """Some nameserver did not serve the value (validly) in time."""
+
+
+# Given the providers some of whose addresses do not serve the values yet: make sure
+# their APIs still hold them (a provider may drop a record behind the controller's back).
+Repair = Callable[[set[str]], Awaitable[None]]
+REPAIR_AFTER = 1.0  # seconds of waiting before a lagging provider's API is looked at
+REPAIR_EVERY = 2.0  # and then at most this often (one API read per lagging provider)
 
 
 @dataclass(frozen=True)
@@ -94,14 +101,18 @@ async def observe(where: Address, zone: dns.name.Name, name: dns.name.Name) -> S
 
 
 async def wait_for(rt: Runtime, zone: ZoneConfig, name: dns.name.Name, values: Sequence[str],
-                   *, present: bool, timeout: float, report: Reporter) -> tuple[float, int]:
+                   *, present: bool, timeout: float, report: Reporter,
+                   repair: Repair | None = None) -> tuple[float, int]:
     """Poll until every address serves ``values`` validly (``present``) or none of them
     any more; (seconds it took, addresses checked). PropagationTimeout naming the servers
-    still behind."""
+    still behind. ``repair``: called with the lagging providers after REPAIR_AFTER and
+    then every REPAIR_EVERY seconds (a nameserver behind its API is normal; an API that
+    lost the value is not, and waiting would never end)."""
     apex = dns.name.from_text(zone.name)
     where = await addresses(rt, zone)
     started = time.monotonic()
     delay, last = 0.2, ""
+    repaired = started - REPAIR_EVERY + REPAIR_AFTER
     while True:
         views = await asyncio.gather(*(observe(a, apex, name) for a in where))
         judge = _judge(views, values, apex, present)
@@ -114,6 +125,9 @@ async def wait_for(rt: Runtime, zone: ZoneConfig, name: dns.name.Name, values: S
                     f"{k}: {v}" for k, v in sorted(pending.items())))
         if elapsed >= timeout:
             raise PropagationTimeout(f"timed out after {timeout:g}s: {line}")
+        if repair is not None and time.monotonic() - repaired >= REPAIR_EVERY:
+            repaired = time.monotonic()
+            await repair({v.provider for v in views if judge(v)})
         if line != last:
             report(f"{line} ({elapsed:.1f}s)")
             last = line

@@ -58,7 +58,7 @@ def zone_servers(rt: Runtime, zone: ZoneConfig) -> list[tuple[str, str]]:
     return [(p, ns) for p in rt.signers(zone) for ns in rt.config.provider(p).nameservers]
 
 
-async def locate(rt: Runtime, fqdn: str, label: str, *,
+async def locate(rt: Runtime, fqdn: str, label: str | None, *,
                  resolver: str | None = None) -> Target:
     """The zone and owner name of the TXT RRset the CA will look up for ``fqdn``."""
     zones = {dns.name.from_text(z.name): z for z in rt.config.zones}

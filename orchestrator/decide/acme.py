@@ -56,12 +56,15 @@ class ChainError(UsageError):
 # ----------------------------------------------------------------------------- names
 
 
-def validation_name(fqdn: str, label: str = CHALLENGE_LABEL) -> dns.name.Name:
+def validation_name(fqdn: str, label: str | None = CHALLENGE_LABEL) -> dns.name.Name:
     """The name the CA queries for ``fqdn``: ``label.fqdn`` with a leading ``*.``
-    dropped. A name that already starts with ``label`` is taken as is (acme.sh and
-    lego's exec provider pass the full challenge name)."""
+    dropped. A name that already starts with ``label`` is taken as is (acme.sh passes the
+    full challenge name). ``label`` None: ``fqdn`` is the TXT record's owner name itself,
+    as lego's exec provider passes it -- after following a CNAME at the challenge name
+    (``_acme-challenge.www.example.com`` CNAME ``www.chal.example.net`` reaches the hook
+    as ``www.chal.example.net.``), so no label may be put in front of it."""
     text = fqdn.strip()
-    if text.startswith("*."):
+    if text.startswith("*.") and label is not None:
         text = text[2:]
     try:
         name = dns.name.from_text(text)
@@ -69,7 +72,7 @@ def validation_name(fqdn: str, label: str = CHALLENGE_LABEL) -> dns.name.Name:
         raise UsageError(f"{fqdn!r} is not a domain name ({exc})") from None
     if len(name.labels) < 3:  # root + at least two labels
         raise UsageError(f"{fqdn!r} is not a domain name an ACME CA validates")
-    if name.labels[0].lower() == label.encode():
+    if label is None or name.labels[0].lower() == label.encode():
         return name
     try:
         return dns.name.Name((label.encode(), *name.labels))

@@ -50,6 +50,7 @@ from orchestrator.engine.apex import converge_apex
 from orchestrator.engine.converge import Converger, converger_for
 from orchestrator.engine.lease import zone_lease
 from orchestrator.engine.leaving import StepExits
+from orchestrator.engine.parent_channel import DsyncChannel
 from orchestrator.engine.phase_state import (
     FreshView,
     Outcome,
@@ -58,6 +59,7 @@ from orchestrator.engine.phase_state import (
     single_pass,
     state_name,
 )
+from orchestrator.engine.registrar_channel import Route53DomainsChannel
 from orchestrator.engine.starts import ProcessStarts
 from orchestrator.observe.observer import observe
 from orchestrator.reports import content_findings
@@ -84,6 +86,16 @@ class Engine(ProcessStarts, StepExits):
         self._targets: dict[str, StepTarget] = {}
         self._fresh: dict[str, FreshView] = {}
         self._capable: set[tuple[str, tuple[str, ...], Capability]] = set()
+        self._channels: dict[str, DsyncChannel | Route53DomainsChannel] = {}
+
+    def parent_channel(self, zone: ZoneConfig) -> DsyncChannel | Route53DomainsChannel | None:
+        """The zone's active parent channel (``dsync``, ``route53domains``), or None: the
+        parent scans CDS."""
+        if zone.parent.type == "route53domains":
+            return self._channels.setdefault(zone.name, Route53DomainsChannel(self.rt, zone))
+        if zone.parent.type != "dsync":
+            return None
+        return self._channels.setdefault(zone.name, DsyncChannel(self.rt, zone))
 
     def _conv(self, zone: ZoneConfig) -> Converger:
         conv = self._convergers.get(zone.name)
@@ -304,6 +316,9 @@ class Engine(ProcessStarts, StepExits):
         intent, goal = await self._goal(here, view)
         applied = await self.converger(here.zone, list(here.signers)).apply(goal, view)
         changes = applied.changes + await converge_apex(self.rt, here.zone, intent, view)
+        channel = self.parent_channel(here.zone)
+        if channel is not None:  # the SIG(0) KEY the parent checks, at every signer
+            changes += await channel.publish_key()
         data = here.data.but(observe_since=_now(), stalled=None,
                              delivered_until=applied.fresh_until or here.data.delivered_until)
         if applied.fresh_until is None and not intent.ns and intent.csync is None:
@@ -328,8 +343,9 @@ class Engine(ProcessStarts, StepExits):
         last = self._targets.get(here.proc.id)
         after: dict[str, ApiZoneState] | None = None  # the APIs now, if known
         read_at = now  # when they were read
-        if last is not None and last.state == here.proc.state and \
-                (now - last.at).total_seconds() < API_REFRESH_SECONDS:
+        full_read = not (last is not None and last.state == here.proc.state
+                         and (now - last.at).total_seconds() < API_REFRESH_SECONDS)
+        if last is not None and not full_read:
             # Nameservers are polled fast while a change propagates; the providers' APIs
             # (and so the step's target) are re-read only every API_REFRESH_SECONDS.
             view = await self._observe_api(here.zone, csync=csync, step=here.step, api=False,
@@ -355,8 +371,11 @@ class Engine(ProcessStarts, StepExits):
                         delivered_until=kept.fresh_until))
         missing = unmet(self._context(here, view, goal, intent))
         if missing:
-            at_parent = ["parent" in here.step.observe and m.startswith("parent")
+            at_parent = [m.startswith("parent") and any(o.startswith("parent")
+                                                        for o in here.step.observe)
                          for m in missing]
+            if all(at_parent) and full_read:
+                missing += await self._nudge_parent(here, view, goal, intent)
             return self._wait(here, "; ".join(missing), parent=any(at_parent),
                               parent_only=all(at_parent))
         outcome = self._observed(here, view)
@@ -368,6 +387,24 @@ class Engine(ProcessStarts, StepExits):
                 outcome.state, read_at, replace(view, api=after),
                 self._keys_only(here.zone, here.step, csync))
         return outcome
+
+    async def _nudge_parent(self, here: ProcessAt, view: ZoneView, goal: Goal,
+                            intent: StepIntent) -> list[str]:
+        """A step waiting only for the parent, on a full read: a dsync parent is sent what
+        its servers lack (parent_channel.py); the exchange goes into the history."""
+        channel = self.parent_channel(here.zone)
+        if channel is None:
+            return []
+        observe = here.step.observe
+        said = await channel.nudge(goal.ds_keys if "parent" in observe else None,
+                                   intent.ns if "parent-ns" in observe else None, view)
+        for line in said:
+            if line.startswith("sent"):
+                self.rt.store.transition(here.proc.id, here.proc.state, actor=self.rt.actor,
+                                         data=here.data.as_json(), reason=f"parent: {line}",
+                                         evidence={"parent_update": line})
+                self.report(f"{here.zone.name}: {line}")
+        return said
 
     def _observed(self, here: ProcessAt, view: ZoneView) -> Outcome:
         step, zone = here.step, here.zone

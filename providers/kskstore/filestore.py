@@ -22,10 +22,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import os
 import re
-import stat
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -47,6 +44,14 @@ from providers.kskstore.base import (
     describe_key_type,
     dnskey_of,
 )
+from providers.private_files import (
+    check_private_directory,
+    check_private_file,
+    create_private_directory,
+    private_from_bind,
+    read_bind_fields,
+    write_private_file,
+)
 
 _BIND_NAME = re.compile(r"^K(?P<zone>.+)\+(?P<alg>\d{3})\+(?P<tag>\d{5})\.private$")
 _OWN_NAME = re.compile(r"^ksk-(?P<time>\d{8}T\d{6}Z)-\d{5}$")
@@ -62,10 +67,6 @@ class _KeyFile:
 
 def _with_flags(key: Key, flags: int) -> Key:
     return Key(f"{flags} {key.text.split(' ', 1)[1]}")
-
-
-def _mode(st: os.stat_result) -> str:
-    return f"{stat.S_IMODE(st.st_mode):04o}"
 
 
 class FileKskStore(KskStore):
@@ -105,40 +106,15 @@ class FileKskStore(KskStore):
         )
 
     def _create(self) -> None:
-        try:
-            self.directory.mkdir(mode=0o700)  # no parents: a wrong path fails here
-            self.directory.chmod(0o700)  # mkdir's mode is masked by the umask
-        except FileNotFoundError:
-            raise self.error(
-                f"cannot create the key directory: its parent {self.directory.parent} does "
-                "not exist (check the path; create the parent yourself if it is right)"
-            ) from None
-        except OSError as exc:
-            raise self.error(f"cannot create the key directory: {exc}") from None
+        create_private_directory(self.directory, self.error)
 
     # -- checks -------------------------------------------------------------------------
 
     def _check_directory(self) -> None:
-        try:
-            st = self.directory.stat()
-        except OSError as exc:
-            raise self.error(f"cannot use the key directory: {exc}") from None
-        if not stat.S_ISDIR(st.st_mode):
-            raise self.error(f"{self.directory} is not a directory")
-        if st.st_mode & 0o077:
-            raise self.error(
-                f"the key directory {self.directory} is accessible by group or others "
-                f"(mode {_mode(st)}); private keys need a private directory: "
-                f"run `chmod 700 {self.directory}`"
-            )
+        check_private_directory(self.directory, self.error)
 
     def _check_file(self, path: Path) -> None:
-        st = path.stat()
-        if st.st_mode & 0o077:
-            raise self.error(
-                f"the private key file {path} is readable or writable by group or others "
-                f"(mode {_mode(st)}); check that nobody copied it, then run `chmod 600 {path}`"
-            )
+        check_private_file(path, self.error)
 
     # -- reading ------------------------------------------------------------------------
 
@@ -249,22 +225,10 @@ class FileKskStore(KskStore):
 
     @staticmethod
     def _bind_fields(path: Path) -> dict[str, str]:
-        fields: dict[str, str] = {}
-        for line in path.read_text().splitlines():
-            name, sep, value = line.partition(":")
-            if sep and not line.startswith(";"):
-                fields[name.strip()] = value.strip()
-        return fields
+        return read_bind_fields(path)
 
     def _private_from_bind(self, secret: bytes) -> Any:
-        if self.algorithm in ECDSA_PARAMS:
-            curve, _, octets = ECDSA_PARAMS[self.algorithm]
-            if len(secret) != octets:
-                raise ValueError(f"{len(secret)} bytes, expected {octets}")
-            return ec.derive_private_key(int.from_bytes(secret, "big"), curve())
-        if self.algorithm == Algorithm.ED25519:
-            return ed25519.Ed25519PrivateKey.from_private_bytes(secret)
-        return ed448.Ed448PrivateKey.from_private_bytes(secret)
+        return private_from_bind(self.algorithm, secret)
 
     def _new_private(self) -> Any:
         if self.algorithm in ECDSA_PARAMS:
@@ -324,26 +288,7 @@ class FileKskStore(KskStore):
         return StoredKey(key_id=path.stem, dnskey=dnskey, created=now)
 
     def _write_new(self, path: Path, data: bytes) -> None:
-        """Write ``path`` (0600) all at once: a reader sees no file or the whole key."""
-        if path.exists():
-            raise self.error(f"{path} already exists; not overwriting a key")
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pem", dir=self.directory)
-        try:
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, path)
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise self.error(f"cannot write {path}: {exc}") from None
-        dir_fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_private_file(path, data, self.error)
 
     def signer(self, key_id: str) -> StoreSigner:
         found = self._scan()

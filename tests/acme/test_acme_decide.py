@@ -32,9 +32,14 @@ N = dns.name.from_text
 def test_validation_name() -> None:
     assert acme.validation_name("www.example.com") == N("_acme-challenge.www.example.com.")
     assert acme.validation_name("*.example.com.") == N("_acme-challenge.example.com.")
-    # acme.sh and lego pass the full challenge name
+    # acme.sh passes the full challenge name
     assert acme.validation_name("_acme-challenge.example.com") == N(
         "_acme-challenge.example.com.")
+    # lego passes the record's owner, a CNAME at the challenge name already followed:
+    # taken as is, no label in front
+    assert acme.validation_name("www.chal.example.net.", None) == N("www.chal.example.net.")
+    assert acme.validation_name("_acme-challenge.x.example.com.", None) == N(
+        "_acme-challenge.x.example.com.")
     assert acme.validation_name("example.com", acme.PERSIST_LABEL) == N(
         "_validation-persist.example.com.")
     for bad in ("com", "a..b", ""):

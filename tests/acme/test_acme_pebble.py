@@ -10,6 +10,7 @@ import datetime as dt
 import ipaddress
 import json
 import os
+import re
 import shlex
 import shutil
 import socket
@@ -27,7 +28,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from integration.itkit import MULTISIGNER, NEEDS_SERVERS, history
+from integration.itkit import MULTISIGNER, NEEDS_SERVERS, REPO, history
 from prereq import missing, require
 
 from multisigner_lab import Lab
@@ -151,7 +152,56 @@ def test_certbot_issues_through_the_hooks_for_a_cname_delegated_name(
     assert all(v == set() for v in everywhere(lab, CHAL, target))
 
 
+def _documented_lego_wrapper() -> str:
+    doc = (REPO / "docs" / "acme.md").read_text()
+    found = re.search(r"cat > /usr/local/bin/multisigner-lego <<'EOF'\n(.*?)\nEOF\n", doc, re.S)
+    assert found, "docs/acme.md no longer shows the lego wrapper"
+    return found.group(1) + "\n"
+
+
 def history_rows(cfg: Path) -> list[dict[str, object]]:
     from integration.itkit import ms_subprocess
 
     return history(ms_subprocess, cfg, CHAL)
+
+
+def test_lego_issues_through_its_exec_provider_for_a_cname_delegated_name(
+        synced: Lab, pebble: tuple[str, Path], tmp_path: Path) -> None:
+    """lego (Debian package) with ``--dns exec``, EXEC_PATH being the two-line wrapper of
+    docs/acme.md: lego runs ``EXEC_PATH present|cleanup FQDN VALUE`` itself, FQDN being
+    the CNAME's target (lego follows the CNAME at the challenge name first)."""
+    require(missing("lego"), "Debian package lego")
+    url, ca = pebble
+    lab, cfg = synced, synced.config_path
+    host = f"lego.{HOST}"
+    alias, target = f"_acme-challenge.{host}", f"lego.{CHAL}"
+    set_everywhere(lab, HOST, alias, "CNAME", [target])
+    wrapper = tmp_path / "multisigner-lego"
+    wrapper.write_text(_documented_lego_wrapper()
+                       .replace("exec multisigner ", f"exec {shlex.quote(str(MULTISIGNER))} ")
+                       .replace("/etc/multisigner.toml", shlex.quote(str(cfg))))
+    wrapper.chmod(0o755)
+    resolver_host, resolver_port = lab.resolver
+    seen = max((int(str(r["seq"])) for r in history_rows(cfg)), default=0)
+    done = subprocess.run([
+        "lego", "--server", url, "--accept-tos", "--email", "admin@example.test",
+        "--path", str(tmp_path / "lego"), "--key-type", "ec256", "--dns", "exec",
+        # lego's own propagation check asks the zone's nameservers on port 53, which the
+        # lab's servers are not on; the hook has already waited for every one of them
+        "--dns.resolvers", f"{resolver_host}:{resolver_port}", "--dns.disable-cp",
+        "-d", host.rstrip("."), "-d", f"*.{host}".rstrip("."), "run"],
+        capture_output=True, text=True, timeout=300, check=False,
+        env={**os.environ, "EXEC_PATH": str(wrapper), "EXEC_PROPAGATION_TIMEOUT": "120",
+             "EXEC_POLLING_INTERVAL": "1", "LEGO_CA_CERTIFICATES": str(ca)})
+    assert done.returncode == 0, done.stdout + done.stderr
+    pem = (tmp_path / "lego" / "certificates" / f"{host.rstrip('.')}.crt").read_bytes()
+    san = x509.load_pem_x509_certificate(pem).extensions.get_extension_for_class(
+        x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+    assert sorted(san) == sorted([host.rstrip("."), f"*.{host}".rstrip(".")])
+    rows = [r for r in history_rows(cfg) if r["kind"] == "acme" and int(str(r["seq"])) > seen]
+    published = {v for r in rows if r["to_state"] == "published" for v in r["evidence"]["values"]
+                 if r["evidence"]["name"] == target}
+    cleaned = {v for r in rows if r["to_state"] == "cleaned" for v in r["evidence"]["values"]
+               if r["evidence"]["name"] == target}
+    assert len(published) == 2 and cleaned >= published, rows
+    assert all(v == set() for v in everywhere(lab, CHAL, target))

@@ -200,6 +200,36 @@ def test_fenced_writes_need_the_zone_lease(store: StateStore) -> None:
     assert store.active_process("other.test.") is None
 
 
+def test_fencing_tokens_grow_with_every_grant_and_are_in_the_history(
+        store: StateStore) -> None:
+    a, b = make_holder(os.getpid()), make_holder(os.getpid())
+    store.fence(a)
+    pid = _started(store, a)  # grant 1
+    assert store.acquire_lease(ZONE, a, 60, _now())  # a renewal: the same token
+    store.transition(pid, "s1", actor="t", reason="by a")
+    store.release_lease(ZONE, a)
+    assert store.acquire_lease(ZONE, a, 60, _now())  # released and taken again: grant 2
+    store.transition(pid, "s2", actor="t", reason="by a again")
+    assert store.acquire_lease(ZONE, a, 0.05, _now())
+    time.sleep(0.1)  # expired: b's take-over is grant 3
+    assert store.acquire_lease(ZONE, b, 60, _now())
+    store.fence(b)
+    store.transition(pid, "s3", actor="t", reason="by b")
+    store.append_history(ZONE, process_id=None, kind="note", from_state=None,
+                         to_state="noted", actor="t", reason="by b")
+    leases = [e.evidence["lease"] for e in store.history(ZONE)]
+    assert leases == [
+        {"holder": holder_label(a), "token": 1}, {"holder": holder_label(a), "token": 1},
+        {"holder": holder_label(a), "token": 2}, {"holder": holder_label(b), "token": 3},
+        {"holder": holder_label(b), "token": 3}]
+    # the token is per zone
+    assert store.acquire_lease("other.test.", b, 60, _now())
+    other = store.start_process("other.test.", "sync", signer=None, actor="t", reason="x",
+                                state="s0")
+    assert store.history("other.test.")[0].evidence["lease"]["token"] == 1
+    assert other.zone == "other.test."
+
+
 def test_an_expired_lease_fences_its_own_holder(store: StateStore) -> None:
     me = make_holder(os.getpid())
     store.fence(me)

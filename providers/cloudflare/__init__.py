@@ -1,0 +1,2 @@
+"""``type = "cloudflare"``: Cloudflare DNS through its v4 REST API
+(docs/providers/cloudflare.md)."""

@@ -1,0 +1,1 @@
+"""``type = "desec"``: deSEC (desec.io) through its REST API (docs/providers/desec.md)."""

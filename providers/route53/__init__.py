@@ -1,0 +1,1 @@
+"""``type = "route53"``: Amazon Route 53 hosted zones (docs/providers/route53.md)."""
