@@ -59,15 +59,20 @@ def keep(rdtype: str) -> bool:
     return rdtype not in IGNORED and rdtype != "SOA"
 
 
-def compare(contents: Mapping[str, Content], zone: str) -> list[Difference]:
-    """Differences between providers' contents (empty: a resolver cannot tell them apart)."""
+def compare(contents: Mapping[str, Content], zone: str, *,
+            managed: frozenset[tuple[str, str]] = frozenset()) -> list[Difference]:
+    """Differences between providers' contents (empty: a resolver cannot tell them apart).
+    ``managed``: (owner, type) RRsets the controller itself keeps identical at every
+    signer (a dsync zone's SIG(0) KEY at the apex), so a joining signer lacks them until
+    the process that adds it writes them there: not a difference to refuse it for."""
     if len(contents) < 2:
         return []
-    return _rrset_differences(contents) + _soa_differences(contents, zone)
+    return _rrset_differences(contents, managed) + _soa_differences(contents, zone)
 
 
-def _rrset_differences(contents: Mapping[str, Content]) -> list[Difference]:
-    keys = set().union(*(c.rrsets.keys() for c in contents.values()))
+def _rrset_differences(contents: Mapping[str, Content],
+                       managed: frozenset[tuple[str, str]]) -> list[Difference]:
+    keys = set().union(*(c.rrsets.keys() for c in contents.values())) - managed
     out = []
     for owner, rdtype in sorted(keys):
         seen = {p: c.rrsets.get((owner, rdtype), frozenset()) for p, c in contents.items()}

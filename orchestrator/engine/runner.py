@@ -318,7 +318,7 @@ class Engine(ProcessStarts, StepExits):
         changes = applied.changes + await converge_apex(self.rt, here.zone, intent, view)
         channel = self.parent_channel(here.zone)
         if channel is not None:  # the SIG(0) KEY the parent checks, at every signer
-            changes += await channel.publish_key()
+            changes += await channel.publish_key(view)
         data = here.data.but(observe_since=_now(), stalled=None,
                              delivered_until=applied.fresh_until or here.data.delivered_until)
         if applied.fresh_until is None and not intent.ns and intent.csync is None:
@@ -374,8 +374,8 @@ class Engine(ProcessStarts, StepExits):
             at_parent = [m.startswith("parent") and any(o.startswith("parent")
                                                         for o in here.step.observe)
                          for m in missing]
-            if all(at_parent) and full_read:
-                missing += await self._nudge_parent(here, view, goal, intent)
+            if all(at_parent):
+                missing += await self._nudge_parent(here, view, goal, intent, full_read)
             return self._wait(here, "; ".join(missing), parent=any(at_parent),
                               parent_only=all(at_parent))
         outcome = self._observed(here, view)
@@ -389,11 +389,12 @@ class Engine(ProcessStarts, StepExits):
         return outcome
 
     async def _nudge_parent(self, here: ProcessAt, view: ZoneView, goal: Goal,
-                            intent: StepIntent) -> list[str]:
-        """A step waiting only for the parent, on a full read: a dsync parent is sent what
-        its servers lack (parent_channel.py); the exchange goes into the history."""
+                            intent: StepIntent, full_read: bool) -> list[str]:
+        """A step waiting only for the parent, on a full read (or while the parent checks
+        the zone's SIG(0) key and an inquiry is due): a dsync parent is sent what its
+        servers lack (parent_channel.py); the exchange goes into the history."""
         channel = self.parent_channel(here.zone)
-        if channel is None:
+        if channel is None or not (full_read or channel.inquiry_due()):
             return []
         observe = here.step.observe
         said = await channel.nudge(goal.ds_keys if "parent" in observe else None,

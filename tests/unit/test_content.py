@@ -33,6 +33,20 @@ def test_a_differing_and_a_missing_rrset_are_named_as_breaches() -> None:
     ]
 
 
+def test_a_managed_rrset_a_joining_signer_lacks_is_no_difference() -> None:
+    # A dsync zone's apex KEY: the controller writes it at every signer, a joining one too.
+    key = {("z.", "KEY"): frozenset({"512 3 13 AAAA"})}
+    member = Content({**key, ("www.z.", "A"): frozenset({"192.0.2.1"})}, SOA_P0)
+    joiner = Content({("www.z.", "A"): frozenset({"192.0.2.1"})}, SOA_P0)
+    assert compare({"p0": member, "p2": joiner}, ZONE, managed=frozenset(key)) == []
+    # without it, or for any other RRset, the difference stands
+    assert [d.message for d in compare({"p0": member, "p2": joiner}, ZONE)] == [
+        "z. KEY differs (p0: 512 3 13 AAAA; p2: absent)"]
+    other = Content({("www.z.", "A"): frozenset({"192.0.2.9"})}, SOA_P0)
+    assert [d.code for d in compare({"p0": member, "p2": other}, ZONE,
+                                    managed=frozenset(key))] == ["CONTENT_DIFFERS"]
+
+
 def test_soas_differing_in_every_field_but_the_negative_ttl_are_no_difference() -> None:
     # Each signer is its own primary: its own MNAME, RNAME, serial, refresh/retry/expire,
     # even its own SOA TTL and minimum, as long as min(TTL, minimum) is the same.
