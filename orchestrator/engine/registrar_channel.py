@@ -74,9 +74,14 @@ class Route53DomainsChannel:
                                             zone=self.zone.name)
         return self.registrar
 
-    async def publish_key(self) -> list[str]:
+    async def publish_key(self, view: ZoneView) -> list[str]:
         """Nothing to publish at the signers: the registrar needs no key of the zone's."""
         return []
+
+    def inquiry_due(self) -> bool:
+        """No inquiry between the engine's full reads: a registrar operation is awaited
+        within ``nudge`` itself."""
+        return False
 
     async def nudge(self, want_ds: frozenset[Key] | None, want_ns: frozenset[str] | None,
                     view: ZoneView) -> list[str]:
