@@ -62,15 +62,47 @@ class StateConfig(_Strict):
         return value
 
 
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_REGISTERED = re.compile(rf"^{_LABEL}(?:\.{_LABEL})+$")
+# The keys of [zones.parent] that belong to one type only (checked in ParentConfig._sig0).
+_ONLY_FOR: dict[str, tuple[str, ...]] = {
+    "dsync": ("sig0_directory", "sig0_algorithm"),
+    "route53domains": ("domain", "region", "profile"),
+}
+
+
 class ParentConfig(_Strict):
     """How the parent learns of DS changes: it scans the child's CDS/CDNSKEY
     (``cds-scan``), or the controller finds its UPDATE receiver via DSYNC (RFC 9859) and
-    sends SIG(0)-signed DNS UPDATEs (``dsync``) with keys from ``sig0_directory``."""
+    sends SIG(0)-signed DNS UPDATEs (``dsync``) with keys from ``sig0_directory``, or it
+    associates the DS at the registrar through the Route 53 Domains API
+    (``route53domains``: ``domain``, ``region``, ``profile``; AWS credentials from the
+    usual chain). In every case the DS is then *observed* at the parent's nameservers."""
 
-    type: Literal["cds-scan", "dsync"] = "cds-scan"
+    type: Literal["cds-scan", "dsync", "route53domains"] = "cds-scan"
     nameservers: list[HostPort] = Field(default_factory=list)
     sig0_directory: Path | None = None
     sig0_algorithm: str = "ECDSAP256SHA256"
+    # route53domains: the registered domain (default: the zone's name, which it must be).
+    domain: str | None = None
+    # Route 53 Domains is served from us-east-1 only; another value is for a test double.
+    region: str = "us-east-1"
+    profile: str | None = None  # an AWS shared-config profile; default: the usual chain
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        name = value.strip().rstrip(".").lower()
+        if not _REGISTERED.match(name):
+            raise ValueError(f"{value!r} is not a registered domain name (letters, digits and "
+                             "hyphens, at least two labels; IDNs in their xn-- form)")
+        return name
+
+    def registered_domain(self, zone: str) -> str:
+        """``route53domains``: the domain as the registrar names it (no trailing dot)."""
+        return self.domain or zone.rstrip(".").lower()
 
     @field_validator("sig0_algorithm")
     @classmethod
@@ -93,10 +125,11 @@ class ParentConfig(_Strict):
         if self.type == "dsync" and self.sig0_directory is None:
             raise ValueError('sig0_directory: type = "dsync" needs the directory of the '
                              "zone's SIG(0) keys (0700), e.g. /var/lib/multisigner/sig0")
-        if self.type != "dsync" and (self.sig0_directory is not None
-                                     or "sig0_algorithm" in self.model_fields_set):
-            raise ValueError(f'sig0_directory and sig0_algorithm apply to type = "dsync" '
-                             f'only, not to type = "{self.type}"')
+        for owner, keys in _ONLY_FOR.items():
+            if self.type != owner and set(keys) & self.model_fields_set:
+                named = ", ".join(keys[:-1]) + f" and {keys[-1]}"
+                raise ValueError(f'{named} apply to type = "{owner}" only, '
+                                 f'not to type = "{self.type}"')
         return self
 
 
@@ -170,6 +203,17 @@ class ZoneConfig(_Strict):
             raise ValueError("the root zone '.' cannot be managed: it has no parent to "
                              "publish its DS, and multisigner manages delegated zones only")
         return value
+
+    @model_validator(mode="after")
+    def _registered(self) -> ZoneConfig:
+        parent = self.parent
+        if parent.type == "route53domains" and parent.domain is not None and \
+                parent.domain != self.name.rstrip(".").lower():
+            raise ValueError(
+                f"parent.domain: {parent.domain!r} is not the zone {self.name}; the registrar "
+                "holds the DS of the registered domain itself, so the zone must be that "
+                "domain (leave domain out to use the zone's name)")
+        return self
 
     @model_validator(mode="after")
     def _owner_ksk(self) -> ZoneConfig:

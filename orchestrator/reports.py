@@ -104,6 +104,9 @@ async def zone_status(rt: Runtime, zone: ZoneConfig) -> dict[str, Any]:
         from orchestrator.parent_checks import dsync_parent_status
 
         parent = await dsync_parent_status(zone, await parent_servers(zone))
+    elif zone.parent.type == "route53domains":
+        parent = {"channel": "route53domains",
+                  "domain": zone.parent.registered_domain(zone.name)}
     return {
         "notes": notes,
         "name": zone.name,
@@ -128,8 +131,9 @@ async def zone_status(rt: Runtime, zone: ZoneConfig) -> dict[str, Any]:
 async def check_all(rt: Runtime) -> list[dict[str, Any]]:
     """Configuration and reachability: every provider API (credentials, zone present) and
     every nameserver (answers authoritatively for each zone it should serve); then every
-    Model 1 zone's owner-KSK store (:func:`owner_store_check`) and every DSYNC parent
-    (``orchestrator/parent_checks.py``). Provider items have
+    Model 1 zone's owner-KSK store (:func:`owner_store_check`), every DSYNC parent
+    (``orchestrator/parent_checks.py``) and every Route 53 Domains parent
+    (``orchestrator/registrar_checks.py``). Provider items have
     ``provider``, store items ``label`` and ``zone``; all have ``ok``, ``problems``,
     ``notes``."""
     async def provider(name: str) -> dict[str, Any]:
@@ -191,8 +195,15 @@ async def check_all(rt: Runtime) -> list[dict[str, Any]]:
                         "ok": False, "problems": [str(exc)], "notes": []}
             return await dsync_parent_check(zone, servers)
 
-    parents = await asyncio.gather(*(dsync(z) for z in rt.config.zones
-                                     if z.parent.type == "dsync"))
+    async def registrar(zone: ZoneConfig) -> dict[str, Any]:
+        from orchestrator.registrar_checks import route53domains_check
+
+        async with gate:
+            return await route53domains_check(zone)
+
+    parents = await asyncio.gather(
+        *(dsync(z) for z in rt.config.zones if z.parent.type == "dsync"),
+        *(registrar(z) for z in rt.config.zones if z.parent.type == "route53domains"))
     return [*providers, *stores, *parents, *capability_check(rt)]
 
 

@@ -12,15 +12,35 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from core.config import Config, ZoneConfig
+from core.errors import ConfigError
 from orchestrator.engine.lease import check_lease
 from providers import Provider, build_provider
 from state.holders import process_holder
 from state.store import StateStore
 
 Reporter = Callable[[str], None]  # where progress lines go (stderr, or the daemon's log)
-# How long one holder keeps a zone without renewing; orchestrator/engine/lease.py renews it
-# every third of that while work runs.
-LEASE_SECONDS = 120
+LEASE_ENV = "MULTISIGNER_LEASE_SECONDS"
+
+
+def lease_seconds() -> float:
+    """How long one holder keeps a zone without renewing (orchestrator/engine/lease.py
+    renews it every third of that while work runs): 120 s, or ``$MULTISIGNER_LEASE_SECONDS``
+    (2-3600), which fail-over drills and tests shorten so that a paused controller's lease
+    runs out within seconds. Every controller sharing a database should use one value."""
+    raw = os.environ.get(LEASE_ENV, "").strip()
+    if not raw:
+        return 120.0
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not 2 <= value <= 3600:
+        raise ConfigError(f"{LEASE_ENV}={raw!r}: give the zone lease length in seconds, "
+                          "from 2 to 3600 (default 120)")
+    return value
+
+
+LEASE_SECONDS = lease_seconds()
 
 
 def default_actor() -> str:

@@ -14,6 +14,9 @@ and each step goes through four phases, each a persisted state ``<step>:<phase>`
   once) and keeps waiting; it never advances on unverified state.
 - ``hold``: the RFC 7583 wait, a persisted deadline computed from observed TTLs.
 
+A step with no keys, preconditions or hold (every sync step) is persisted in two phases
+(``single_pass``); a converge starts from a view read a moment before, if any (``FreshView``).
+
 Every transition is written before the next action (intent) and after it (outcome), with
 the evidence seen, so a restart resumes exactly where the process stood.
 """
@@ -56,6 +59,7 @@ from orchestrator.engine.phase_state import (
     single_pass,
     state_name,
 )
+from orchestrator.engine.registrar_channel import Route53DomainsChannel
 from orchestrator.engine.starts import ProcessStarts
 from orchestrator.observe.observer import observe
 from orchestrator.reports import content_findings
@@ -82,10 +86,13 @@ class Engine(ProcessStarts, StepExits):
         self._targets: dict[str, StepTarget] = {}
         self._fresh: dict[str, FreshView] = {}
         self._capable: set[tuple[str, tuple[str, ...], Capability]] = set()
-        self._channels: dict[str, DsyncChannel] = {}
+        self._channels: dict[str, DsyncChannel | Route53DomainsChannel] = {}
 
-    def parent_channel(self, zone: ZoneConfig) -> DsyncChannel | None:
-        """The zone's active parent channel (``dsync``), or None: the parent scans CDS."""
+    def parent_channel(self, zone: ZoneConfig) -> DsyncChannel | Route53DomainsChannel | None:
+        """The zone's active parent channel (``dsync``, ``route53domains``), or None: the
+        parent scans CDS."""
+        if zone.parent.type == "route53domains":
+            return self._channels.setdefault(zone.name, Route53DomainsChannel(self.rt, zone))
         if zone.parent.type != "dsync":
             return None
         return self._channels.setdefault(zone.name, DsyncChannel(self.rt, zone))
@@ -209,8 +216,7 @@ class Engine(ProcessStarts, StepExits):
                 and self._conv(zone).own_keys_suffice)
 
     def seed(self, proc: ProcessInfo, view: ZoneView, keys_only: bool) -> None:
-        """``view``: a complete observation made a moment before ``proc`` was started
-        (sync's preview, read with ``keys_only``); its first converge starts from it."""
+        """``view``, read (with ``keys_only``) just before ``proc`` started: sync's preview."""
         self._fresh[proc.id] = FreshView(proc.state, _now(), view, keys_only)
 
     def _fresh_view(self, here: ProcessAt, csync: bool) -> ZoneView | None:

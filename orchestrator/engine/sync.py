@@ -101,6 +101,9 @@ async def _run_to_end(engine: Engine, zone: ZoneConfig, proc: ProcessInfo) -> No
                 what = outcome.waiting_for.removeprefix("STALLED: ")
                 if what.startswith("parent"):
                     limit, hint = zone.policy.parent_timeout, (
+                        "the registry has not published the DS the registrar holds; check "
+                        "the domain at Route 53 Domains, then re-run sync"
+                        if zone.parent.type == "route53domains" else
                         "the parent has not followed the CDS; check the registry's CDS "
                         "scanning, then re-run sync")
                 else:

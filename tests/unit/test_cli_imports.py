@@ -98,3 +98,23 @@ def test_a_migrated_database_is_opened_without_alembic(tmp_path: Path) -> None:
 
     assert opened_with_alembic()  # a new database: migrated by alembic
     assert not opened_with_alembic()  # at the head revision: one query, no alembic
+
+
+@pytest.mark.parametrize("value", ["abc", "1", "0", "99999"])
+def test_a_bad_lease_length_is_a_configuration_error(tmp_path: Path, value: str) -> None:
+    env = {**os.environ, "MULTISIGNER_LEASE_SECONDS": value,
+           "MULTISIGNER_CONFIG": str(tmp_path / "missing.toml")}
+    proc = subprocess.run([sys.executable, "-c", _PROBE, "status", "example.test."],
+                          capture_output=True, text=True, cwd=REPO, env=env, timeout=60,
+                          check=False)
+    assert json.loads(proc.stderr.strip().splitlines()[-1])["code"] == 2
+    assert f"MULTISIGNER_LEASE_SECONDS={value!r}: give the zone lease length" in proc.stderr
+
+
+def test_the_lease_length_from_the_environment() -> None:
+    code = ("from orchestrator.runtime import LEASE_SECONDS; print(LEASE_SECONDS)")
+    for env, want in (({}, "120.0"), ({"MULTISIGNER_LEASE_SECONDS": "5"}, "5.0")):
+        base = {k: v for k, v in os.environ.items() if k != "MULTISIGNER_LEASE_SECONDS"}
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             cwd=REPO, env={**base, **env}, timeout=60, check=True).stdout
+        assert out.strip() == want
