@@ -39,13 +39,12 @@ from orchestrator.decide.checks import (
     precondition_problems,
     unmet,
 )
-from orchestrator.decide.evidence import cache_settles_at, ceil_seconds, view_evidence
+from orchestrator.decide.evidence import view_evidence
 from orchestrator.decide.goals import Goal
 from orchestrator.decide.intent import StepIntent, step_intent
 from orchestrator.decide.membership import Member
 from orchestrator.decide.process_data import ProcessData
 from orchestrator.decide.rollover import adoptable, key_ops
-from orchestrator.decide.timing import deadline, measure
 from orchestrator.engine.apex import converge_apex
 from orchestrator.engine.converge import Converger, converger_for
 from orchestrator.engine.lease import zone_lease
@@ -243,16 +242,6 @@ class Engine(ProcessStarts, StepExits):
         return CheckContext(here.step, view, goal, here.data.payload,
                             here.signers, intent.ns, content)
 
-    def _move(self, here: ProcessAt, phase: str, reason: str, *, data: ProcessData,
-              evidence: dict[str, object], waiting_for: str,
-              next_check_at: datetime | None = None) -> Outcome:
-        new_state = here.next_state(phase)
-        self.rt.store.transition(here.proc.id, new_state, actor=self.rt.actor, reason=reason,
-                                 evidence=evidence, data=data.as_json(),
-                                 next_check_at=next_check_at or _now(), waiting_for=waiting_for)
-        events.entered(here.zone.name, here.proc.id, here.proc.kind, new_state)
-        return Outcome(here.proc.id, new_state, False, moved=[new_state])
-
     # -- phases -----------------------------------------------------------------------------
 
     async def _act(self, here: ProcessAt) -> Outcome:
@@ -406,34 +395,6 @@ class Engine(ProcessStarts, StepExits):
                                          evidence={"parent_update": line})
                 self.report(f"{here.zone.name}: {line}")
         return said
-
-    def _observed(self, here: ProcessAt, view: ZoneView) -> Outcome:
-        step, zone = here.step, here.zone
-        now = _now()
-        ttls = measure(view)
-        until = deadline(now, list(step.hold), step.hold_combine, ttls, zone.policy)
-        since = here.data.observe_since or now
-        evidence: dict[str, object] = {}
-        if view.servers:  # when resolvers hold no older DNSKEY/DS RRset than is served now
-            settled = cache_settles_at(view)
-            evidence["old_rrsets_cached_until"] = settled.isoformat() if settled else None
-        events.observed(zone.name, here.proc, now - since, until - now, "parent" in step.observe)
-        joined = (" + " if step.hold_combine == "sum" else ", ").join(step.hold)
-        terms = "" if not step.hold else (
-            f" {joined}" if step.hold_combine == "sum" else f" max({joined})")
-        data = here.data.but(observed_at=now, deadline=until, stalled=None)
-        evidence = {"observed": view_evidence(view), "ttls": ttls.as_json(),
-                    "hold": list(step.hold), "hold_combine": step.hold_combine,
-                    "propagation_delay_s": zone.policy.propagation_delay.total_seconds(),
-                    "safety_margin_s": zone.policy.safety_margin.total_seconds(),
-                    "observed_at": now.isoformat(), "deadline": until.isoformat(),
-                    "observed_after_s": round((now - since).total_seconds(), 3), **evidence}
-        if single_pass(step, here.data):  # nothing to hold: straight to the next step
-            return self._leave(here, data, "observed on every nameserver",
-                               "observed on every nameserver; complete", evidence)
-        return self._move(here, "hold", f"{step.title}: observed on every nameserver",
-                          data=data, evidence=evidence, next_check_at=until,
-                          waiting_for=f"hold{terms} until {ceil_seconds(until)}")
 
 
 __all__ = ["Engine", "Outcome", "state_name"]
