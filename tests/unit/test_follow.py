@@ -3,8 +3,10 @@ keys, and the poll interval derived from the providers' pre-publication windows.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
+import dns.rrset
 from signing import NOW, ZONE, make_key, make_provider, synced_servers
 from test_sync_plan import synced_api
 
@@ -75,3 +77,36 @@ def test_poll_interval_fits_the_window() -> None:
     assert poll_interval([], 2 * s, 0 * s) is None
     # a window too short for the TTL still polls, at the floor
     assert poll_interval([2 * s], 5 * s, 1 * s) == MIN_POLL
+
+
+def test_a_retired_key_outlasts_the_signatures_a_dns_read_signer_made_with_it() -> None:
+    """Withdrawal waits for TTLsig even when no API tells the zone's largest TTL (a signer
+    read by DNS): the served SOA's TTL (3600 s) counts, not only the DNSKEY TTL (60 s)."""
+    providers = NOW_PROVIDERS
+    retired = make_key(ksk=False).key
+    api = synced_api(providers)
+    p0 = api["p0"]
+    api["p0"] = ApiZoneState(provider="p0", own_keys=p0.own_keys,
+                             foreign_dnskeys=p0.foreign_dnskeys | {retired}, cds=p0.cds,
+                             cdnskey=p0.cdnskey)
+    servers = tuple(synced_servers(providers))
+    view = ZoneView(zone=ZONE, servers=tuple(
+        dataclasses.replace(s, dnskey=dataclasses.replace(
+            s.dnskey, rrset=_with_ttl(s.dnskey.rrset, 60))) if s.dnskey else s
+        for s in servers))
+    policy = PolicyConfig(propagation_delay=timedelta(0), safety_margin=timedelta(0))
+
+    def plan_at(age: int) -> list[Key]:
+        data = PlanInput("example.test.", ["p0", "p1"], policy, api, view, NOW,
+                         last_owned={retired: NOW - timedelta(seconds=age)})
+        return [k for a in plan_sync(data).key_actions for k in
+                (set(p0.foreign_dnskeys | {retired}) - set(a.dnskeys))]
+
+    assert retired not in plan_at(120)  # DNSKEY TTL long past, SOA signatures still cached
+    assert retired in plan_at(3601)
+
+
+def _with_ttl(rrset: dns.rrset.RRset, ttl: int) -> dns.rrset.RRset:
+    out = rrset.copy()
+    out.ttl = ttl
+    return out
