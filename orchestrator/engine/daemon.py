@@ -168,15 +168,16 @@ class Daemon:
             return
         if self_rolling(self.rt, zone):
             # A signer rolls its own keys: follow it (a follow process when its key set
-            # changed), else fall through to the policy rollovers of the others.
-            started = await self.follower.look(zone)
+            # changed), else go on to the policy rollovers of the others.
+            started, states = await self.follower.look(zone)  # observed and recorded
             if started is not None:
                 await self.engine.advance(zone, started.id)
                 return
-        states, errors = await read_apis(self.rt, zone, keys_only=True)
-        if errors:
-            return
-        record(self.rt, zone, (), (), states, now)  # key ages count from first sight
+        else:
+            states, errors = await read_apis(self.rt, zone, keys_only=True)
+            if errors:
+                return
+            record(self.rt, zone, (), (), states, now)  # key ages count from first sight
         # A signer that rolls its own keys (no key API) is never rolled by policy: its due
         # key would be refused on every pass and block the rollovers queued behind it.
         rollable = [s for s in self.rt.signers(zone)

@@ -19,6 +19,7 @@ from datetime import timedelta
 from typing import Any
 
 from core.config import ZoneConfig
+from core.observation import ApiZoneState
 from orchestrator.decide import follow
 from orchestrator.decide.evidence import view_evidence
 from orchestrator.engine.lease import zone_lease
@@ -65,10 +66,12 @@ class Follower:
     def interval(self) -> timedelta | None:
         return min(self.intervals.values(), default=None)
 
-    async def look(self, zone: ZoneConfig) -> ProcessInfo | None:
+    async def look(self, zone: ZoneConfig
+                   ) -> tuple[ProcessInfo | None, dict[str, ApiZoneState]]:
         """Observe ``zone``; start a follow process if its key sets are not the target.
-        Refusals (a signer that does not validate, an unreachable API) propagate: the
-        daemon logs them and looks again on its next scan."""
+        Also returns the API states read (recorded, so key ages count), which the daemon's
+        policy rollovers reuse. Refusals (a signer that does not validate, an unreachable
+        API) propagate: the daemon logs them and looks again on its next scan."""
         rt = self.engine.rt
         view, errors = await observe(rt, zone, parent=False)
         if errors:
@@ -81,18 +84,18 @@ class Follower:
             self.intervals[zone.name] = wanted
         preview = await self.engine.converger(zone).sync_preview(view, dry_run=True)
         if preview.in_sync:
-            return None
+            return None, view.api
         plan = dict(preview.evidence).get("plan", {})
         reason = reason_of(plan if isinstance(plan, dict) else {})
         async with zone_lease(rt.store, zone.name, LEASE_SECONDS):
             if rt.store.active_process(zone.name) is not None:
-                return None  # another controller started one meanwhile: it decides
+                return None, view.api  # another controller started one meanwhile
             proc = self.engine._record(  # the engine's own recorder: same checks, same record
                 zone, KIND, None, signer=None, reason=reason,
                 evidence={"observed": view_evidence(view), **preview.evidence})
         self.engine.seed(proc, view, False)
         self.engine.report(f"{zone.name}: started {KIND} {proc.id[:8]}: {reason}")
-        return proc
+        return proc, view.api
 
 
 __all__ = ["KIND", "Follower", "self_rolling"]
