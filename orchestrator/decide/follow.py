@@ -36,17 +36,30 @@ def claim_successors(states: Mapping[str, ApiZoneState], by_signature: Set[str],
                      ever_owned: Mapping[Key, Set[str]]) -> dict[str, ApiZoneState]:
     """``states`` with, at each signer in ``by_signature`` (its own keys known only from
     served signatures), every served unsigned key that no other signer holds now or ever
-    held moved from its foreign keys to its own keys as published, not active."""
+    held, and that is either served by no other signer or was seen held by this one
+    before, moved from its foreign keys to its own keys as published, not active."""
     held_now: dict[Key, set[str]] = {}
+    imported: dict[Key, set[str]] = {}  # where each key is served as a foreign key
     for name, state in states.items():
         for api_key in state.own_keys:
             held_now.setdefault(api_key.key, set()).add(name)
+        for key in state.foreign_dnskeys:
+            imported.setdefault(key, set()).add(name)
     out = dict(states)
     for name in sorted(by_signature & states.keys()):
         state = states[name]
-        claimed = sorted(
-            key for key in state.foreign_dnskeys
-            if not (held_now.get(key, set()) | set(ever_owned.get(key, ()))) - {name})
+
+        def successor(key: Key, name: str = name) -> bool:
+            holders = held_now.get(key, set()) | set(ever_owned.get(key, ()))
+            if holders - {name}:
+                return False  # another signer's key, now or before
+            # Seen as this signer's before, or served nowhere else yet: its own. A key
+            # served elsewhere too and never seen held by anyone is a left-over foreign
+            # key (from a signer that left before the state database knew it), not a
+            # successor: it stays foreign and is withdrawn once stale.
+            return name in holders or not imported.get(key, set()) - {name}
+
+        claimed = sorted(key for key in state.foreign_dnskeys if successor(key))
         if not claimed:
             continue
         successors = tuple(

@@ -66,6 +66,17 @@ def test_a_key_another_signer_holds_or_held_stays_foreign() -> None:
     # the signer's own retired key (only it ever held it) stays its own
     claimed = claim_successors(api, {"p1"}, {new: {"p1"}})
     assert new not in claimed["p1"].foreign_dnskeys
+    # once imported elsewhere, the successor the database saw p1 hold stays p1's ...
+    p0 = api["p0"]
+    api["p0"] = ApiZoneState(provider="p0", own_keys=p0.own_keys,
+                             foreign_dnskeys=p0.foreign_dnskeys | {new}, cds=p0.cds,
+                             cdnskey=p0.cdnskey)
+    claimed = claim_successors(api, {"p1"}, {new: {"p1"}})
+    assert new not in claimed["p1"].foreign_dnskeys
+    # ... but a key served elsewhere too that nobody was ever seen holding is a left-over
+    # foreign key (a fresh state database), not a successor
+    claimed = claim_successors(api, {"p1"}, {})
+    assert new in claimed["p1"].foreign_dnskeys
 
 
 def test_poll_interval_fits_the_window() -> None:
