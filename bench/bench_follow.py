@@ -16,6 +16,11 @@ least the DNSKEY TTL); withdrawal delay (Knot drops the predecessor → both Pow
 it); watcher breaches; the daemon's CPU time. Every server it starts is stopped. Run::
 
     PYTHONPATH=$PWD .venv/bin/python bench/bench_follow.py --rolls 20
+
+``--idle N [N ...]`` measures instead what following costs: N idle zones (Knot's ZSK
+lifetime one day, so no roll happens) followed by the daemon at the poll interval the
+10 s window gives (4 s) for ``--idle-seconds``, run through bench/_counted_cli.py: the
+daemon's CPU time (/proc) and every request it made, per zone and hour.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ import argparse
 import json
 import os
 import resource
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -33,17 +40,56 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "rfc2136")]
 
 from followkit import Stopwatch, figures, follow_lab, sync, window  # noqa: E402
-from rollover.rollkit import daemon, processes  # noqa: E402
+from rollover.rollkit import cli, daemon, processes  # noqa: E402
 from rollover.watcher import Watcher  # noqa: E402
 
 ZONE = "follow.test."
+
+
+def idle_cost(zones: int, seconds: float) -> dict[str, object]:
+    """The daemon following ``zones`` idle zones (Knot's ZSK lifetime a day: no roll) for
+    ``seconds``, run through bench/_counted_cli.py: its CPU time and every request it
+    made (provider APIs by HTTP, DNS queries: Knot's apex, every nameserver)."""
+    names = tuple(f"idle{i:03d}.test." for i in range(zones))
+    with tempfile.TemporaryDirectory(prefix="bench-follow-idle-") as tmp, \
+            follow_lab(Path(tmp), 86400, names) as (lab, knot, config):
+        os.environ["U0_TSIG"] = knot.secret
+        out = cli(config, "sync", "--all")
+        assert out.rc == 0, out.out + out.err
+        counts = Path(tmp) / "counts.json"
+        env = {**os.environ, "BENCH_COUNTS": str(counts),
+               "BENCH_PARENT": f"{lab.parent.address}:{lab.parent.dns_port}"}
+        child = subprocess.Popen(
+            [sys.executable, str(REPO / "bench" / "_counted_cli.py"), "--config",
+             str(config), "run", "--poll-interval", "60s"], env=env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(seconds)
+        ticks = os.sysconf("SC_CLK_TCK")
+        stat = Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        cpu = (int(stat[11]) + int(stat[12])) / ticks  # utime + stime
+        child.send_signal(signal.SIGTERM)
+        child.wait(timeout=60)
+        made = json.loads(counts.read_text()) if counts.exists() else {}
+        total = sum(made.values())
+        hour = 3600 / seconds
+        return {"zones": zones, "seconds": seconds, "poll_s": 4.0,
+                "daemon_cpu_s": round(cpu, 2), "requests": total, "by_kind": made,
+                "cpu_s_per_zone_hour": round(cpu * hour / zones, 1),
+                "requests_per_zone_hour": round(total * hour / zones)}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rolls", type=int, default=20)
     parser.add_argument("--zsk-lifetime", type=int, default=20, help="seconds")
+    parser.add_argument("--idle", type=int, nargs="*", metavar="N",
+                        help="instead: the cost of following N idle zones (each N given)")
+    parser.add_argument("--idle-seconds", type=float, default=120.0)
     args = parser.parse_args()
+    if args.idle:
+        for n in args.idle:
+            print(json.dumps(idle_cost(n, args.idle_seconds), indent=1), flush=True)
+        return 0
     with tempfile.TemporaryDirectory(prefix="bench-follow-") as tmp, \
             follow_lab(Path(tmp), args.zsk_lifetime) as (lab, knot, config):
         os.environ["U0_TSIG"] = knot.secret

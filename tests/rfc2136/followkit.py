@@ -47,17 +47,19 @@ def window(lab: Lab) -> int:
 
 
 @contextmanager
-def follow_lab(directory: Path, zsk_lifetime: int) -> Iterator[tuple[Lab, KnotSigner, Path]]:
+def follow_lab(directory: Path, zsk_lifetime: int, names: tuple[str, ...] = (ZONE,)
+               ) -> Iterator[tuple[Lab, KnotSigner, Path]]:
     """Two PowerDNS providers and a Knot rolling its ZSK every ``zsk_lifetime`` s, all
-    signing ZONE, synced; the config (with Knot's window) for the daemon."""
-    lab = Lab.start(directory / "lab", providers=2, zones=[ZONE])
+    signing ``names``, not synced yet; the config (with Knot's window) for the daemon."""
+    lab = Lab.start(directory / "lab", providers=2, zones=list(names))
     knot: KnotSigner | None = None
     try:
         ns_names = [zones.ns_name(p.name) for p in lab.providers]
-        knot = KnotSigner.make(SIGNER, directory / SIGNER, [ZONE], ns_names, lab.ttl,
+        knot = KnotSigner.make(SIGNER, directory / SIGNER, list(names), ns_names, lab.ttl,
                                policy_extra=knot_policy(zsk_lifetime))
         knot.start()
-        knot.wait_signed(ZONE)
+        for name in names:
+            knot.wait_signed(name)
         block = provider_block(knot, SIGNER, secret_var="U0_TSIG").replace(
             "[[providers]]\n", f'[[providers]]\nprepublish_window = "{window(lab)}s"\n', 1)
         config = directory / "multisigner.toml"
