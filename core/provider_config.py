@@ -124,6 +124,10 @@ class Rfc2136ProviderConfig(_Strict):
     nameservers: list[HostPort] = Field(min_length=1)
     ns_names: list[Fqdn] = Field(default_factory=list)
     timeout: Duration = timedelta(seconds=10)  # per query or UPDATE
+    # The signer's pre-publication window for its own key rollovers: from publishing a
+    # successor to signing with it (Knot: dnskey-ttl + propagation-delay). The daemon
+    # polls often enough to import the successor everywhere within it.
+    prepublish_window: Duration | None = None
 
     @field_validator("tsig_secret")
     @classmethod

@@ -61,6 +61,18 @@ def _step(step: Step, number: str, owner: bool = False) -> list[str]:
     return lines
 
 
+# Processes that re-plan from observation at every step: how each starts.
+REPLANNED = {
+    "sync": "Started by `multisigner sync ZONE` (in the foreground, holding the zone's lease) "
+    "and, for owner-signed (Model 1) zones, by the daemon when the combined set needs "
+    "re-signing; each step re-plans from what is observed.",
+    "follow": "Started by the daemon (`multisigner run`) alone, on a scan that finds the "
+    "DNSKEY RRset of a signer that rolls its own keys changed (a pre-published successor, a "
+    "retired key gone); advanced by the daemon. See docs/following.md for how it tells a "
+    "successor from a foreign key and how often the daemon looks.",
+}
+
+
 def render(book: Runbook) -> str:
     lines = [f"# {book.title}", "",
              "<!-- generated from runbooks/ by `python -m orchestrator.docs_render`; "
@@ -74,18 +86,24 @@ def render(book: Runbook) -> str:
         start = "`multisigner rollover ZONE --key ksk [--wait]` (the owner's KSK: no --signer)"
     else:
         start = f"`multisigner rollover ZONE --key {'|'.join(book.roles)} --signer NAME [--wait]`"
-    lines += [f"Started with {start}; advanced by `multisigner step ZONE`, `--wait`, or the "
-              "daemon (`multisigner run`). Before it starts, the zone must be in its steady "
-              "state (`sync` has nothing to do, the parent DS matches the CDS, `verify` finds "
-              "no breach).", "", "## Steps", ""]
+    if book.kind in REPLANNED:
+        lines += [REPLANNED[book.kind], "", "## Steps", ""]
+    else:
+        lines += [f"Started with {start}; advanced by `multisigner step ZONE`, `--wait`, or "
+                  "the daemon (`multisigner run`). Before it starts, the zone must be in its "
+                  "steady state (`sync` has nothing to do, the parent DS matches the CDS, "
+                  "`verify` finds no breach).", "", "## Steps", ""]
     for i, step in enumerate(book.steps, 1):
         lines += _step(step, str(i), owner)
     lines += ["## Abort (`multisigner rollover ZONE --abort`)", ""]
+    if book.kind in REPLANNED:
+        lines += ["From any step: the process ends at once (aborted); it re-plans from "
+                  "observation, so nothing of it needs undoing.", ""]
     by_from: dict[str, list[Step]] = {}
     for a in book.abort:
         for origin in a.from_:
             by_from.setdefault(origin, []).append(a)
-    for step in book.steps:
+    for step in book.steps if book.kind not in REPLANNED else ():
         path = by_from.get(step.id)
         if not path:
             why = ("the predecessor is being withdrawn; the zone is safe only going forward"

@@ -71,6 +71,10 @@ class Provider(ABC):
     # nameservers and its own keys) is validated with it and the instance handed to the
     # constructor. Built-in adapters take core's models instead and leave this None.
     config_model: ClassVar[type[BaseModel] | None] = None
+    # True for a provider whose own keys are known only from served signatures (it rolls
+    # them itself and cannot list them): its pre-published successor, not signing yet,
+    # is then told apart from foreign keys by the controller (orchestrator.decide.follow).
+    keys_from_signatures: ClassVar[bool] = False
 
     def __init__(self, name: str) -> None:
         self.name = name

@@ -10,7 +10,7 @@ is cryptographic, so a foreign key sharing an own key's tag is still foreign.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence, Set
 
 import dns.name
 import dns.rdatatype
@@ -51,10 +51,14 @@ def served_dnskeys(view: ServerView) -> set[Key]:
     return {Key.from_rdata(rd) for rd in view.dnskey.rrset}
 
 
-def own_keys(view: ServerView) -> tuple[ApiKey, ...]:
+def own_keys(view: ServerView, written: Set[Key] | None = None) -> tuple[ApiKey, ...]:
     """The served DNSKEYs that sign the DNSKEY RRset (KSK, or CSK if they also sign the
-    SOA) or only the SOA (ZSK); all active and published (a pre-published successor that
-    signs nothing yet is indistinguishable from a foreign key here and is not listed)."""
+    SOA) or only the SOA (ZSK), active and published. With ``written`` (the DNSKEYs the
+    provider's API holds as written by the controller), also every served key that signs
+    nothing and was not written: one the provider published itself without signing with
+    it, i.e. its pre-published successor (or a retired key it still serves), published
+    and not active. Without ``written`` such a key is indistinguishable from a foreign
+    one and is not listed."""
     keys = served_dnskeys(view)
     over_keys = signers(keys, view.dnskey.rrset, view.dnskey.rrsigs) if view.dnskey else set()
     over_soa = signers(keys, view.soa.rrset, view.soa.rrsigs) if view.soa else set()
@@ -63,4 +67,8 @@ def own_keys(view: ServerView) -> tuple[ApiKey, ...]:
         role: Role = ("csk" if key in over_soa else "ksk") if key.sep else "zsk"
         own.append(ApiKey(key=key, role=role, active=True, published=True,
                           key_id=key_handle(key)))
+    if written is not None:
+        for key in sorted(keys - over_keys - over_soa - written):
+            own.append(ApiKey(key=key, role="ksk" if key.sep else "zsk", active=False,
+                              published=True, key_id=key_handle(key)))
     return tuple(own)

@@ -21,6 +21,7 @@ from core.config import PolicyConfig
 from core.keys import Digest, Key, ds_label, parent_follows, short_among
 from core.observation import ApiZoneState, ZoneView
 from orchestrator.decide.evidence import ceil_seconds
+from orchestrator.decide.timing import measure
 
 ActionKind = Literal["set-dnskeys", "set-cds"]
 
@@ -174,8 +175,13 @@ def plan_sync(data: PlanInput) -> SyncPlan:
             owned[key] = name
     exports = {n: _imported(data.api[n], data.policy.import_ksks) for n in data.signers}
     ttl_key = max((s.dnskey.ttl for s in data.view.servers if s.dnskey), default=0)
-    ttl_sig = max((st.max_ttl or 0 for st in data.api.values()), default=0)
-    grace = stale_after(data.policy, ttl_key, ttl_sig)
+    # TTLsig as every process measures it: the API's largest TTL where it tells, else (a
+    # signer read by DNS only) the served SOA, negative-caching TTL and CDS/CDNSKEY, and
+    # never less than TTLkey; cached DNSKEY RRsets count too. A withdrawal must outlast
+    # every signature made with the key that a resolver may still hold.
+    ttls = measure(data.view)
+    grace = stale_after(data.policy, max(ttl_key, ttls.key),
+                        max(ttls.sig, *(st.max_ttl or 0 for st in data.api.values())))
     notes: list[str] = []
     key_actions: list[Action] = []
     served: dict[str, frozenset[Key]] = {}

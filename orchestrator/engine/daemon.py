@@ -23,6 +23,7 @@ from core.errors import MultisignerError
 from core.keys import Role
 from core.observation import ApiZoneState
 from orchestrator import logs
+from orchestrator.engine.follow import Follower, self_rolling
 from orchestrator.engine.runner import Engine
 from orchestrator.engine.sync import sync_zone
 from orchestrator.observe.observer import read_apis, record
@@ -72,6 +73,7 @@ class Daemon:
         self.rt = rt
         self.poll_interval = poll_interval
         self.engine = Engine(rt, logs.progress)
+        self.follower = Follower(self.engine)
         self.stopping = asyncio.Event()
         self.next_scan = datetime.now(UTC)
         # One zone is worked on by one pass at a time: the scan and the due-process
@@ -120,7 +122,15 @@ class Daemon:
         if events.wanted():
             events.emit(events.DaemonPass(scan, len(zones), start, datetime.now(UTC)))
         if scan:
-            self.next_scan = start + timedelta(seconds=self.poll_interval)
+            self.next_scan = start + self.scan_interval
+
+    @property
+    def scan_interval(self) -> timedelta:
+        """The poll interval, shortened where a zone's signers roll their own keys with a
+        pre-publication window that a slower poll could miss (``decide.follow``)."""
+        configured = timedelta(seconds=self.poll_interval)
+        follow = self.follower.interval
+        return configured if follow is None else min(configured, follow)
 
     async def _zone(self, zone: ZoneConfig, *, scan: bool = True) -> None:
         store = self.rt.store
@@ -156,10 +166,18 @@ class Daemon:
                             out=lambda line: logs.progress(line, zone.name),
                             reason="scheduler: re-sign / keep the combined set current")
             return
-        states, errors = await read_apis(self.rt, zone, keys_only=True)
-        if errors:
-            return
-        record(self.rt, zone, (), (), states, now)  # key ages count from first sight
+        if self_rolling(self.rt, zone):
+            # A signer rolls its own keys: follow it (a follow process when its key set
+            # changed), else go on to the policy rollovers of the others.
+            started, states = await self.follower.look(zone)  # observed and recorded
+            if started is not None:
+                await self.engine.advance(zone, started.id)
+                return
+        else:
+            states, errors = await read_apis(self.rt, zone, keys_only=True)
+            if errors:
+                return
+            record(self.rt, zone, (), (), states, now)  # key ages count from first sight
         # A signer that rolls its own keys (no key API) is never rolled by policy: its due
         # key would be refused on every pass and block the rollovers queued behind it.
         rollable = [s for s in self.rt.signers(zone)

@@ -140,9 +140,10 @@ class ProcessStarts:
         proc = store.active_process(zone.name)
         if proc is None:
             raise UsageError(f"{zone.name} has no running process to abort")
-        if proc.kind == "sync":
+        if proc.kind in ("sync", "follow"):
             return store.transition(proc.id, "aborted", actor=self.rt.actor,
-                                    reason="abort requested (sync re-plans from observation)",
+                                    reason=f"abort requested ({proc.kind} re-plans from "
+                                    "observation)",
                                     status="aborted")
         data = ProcessData.from_json(dict(proc.data))
         if data.path != "main":

@@ -20,6 +20,7 @@ from core.config import ZoneConfig
 from core.errors import ObservationError, ProviderError
 from core.keys import Key, role_of
 from core.observation import ApiZoneState, CachedRRset, ParentView, ServerView, ZoneView
+from orchestrator.decide import follow
 from orchestrator.runtime import Runtime
 from providers.nameservers import find_parent_servers, observe_parent, observe_server
 from state.store import KeyRecord, RRsetRecord
@@ -52,7 +53,22 @@ async def read_apis(
             raise result
         else:
             states[name] = result
-    return states, errors
+    return claim_successors(rt, zone.name, states), errors
+
+
+def claim_successors(rt: Runtime, zone: str,
+                     states: dict[str, ApiZoneState]) -> dict[str, ApiZoneState]:
+    """Tell the pre-published successors of signers whose keys are known only from served
+    signatures apart from foreign keys (``decide.follow``), by which signers the state DB
+    has ever seen holding each key."""
+    readers = {n for n in states if rt.provider(n).keys_from_signatures}
+    if not readers or not any(states[n].foreign_dnskeys for n in readers):
+        return states
+    ever: dict[Key, set[str]] = {}
+    for row in rt.store.keys(zone):
+        if row.server == "api" and row.origin:
+            ever.setdefault(Key(row.dnskey), set()).add(row.origin)
+    return follow.claim_successors(states, readers, ever)
 
 
 async def observe_servers(

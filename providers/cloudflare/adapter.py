@@ -86,11 +86,13 @@ class CloudflareProvider(Provider):
     async def check_access(self) -> None:
         await self._cf.api.request("GET", "/user/tokens/verify")
 
-    async def _own(self, zone: str) -> tuple[ApiKey, ...]:
+    async def _own(self, zone: str, written: set[Key] | None = None) -> tuple[ApiKey, ...]:
         """The KSK of the DNSSEC endpoint plus the keys Cloudflare's signatures verify
-        with (its ZSKs, which the endpoint does not list)."""
+        with (its ZSKs, which the endpoint does not list); with ``written`` (the DNSKEY
+        records the controller wrote) also the served keys that sign nothing and were not
+        written: Cloudflare's pre-published successors, published and not active."""
         settings = await self._cf.dnssec(zone)
-        own = {k.key: k for k in own_keys(await self._serve(zone))}
+        own = {k.key: k for k in own_keys(await self._serve(zone), written)}
         if settings.get("public_key"):
             ksk = Key.parse(f"{settings.get('flags', 257)} 3 {settings['algorithm']} "
                             f"{settings['public_key']}")
@@ -99,14 +101,13 @@ class CloudflareProvider(Provider):
         return tuple(own[k] for k in sorted(own))
 
     async def read_zone(self, zone: str) -> ApiZoneState:
-        own = await self._own(zone)
+        written = {Key.parse(record_text(r)) for r in await self._cf.records(zone, "DNSKEY")}
+        own = await self._own(zone, written)
         mine = {k.key for k in own}
-        written = await self._cf.records(zone, "DNSKEY")
         ns = await self._cf.records(zone, "NS")
         return ApiZoneState(
             provider=self.name, own_keys=own,
-            foreign_dnskeys=frozenset(k for k in (Key.parse(record_text(r)) for r in written)
-                                      if k not in mine),
+            foreign_dnskeys=frozenset(k for k in written if k not in mine),
             cds=frozenset(), cdnskey=frozenset(),  # Cloudflare's own, not the controller's
             ns=frozenset(str(r.get("content", "")).lower().rstrip(".") + "." for r in ns),
         )

@@ -63,13 +63,15 @@ class DesecProvider(Provider):
     async def read_zone(self, zone: str) -> ApiZoneState:
         await self._api.domain(zone)  # ZoneMissing first, before any DNS query
         rrsets = await self._api.rrsets(zone)
-        own = own_keys(await self._serve(zone))
+        written = {Key.parse(t) for t in _records(rrsets, "DNSKEY")}
+        # deSEC's own unsigned keys (a successor it pre-publishes) are the served keys
+        # the API does not hold: reported as published, not active, so they are followed.
+        own = own_keys(await self._serve(zone), written)
         own_set = {k.key for k in own}
         return ApiZoneState(
             provider=self.name,
             own_keys=own,
-            foreign_dnskeys=frozenset(Key.parse(t) for t in _records(rrsets, "DNSKEY")
-                                      if Key.parse(t) not in own_set),
+            foreign_dnskeys=frozenset(k for k in written if k not in own_set),
             cds=frozenset(Digest.parse(t) for t in _records(rrsets, "CDS")),
             cdnskey=frozenset(Key.parse(t) for t in _records(rrsets, "CDNSKEY")),
             max_ttl=max((int(r.get("ttl") or 0) for r in rrsets), default=None),

@@ -37,6 +37,7 @@ class Rfc2136Provider(Provider):
         Capability.IMPORT_FOREIGN_DNSKEY | Capability.PUBLISH_CDS | Capability.MANAGE_NS
     )
     type_name: ClassVar[str] = "rfc2136"
+    keys_from_signatures: ClassVar[bool] = True
 
     def __init__(self, config: Rfc2136ProviderConfig) -> None:
         super().__init__(config.name)

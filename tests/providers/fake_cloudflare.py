@@ -49,6 +49,8 @@ class FakeCloudflare(FakeApi):
         super().__init__()
         self.page_size = page_size
         self.ksk, self.zsk = make_key(ksk=True), make_key(ksk=False)
+        # Cloudflare's own successors: served, signing nothing yet, not in its DNS records
+        self.prepublished: set[Key] = set()
         self.multi_signer = True
         self.multi_provider = True
         self.drop_foreign_ksks = True
@@ -153,4 +155,4 @@ class FakeCloudflare(FakeApi):
     async def serve(self, zone: str) -> ServerView:
         served = {k for k in self.foreign() if not (self.drop_foreign_ksks and k.sep)}
         return serve_view("c0", [self.ksk], [self.zsk],
-                          {self.ksk.key, self.zsk.key, *served})
+                          {self.ksk.key, self.zsk.key, *served, *self.prepublished})

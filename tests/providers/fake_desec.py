@@ -42,6 +42,8 @@ class FakeDesec(FakeApi):
         }
         self.writable_types: set[str] | None = None  # None: the token may write anything
         self.link_base = BASE  # where the pagination links point
+        # deSEC's own successors: served, signing nothing yet, not in the API's records
+        self.prepublished: set[Key] = set()
 
     # -- faults --------------------------------------------------------------------------
 
@@ -135,4 +137,4 @@ class FakeDesec(FakeApi):
 
     async def serve(self, zone: str) -> ServerView:
         return serve_view("d0", [self.csk], [self.csk],
-                          {self.csk.key, *self.written_dnskeys()})
+                          {self.csk.key, *self.written_dnskeys(), *self.prepublished})

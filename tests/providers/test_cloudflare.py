@@ -44,6 +44,18 @@ def test_own_keys_are_the_dnssec_endpoint_ksk_and_the_served_zsk() -> None:
                                                          (fake.zsk.key, "zsk")}
 
 
+def test_a_successor_cloudflare_prepublished_is_its_own_published_not_active() -> None:
+    """Follow mode: a served key that signs nothing and is not among the DNSKEY records
+    the controller wrote is Cloudflare's own successor (published, not active)."""
+    fake, clock = FakeCloudflare(), FakeClock()
+    successor = make_key(ksk=False).key
+    fake.prepublished.add(successor)
+    state = run(adapter(fake, clock).read_zone(ZONE))
+    (succ,) = [k for k in state.own_keys if k.key == successor]
+    assert succ.published and not succ.active
+    assert successor not in state.foreign_dnskeys
+
+
 def test_foreign_dnskeys_need_multi_signer_on_and_nothing_is_written_without() -> None:
     fake, clock = FakeCloudflare(), FakeClock()
     fake.multi_signer = False

@@ -134,6 +134,21 @@ def test_own_keys_come_from_dns_and_are_never_written_as_foreign() -> None:
     assert fake.written_dnskeys() == {foreign}  # deSEC adds its own key itself
 
 
+def test_a_successor_desec_prepublished_is_its_own_published_not_active() -> None:
+    """Follow mode: a served key that signs nothing and that the API does not hold is
+    deSEC's own successor, so the controller imports it elsewhere before deSEC signs with
+    it; a key the controller wrote stays foreign."""
+    fake, clock = FakeDesec(), FakeClock()
+    p = adapter(fake, clock)
+    foreign, successor = make_key(ksk=False).key, make_key(ksk=False).key
+    run(p.set_foreign_dnskeys(ZONE, [foreign], 3600))
+    fake.prepublished.add(successor)
+    state = run(p.read_zone(ZONE))
+    (succ,) = [k for k in state.own_keys if k.key == successor]
+    assert succ.published and not succ.active and succ.role == "zsk"
+    assert state.foreign_dnskeys == {foreign}
+
+
 def test_a_domain_not_in_the_account_is_zone_missing() -> None:
     fake, clock = FakeDesec(), FakeClock()
     with pytest.raises(ZoneMissing):

@@ -72,7 +72,7 @@ policy:
     cds-cdnskey-publish: always
     rrsig-lifetime: {rrsig_lifetime}
     rrsig-refresh: {rrsig_refresh}
-
+{policy_extra}
 template:
   - id: default
     storage: "{directory}/zones"
@@ -92,17 +92,21 @@ class KnotSigner(KnotInstance):
 
     secret: str = ""
     dnskey_management: str = "incremental"
+    # more policy lines (each "    key: value\n"), e.g. a fast automatic ZSK rollover
+    policy_extra: str = ""
 
     @classmethod
     def make(cls, name: str, directory: Path, zones: Sequence[str], ns_names: Sequence[str],
-             ttl: int, *, dnskey_management: str = "incremental") -> KnotSigner:
+             ttl: int, *, dnskey_management: str = "incremental",
+             policy_extra: str = "") -> KnotSigner:
         """Write the files and check the config (Knot makes its keys when it loads the
         zone); not started."""
         knot = cls.create(name, directory, zones=zones, ns_names=ns_names, ttl=ttl,
                           pregenerate=None)
         assert isinstance(knot, KnotSigner)
-        if dnskey_management != knot.dnskey_management:
+        if (dnskey_management, policy_extra) != (knot.dnskey_management, knot.policy_extra):
             knot.dnskey_management = dnskey_management
+            knot.policy_extra = policy_extra
             knot.write_conf()
             knot.knotc("conf-check")
         return knot
@@ -116,7 +120,8 @@ class KnotSigner(KnotInstance):
             port=self.port, directory=self.dir, algorithm=self.algorithm, ttl=self.ttl,
             rrsig_lifetime=self.rrsig_lifetime, rrsig_refresh=self.rrsig_refresh,
             zone_list=zone_list, tsig_name=TSIG_NAME, secret=self.secret,
-            other_name=OTHER_TSIG_NAME, dnskey_management=self.dnskey_management))
+            other_name=OTHER_TSIG_NAME, dnskey_management=self.dnskey_management,
+            policy_extra=self.policy_extra))
 
     def dnskeys(self, zone: str) -> set[str]:
         """The DNSKEY RRset Knot serves (record texts)."""

@@ -3,6 +3,7 @@ discriminated union, the secret from the environment, and clear errors for bad v
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,15 @@ def test_parsed_and_built(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     assert adapter.can(Capability.IMPORT_FOREIGN_DNSKEY | Capability.PUBLISH_CDS
                        | Capability.MANAGE_NS)
     assert not adapter.can(Capability.GENERATE_KEYS)
+    assert adapter.keys_from_signatures  # its successors are told apart by the controller
+    assert provider.prepublish_window is None
+
+
+def test_prepublish_window(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("U0_TSIG", SECRET)
+    provider = load_config(write(tmp_path, prepublish_window='"1h5m"')).provider("u0")
+    assert isinstance(provider, Rfc2136ProviderConfig)
+    assert provider.prepublish_window == timedelta(hours=1, minutes=5)
 
 
 @pytest.mark.parametrize(("fields", "message"), [
@@ -49,6 +59,7 @@ def test_parsed_and_built(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     ({"tsig_algorithm": '"hmac-md5"'}, "tsig_algorithm"),
     ({"server": '"127.0.0.1:99999"'}, "server"),
     ({"tsig_name": ""}, "tsig_name"),
+    ({"prepublish_window": '"soon"'}, "prepublish_window"),
 ])
 def test_bad_values_are_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                               fields: dict[str, str], message: str) -> None:
