@@ -12,6 +12,10 @@ import importlib.util
 from pathlib import Path
 from types import ModuleType
 
+import pytest
+
+from core.keys import Key
+
 
 def _load(name: str) -> ModuleType:
     path = Path(__file__).resolve().parents[1] / "unit" / f"{name}.py"
@@ -24,6 +28,7 @@ def _load(name: str) -> ModuleType:
 
 _state = _load("test_state")
 _history = _load("test_state_history")
+_keys = _load("test_state_observed_keys")
 
 test_naive_datetimes_are_refused = _state.test_naive_datetimes_are_refused
 test_record_rrset_upserts = _state.test_record_rrset_upserts
@@ -43,3 +48,18 @@ test_transition_updates_process_and_appends_history = (
 )
 test_secrets_are_refused = _history.test_secrets_are_refused
 test_history_order_and_json_shape = _history.test_history_order_and_json_shape
+
+test_colliding_keys_at_one_server_keep_their_own_rows = (
+    _keys.test_colliding_keys_at_one_server_keep_their_own_rows
+)
+test_unparsable_dnskey_is_refused = _keys.test_unparsable_dnskey_is_refused
+
+
+@pytest.fixture(scope="module")
+def ksks() -> tuple[Key, Key]:
+    return _keys.colliding_keys(257)
+
+
+def test_migration_0006_over_old_rows(pg_url: str, ksks: tuple[Key, Key]) -> None:
+    """0005 rows get their key digests, then back down and up again, on PostgreSQL."""
+    _keys.migration_0006_over_old_rows(pg_url, ksks)
