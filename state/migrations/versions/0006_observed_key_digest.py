@@ -13,6 +13,10 @@ The downgrade restores the old constraint; of keys that then collide (same tag,
 algorithm, flags, role, origin at one server) it keeps the most recently seen row only,
 as the old schema could.
 
+As an offline script (``alembic upgrade --sql``, for a DBA) it is written for PostgreSQL
+only, which computes the digests itself over the stored text (always canonical as the
+controller wrote it).
+
 Revision ID: 0006
 Revises: 0005
 """
@@ -29,7 +33,7 @@ import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 import sqlalchemy as sa
-from alembic import op
+from alembic import context, op
 
 revision = "0006"
 down_revision: str | None = "0005"
@@ -97,11 +101,7 @@ def _all_rows() -> Sequence[sa.Row[Any]]:
     return op.get_bind().execute(sa.select(_keys)).all()
 
 
-def upgrade() -> None:
-    # batch mode: SQLite cannot change constraints in place (alembic copies the table);
-    # PostgreSQL gets plain ALTER TABLE statements.
-    with op.batch_alter_table("observed_key") as batch:
-        batch.add_column(sa.Column("key_digest", sa.String(), nullable=True))
+def _fill() -> None:
     bind = op.get_bind()
     filled = []
     for row in bind.execute(sa.select(_keys.c.id, _keys.c.dnskey)).all():
@@ -113,14 +113,47 @@ def upgrade() -> None:
                      .values(dnskey=sa.bindparam("text"), key_digest=sa.bindparam("digest")),
                      filled)
     _merge(_all_rows(), _NEW_UNIQUE)
+
+
+def _fill_offline() -> None:
+    """``alembic upgrade --sql`` (a script for a DBA, no rows to read): PostgreSQL computes
+    the digests itself. The controller always stored canonical text, so hashing the text
+    as stored gives the same digest as ``canonical_dnskey``; nothing to merge either."""
+    if op.get_context().dialect.name != "postgresql":
+        raise NotImplementedError("migration 0006 as an offline SQL script is only written "
+                                  "for PostgreSQL; run it online (multisigner migrates "
+                                  "the database when it opens it)")
+    op.execute("UPDATE observed_key SET key_digest = "
+               "encode(sha256(convert_to(dnskey, 'UTF8')), 'hex')")
+
+
+def upgrade() -> None:
+    # batch mode: SQLite cannot change constraints in place (alembic copies the table);
+    # PostgreSQL gets plain ALTER TABLE statements.
+    with op.batch_alter_table("observed_key") as batch:
+        batch.add_column(sa.Column("key_digest", sa.String(), nullable=True))
+    if context.is_offline_mode():
+        _fill_offline()
+    else:
+        _fill()
     with op.batch_alter_table("observed_key") as batch:
         batch.alter_column("key_digest", existing_type=sa.String(), nullable=False)
         batch.drop_constraint("uq_observed_key", type_="unique")
         batch.create_unique_constraint("uq_observed_key", _NEW_UNIQUE)
 
 
+def _merge_offline_for_downgrade() -> None:
+    # The old identity's duplicates (keys sharing a tag), in SQL: keep the last seen row.
+    same = " AND ".join(f"a.{name} = b.{name}" for name in _OLD_UNIQUE)
+    op.execute(f"DELETE FROM observed_key a USING observed_key b WHERE {same} "
+               "AND (a.last_seen, a.id) < (b.last_seen, b.id)")
+
+
 def downgrade() -> None:
-    _merge(_all_rows(), _OLD_UNIQUE)
+    if context.is_offline_mode():
+        _merge_offline_for_downgrade()
+    else:
+        _merge(_all_rows(), _OLD_UNIQUE)
     with op.batch_alter_table("observed_key") as batch:
         batch.drop_constraint("uq_observed_key", type_="unique")
         batch.create_unique_constraint("uq_observed_key", _OLD_UNIQUE)
