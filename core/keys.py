@@ -108,10 +108,16 @@ class Key:
         return Digest.from_rdata(ds)
 
     @property
+    def digest(self) -> str:
+        """SHA-256 (hex) of the canonical DNSKEY text: the key's identity where a short
+        fixed-width one is needed (the state database's unique constraints)."""
+        return hashlib.sha256(self.text.encode()).hexdigest()
+
+    @property
     def fingerprint(self) -> str:
         """8 hex digits of the SHA-256 of the DNSKEY text: tells apart keys whose 16-bit key
         tags collide (two signers can well hold such keys; the tag is never an identity)."""
-        return hashlib.sha256(self.text.encode()).hexdigest()[:8]
+        return self.digest[:8]
 
     def short(self) -> str:
         return f"{self.key_tag}/{self.algorithm_name}/{'KSK' if self.sep else 'ZSK'}"

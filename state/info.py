@@ -65,7 +65,8 @@ class KeyInfo:
     flags: int
     role: str
     origin: str
-    dnskey: str
+    dnskey: str  # canonical rdata text: ``core.keys.Key(dnskey)`` is the key
+    key_digest: str  # the key's identity (SHA-256 of ``dnskey``); the tag is not one
     ttl: int
     first_seen: datetime
     last_seen: datetime
@@ -83,6 +84,7 @@ class KeyInfo:
             role=row.role,
             origin=row.origin,
             dnskey=row.dnskey,
+            key_digest=row.key_digest,
             ttl=row.ttl,
             first_seen=row.first_seen,
             last_seen=row.last_seen,

@@ -93,7 +93,12 @@ class ObservedRRset(SQLModel, table=True):
 
 
 class ObservedKey(SQLModel, table=True):
-    """One row per DNSKEY seen at one server, with the provider believed to own it."""
+    """One row per DNSKEY seen at one server, with the provider believed to own it.
+
+    A row is identified by the key itself (``key_digest``), never by its key tag: two
+    different keys can share a tag (16 bits; two providers' keys collide easily), and
+    one would otherwise overwrite the other's sighting. ``key_tag``, ``algorithm`` and
+    ``flags`` are kept only to be shown and filtered on."""
 
     __tablename__ = "observed_key"
     __table_args__ = (
@@ -101,9 +106,7 @@ class ObservedKey(SQLModel, table=True):
             "zone",
             "source",
             "server",
-            "key_tag",
-            "algorithm",
-            "flags",
+            "key_digest",
             "role",
             "origin",
             name="uq_observed_key",
@@ -120,7 +123,8 @@ class ObservedKey(SQLModel, table=True):
     flags: int
     role: str  # "ksk" | "zsk" | "csk"
     origin: str  # provider owning the key, "" if unknown
-    dnskey: str = Field(sa_type=Text)  # rdata text (public key material only)
+    dnskey: str = Field(sa_type=Text)  # canonical rdata text (public key material only)
+    key_digest: str  # SHA-256 hex of ``dnskey`` (core.keys.Key.digest)
     ttl: int
     first_seen: datetime = Field(sa_type=UTCDateTime)
     last_seen: datetime = Field(sa_type=UTCDateTime)

@@ -1,6 +1,7 @@
 """Recording what the nameservers served, and what a resolver may still have cached.
 
-Each distinct RRset content (by digest of its canonical text) or key gets one row per
+Each distinct RRset content (by digest of its canonical text) or key (by digest of its
+canonical DNSKEY text, never by key tag: two keys may share a tag) gets one row per
 (source, server); seeing it again only moves ``last_seen`` forward and extends
 ``cached_until`` = the latest (seen + TTL). The invariant check (docs/design-notes.md,
 "The invariant") needs
@@ -18,17 +19,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from dns.exception import DNSException
 from sqlalchemy import Table, case
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
 from core.errors import StateError
+from core.keys import Key
 from state.canonical import sha256_hex, utc
 from state.models import KEY_ROLES, ObservedKey, ObservedRRset
 
 _RRSET_KEY = ("zone", "source", "server", "rrtype", "digest")
-_KEY_KEY = ("zone", "source", "server", "key_tag", "algorithm", "flags", "role", "origin")
+_KEY_KEY = ("zone", "source", "server", "key_digest", "role", "origin")
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,9 @@ class RRsetRecord:
 
 @dataclass(frozen=True)
 class KeyRecord:
-    """One DNSKEY as served by one server. ``origin``: owning provider, "" if unknown."""
+    """One DNSKEY as served by one server. ``origin``: owning provider, "" if unknown.
+    ``dnskey`` (rdata text, any presentation form) identifies the key; ``key_tag``,
+    ``algorithm`` and ``flags`` are stored alongside for display only."""
 
     zone: str
     source: str
@@ -80,11 +85,22 @@ def _rrset_row(record: RRsetRecord, now: datetime) -> dict[str, Any]:
     }
 
 
+def _canonical_key(text: str, where: str) -> Key:
+    # One key in two presentation forms (spaced base64, mnemonic algorithm) must land on
+    # one row, so the digest is taken over the canonical text.
+    try:
+        return Key.parse(text)
+    except (DNSException, ValueError) as exc:
+        raise StateError(f"{where}: {text!r} is not DNSKEY rdata text ({exc}); pass the "
+                         "record's rdata, e.g. '257 3 13 <base64 public key>'") from exc
+
+
 def _key_row(record: KeyRecord, now: datetime) -> dict[str, Any]:
     where = f"key {record.key_tag} of {record.zone} from {record.server}"
     _check_ttl(record.ttl, where)
     if record.role not in KEY_ROLES:
         raise StateError(f"{where}: role {record.role!r} is not one of ksk, zsk, csk")
+    key = _canonical_key(record.dnskey, where)
     return {
         "zone": record.zone,
         "source": record.source,
@@ -94,7 +110,8 @@ def _key_row(record: KeyRecord, now: datetime) -> dict[str, Any]:
         "flags": record.flags,
         "role": record.role,
         "origin": record.origin,
-        "dnskey": record.dnskey,
+        "dnskey": key.text,
+        "key_digest": key.digest,
         "ttl": record.ttl,
         "first_seen": now,
         "last_seen": now,

@@ -20,7 +20,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from core import events
 from core.config import ZoneConfig
 from core.errors import MultisignerError
-from core.keys import Role
+from core.keys import Key, Role, tag_label
 from core.observation import ApiZoneState
 from orchestrator import logs
 from orchestrator.engine.follow import Follower, self_rolling
@@ -39,8 +39,9 @@ STUCK_RETRY = timedelta(seconds=1)
 class DueRollover:
     signer: str
     role: Role
-    key_tag: int
+    key: Key
     age: timedelta
+    label: str  # the key's tag, with its fingerprint if another key of the zone shares it
 
 
 def due_rollovers(zone: ZoneConfig, signers: list[str], states: dict[str, ApiZoneState],
@@ -48,23 +49,25 @@ def due_rollovers(zone: ZoneConfig, signers: list[str], states: dict[str, ApiZon
     """Pure: which active keys have outlived their policy lifetime, oldest first. A key's
     age counts from when the controller first saw it (providers do not report creation
     time), which errs on the side of rolling later, never earlier."""
-    first: dict[str, datetime] = {}
+    first: dict[str, datetime] = {}  # by key digest: keys sharing a tag age apart
     for row in seen:
-        known = first.get(row.dnskey)
+        known = first.get(row.key_digest)
         if row.server == "api" and row.origin and (known is None or row.first_seen < known):
-            first[row.dnskey] = row.first_seen
+            first[row.key_digest] = row.first_seen
     out: list[DueRollover] = []
+    every = [k.key for state in states.values() for k in state.own_keys]
     for name in signers:
         state = states.get(name)
         if state is None:
             continue
         for key in state.own_keys:
-            if not key.active or key.key.text not in first:
+            if not key.active or key.key.digest not in first:
                 continue
             lifetime = zone.policy.zsk_lifetime if key.role == "zsk" else zone.policy.ksk_lifetime
-            age = now - first[key.key.text]
+            age = now - first[key.key.digest]
             if age >= lifetime:
-                out.append(DueRollover(name, key.role, key.key.key_tag, age))
+                out.append(DueRollover(name, key.role, key.key, age,
+                                       tag_label(key.key, every)))
     return sorted(out, key=lambda d: -d.age)
 
 
@@ -187,7 +190,7 @@ class Daemon:
             first = due[0]
             proc = await self.engine.start_rollover(
                 zone, first.role, first.signer,
-                reason=f"policy: {first.role.upper()} {first.key_tag} at {first.signer} is "
+                reason=f"policy: {first.role.upper()} {first.label} at {first.signer} is "
                 f"{first.age.days}d {first.age.seconds // 3600}h old")
             await self.engine.advance(zone, proc.id)
 

@@ -5,6 +5,10 @@ split must all keep colliding keys apart."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+from types import SimpleNamespace
+from typing import cast
+
 import dns.dnssec
 import dns.name
 import pytest
@@ -26,17 +30,21 @@ from signing import (
     soa_rrset,
 )
 
-from core.config import PolicyConfig
-from core.keys import Digest, parent_follows, signers, tag_labels
-from core.observation import ZoneView
+from core.config import PolicyConfig, ZoneConfig
+from core.keys import Digest, Key, parent_follows, signers, tag_labels
+from core.observation import ApiKey, ApiZoneState, ZoneView
 from orchestrator.decide import checks
 from orchestrator.decide.checks import CheckContext
 from orchestrator.decide.invariant import check_zone
 from orchestrator.decide.rollover import Rolled
 from orchestrator.decide.sync_plan import PlanInput, plan_sync
+from orchestrator.engine.daemon import due_rollovers
+from orchestrator.observe.observer import last_owned, record
+from orchestrator.runtime import Runtime
 from orchestrator.status_view import render_status
 from providers.rfc2136.served import Served
 from runbooks import Step
+from state import StateStore
 
 MAX_KEYS = 20000  # P(no collision among this many 16-bit tags) is astronomically small
 
@@ -220,3 +228,50 @@ def test_digest_parse_keeps_colliding_digests(ksks: tuple[SigningKey, SigningKey
     a, b = (k.key for k in ksks)
     texts = {Digest.parse(a.ds(ZONE).text), Digest.parse(b.ds(ZONE).text)}
     assert len(texts) == 2
+
+
+def owning(index: int, ksk: SigningKey) -> ApiZoneState:
+    """p<index>'s API reporting ``ksk`` as its only key."""
+    own = (ApiKey(ksk.key, "ksk", active=True, published=True, key_id=f"k{index}"),)
+    return api_state(provider(index, ksk, ksk), own=own)
+
+
+def test_key_ages_and_ownership_of_a_provider_s_colliding_keys(
+        ksks: tuple[SigningKey, SigningKey]) -> None:
+    """p0 rolled its KSK from ``a`` to ``b``, which has ``a``'s tag. The observation rows
+    (identified by key, not tag) keep ``a``'s and ``b``'s sightings apart: ``b`` is not
+    aged from ``a``'s first sighting (a new key rolled at once by policy), and ``a``'s
+    last ownership stays known for its withdrawal."""
+    a, b = ksks
+    zone = ZoneConfig(name=ZONE_TEXT, model=2, signers=["p0", "p1"])
+    rolled = NOW + timedelta(days=400)
+
+    def owns(key: SigningKey) -> dict[str, ApiZoneState]:
+        return {"p0": owning(0, key)}
+
+    with StateStore.open("sqlite://") as store:
+        rt = cast(Runtime, SimpleNamespace(store=store))
+        record(rt, zone, (), (), owns(a), NOW)
+        record(rt, zone, (), (), owns(b), rolled)
+        assert {Key(r.dnskey): r.first_seen for r in store.keys(ZONE_TEXT)} == {
+            a.key: NOW, b.key: rolled}
+        assert due_rollovers(zone, ["p0"], owns(b), store.keys(ZONE_TEXT), rolled) == []
+        [due] = due_rollovers(zone, ["p0"], owns(a), store.keys(ZONE_TEXT), rolled)
+        assert (due.key, due.age) == (a.key, timedelta(days=400))
+        assert last_owned(rt, ZONE_TEXT) == {a.key: NOW, b.key: rolled}
+
+
+def test_due_rollover_names_a_colliding_key_by_fingerprint(
+        ksks: tuple[SigningKey, SigningKey]) -> None:
+    a, b = ksks
+    zone = ZoneConfig(name=ZONE_TEXT, model=2, signers=["p0", "p1"])
+    states = {"p0": owning(0, a), "p1": owning(1, b)}
+    later = NOW + timedelta(days=200)
+    with StateStore.open("sqlite://") as store:
+        rt = cast(Runtime, SimpleNamespace(store=store))
+        record(rt, zone, (), (), {"p0": states["p0"]}, NOW)
+        record(rt, zone, (), (), states, later)
+        [due] = due_rollovers(zone, ["p0", "p1"], states, store.keys(ZONE_TEXT),
+                              NOW + timedelta(days=365))
+    assert (due.signer, due.key) == ("p0", a.key)
+    assert due.label == f"{a.key.key_tag}~{a.key.fingerprint}"
