@@ -18,11 +18,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 KeyTarget = Literal["published", "active", "removed"]
 Observation = Literal["served", "data-signers", "dnskey-signers", "parent", "ns-served",
-                      "parent-ns", "csync-served", "csync-gone"]
+                      "parent-ns", "csync-served", "csync-gone", "key-served", "parent-key"]
 Precondition = Literal["old-unused", "ds-covers-new", "ds-covers-old", "remaining-ds",
                        "content-matches"]
 TtlTerm = Literal["TTLkey", "TTLsig", "TTLds", "TTLns"]
 With = Literal["with", "without"]
+# What a step of the SIG(0) key roll does to the zone's SIG(0) key store (and parent).
+Sig0Action = Literal["add-successor", "roll-at-parent", "retire-predecessor",
+                     "discard-successor"]
 
 _DIR = Path(__file__).parent
 
@@ -39,6 +42,10 @@ OBSERVATIONS: dict[str, str] = {
     "parent-ns": "every parent nameserver delegates to exactly the target NS names",
     "csync-served": "every nameserver of every signer serves the CSYNC record",
     "csync-gone": "no nameserver of any signer serves a CSYNC record any more",
+    "key-served": "every nameserver of every signer serves the KEY RRset at the apex holding "
+    "exactly the SIG(0) keys of the zone's key store",
+    "parent-key": "the parent answers a KeyState inquiry (signed by the successor SIG(0) key) "
+    "that it trusts the successor",
 }
 PRECONDITIONS: dict[str, str] = {
     "old-unused": "no nameserver of any provider serves a signature made with the predecessor",
@@ -72,6 +79,7 @@ class Step(BaseModel):
     member_cds: With | None = None
     ns: With | None = None
     csync: bool | None = None
+    sig0: Sig0Action | None = None
     precondition: list[Precondition] = Field(default_factory=list)
     observe: list[Observation] = Field(default_factory=list)
     hold: list[TtlTerm] = Field(default_factory=list)
@@ -88,7 +96,8 @@ class Runbook(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: str
-    model: Literal[1, 2]
+    # None: the same runbook for either model (a process that changes no DNSSEC key)
+    model: Literal[1, 2] | None = None
     roles: list[Literal["zsk", "ksk", "csk"]] = Field(default_factory=list)
     title: str
     summary: str
@@ -112,7 +121,8 @@ def all_runbooks() -> dict[str, Runbook]:
     out: dict[str, Runbook] = {}
     for path in sorted(_DIR.glob("*.toml")):
         book = Runbook.model_validate(tomllib.loads(path.read_text()))
-        out[f"{book.kind}/model{book.model}"] = book
+        for model in (1, 2) if book.model is None else (book.model,):
+            out[f"{book.kind}/model{model}"] = book
     return out
 
 
