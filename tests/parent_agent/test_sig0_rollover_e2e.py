@@ -15,11 +15,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from dsynckit import AgentProcess, dsync_config, parent_agent, sent, unsign_delegation
-from rollover.rollkit import LAB, cli, entries_of, latest, ok, running_lab, stop_scanner
+from rollover.rollkit import (
+    LAB,
+    cli,
+    entries_of,
+    latest,
+    ok,
+    running_lab,
+    stop_scanner,
+    write_config,
+)
 from signers.signerkit import ksk_ds
 
 from multisigner_lab import Lab
@@ -75,6 +85,7 @@ def test_sig0_key_roll_end_to_end(lab: Lab, agent: AgentProcess) -> None:
     [old] = store.list_keys(ZONE)
     assert all(keys == [old.key.to_text()] for keys in served_keys(lab).values())
 
+    check_refusals(lab, config, store)
     res = ok(cli(config, "rollover", ZONE, "--key", "sig0", "--wait"))
     assert "sig0-rollover done" in res.out, res.out
     [new] = store.list_keys(ZONE)
@@ -121,3 +132,21 @@ def test_sig0_key_roll_end_to_end(lab: Lab, agent: AgentProcess) -> None:
     # the predecessor is not trusted any more: status asks with the successor
     status = ok(cli(config, "status", ZONE, "--json")).json()["zones"][0]["parent"]
     assert status["key_state"] == "trusted" and status["sig0_key"] == new.key_tag, status
+
+
+def check_refusals(lab: Lab, config: Path, store: Sig0KeyStore) -> None:
+    """Bad starts: usage errors (exit 2), and refusals (exit 1) that change nothing."""
+    res = cli(config, "rollover", ZONE, "--key", "sig0", "--signer", "p0")
+    assert res.rc == 2 and "drop --signer" in res.err, res
+    plain = write_config(lab, "sig0roll-cds.toml", zones=[ZONE], policy=POLICY)
+    res = cli(plain, "rollover", ZONE, "--key", "sig0")
+    assert res.rc == 2 and 'type = "dsync"' in res.err, res
+    extra = store.generate(ZONE)  # two keys: which one does the parent trust?
+    try:
+        res = cli(config, "rollover", ZONE, "--key", "sig0")
+        assert res.rc == 1 and "holds 2 SIG(0) keys" in res.err, res
+        assert len(store.list_keys(ZONE)) == 2
+        assert ok(cli(config, "status", ZONE, "--json")).json()["zones"][0]["process"] is None
+    finally:
+        for suffix in (".key", ".private"):
+            (store.directory / f"{extra.key_id}{suffix}").unlink()
