@@ -4,7 +4,9 @@ A runbook is a list of steps. Each step says which state the rolled keys must be
 signer (``keys``), which KSK the CDS/CDNSKEY RRsets name (``cds``), what must hold before
 acting (``precondition``), what must be observed on the nameservers afterwards
 (``observe``) and which RFC 7583 TTL terms to hold after that observation (``hold``).
-``abort`` entries say how to return to a safe state from a given step.
+``abort`` entries say how to return to a safe state from a given step. A step of the
+SIG(0) key roll names a ``sig0`` action (and what to observe) instead. A runbook without
+``model`` serves both models.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from functools import cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 KeyTarget = Literal["published", "active", "removed"]
 Observation = Literal["served", "data-signers", "dnskey-signers", "parent", "ns-served",
@@ -86,6 +88,17 @@ class Step(BaseModel):
     hold_combine: Literal["sum", "max"] = "sum"
     term: str = ""
     explain: str = ""
+
+    @model_validator(mode="after")
+    def _sig0_alone(self) -> Step:
+        """A SIG(0) step changes the key store and the KEY RRset only: the engine runs it
+        in its own two phases, so anything else it named would be silently ignored."""
+        if self.sig0 is not None and (self.keys or self.cds or self.member_keys
+                                      or self.member_cds or self.ns or self.csync is not None
+                                      or self.precondition or self.hold):
+            raise ValueError(f"step {self.id}: a sig0 step names nothing but its sig0 "
+                             "action, observe, title and explain")
+        return self
 
 
 class AbortStep(Step):

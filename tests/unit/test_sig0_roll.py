@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import dns.name
 import pytest
+from pydantic import ValidationError
 
 from core.observation import ZoneView
 from orchestrator.decide.checks import CheckContext, unmet
 from orchestrator.decide.process_data import ProcessData
 from orchestrator.decide.sig0_roll import Sig0Observed, Sig0Roll
-from runbooks import runbook
+from runbooks import Runbook, runbook
 
 OLD = "512 3 13 AAAA"
 NEW = "512 3 13 BBBB"
@@ -56,3 +57,14 @@ def test_parent_key_holds_only_once_the_parent_trusts_the_successor(
     if not holds:
         assert missing == [f"the parent trusting SIG(0) key 2 (it says: "
                            f"{state or 'nothing yet'})"]
+
+
+def test_a_sig0_step_naming_key_states_or_holds_fails_to_load() -> None:
+    book = {"kind": "probe", "title": "t", "summary": "s", "steps": [
+        {"id": "one", "title": "one", "sig0": "add-successor", "observe": ["key-served"]}]}
+    assert Runbook.model_validate(book).steps[0].sig0 == "add-successor"
+    for extra in ({"keys": {"new": "published"}}, {"hold": ["TTLkey"]},
+                  {"precondition": ["old-unused"]}):
+        bad = {**book, "steps": [{**book["steps"][0], **extra}]}  # type: ignore[dict-item]
+        with pytest.raises(ValidationError, match="a sig0 step names nothing but"):
+            Runbook.model_validate(bad)
