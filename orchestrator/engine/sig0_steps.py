@@ -110,8 +110,8 @@ async def _act(engine: Engine, here: ProcessAt) -> Outcome:
             done.append(await _roll_at_parent(client, roll))
         elif action == "retire-predecessor":
             done.append(_retire(client.store, roll.old_id, roll.old_tag))
-        elif action == "discard-successor" and roll.new_id is not None:
-            done.append(_retire(client.store, roll.new_id, roll.new_tag))
+        elif action == "discard-successor":
+            done += _discard(client, roll)
     except ParentError as exc:
         return engine._wait(here, f"parent: {exc}", parent=True, parent_only=True)
     channel.forget_key_state()  # the store's keys, or the parent's trust, changed
@@ -156,6 +156,15 @@ async def _roll_at_parent(client: DsyncParent, roll: Sig0Roll) -> str:
     answer = await client.send(update, client.store.load(roll.old_id))
     return (f"sent the KEY roll UPDATE (KEY = SIG(0) key {roll.new_tag}) signed by SIG(0) "
             f"key {roll.old_tag} to {answer.server}: NOERROR")
+
+
+def _discard(client: DsyncParent, roll: Sig0Roll) -> list[str]:
+    """Retire the successor: the one recorded, else any key of the zone but the
+    predecessor (one an act cut short generated before it could record it)."""
+    if roll.new_id is not None:
+        return [_retire(client.store, roll.new_id, roll.new_tag)]
+    return [_retire(client.store, k.key_id, k.key_tag)
+            for k in client.store.list_keys(client.zone) if k.key_id != roll.old_id]
 
 
 def _retire(store: Sig0KeyStore, key_id: str, tag: int | None) -> str:

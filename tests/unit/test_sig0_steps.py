@@ -19,7 +19,7 @@ from dns.dnssectypes import Algorithm
 from core.keystate import ParentKeyState
 from core.sig0 import Sig0Key
 from orchestrator.decide.sig0_roll import Sig0Roll
-from orchestrator.engine.sig0_steps import _add_successor, _roll_at_parent
+from orchestrator.engine.sig0_steps import _add_successor, _discard, _roll_at_parent
 from providers.sig0keys import Sig0KeyStore
 
 ZONE = dns.name.from_text("child.test.")
@@ -100,3 +100,14 @@ def test_the_roll_update_is_signed_by_the_predecessor_and_sent_once(
     client.says = ParentKeyState.TRUSTED  # a re-run after the parent moved its trust
     said = asyncio.run(_roll_at_parent(client, roll))  # type: ignore[arg-type]
     assert "already trusts" in said and len(client.sent) == 1
+
+
+def test_abort_discards_the_successor_even_one_never_recorded(store: Sig0KeyStore) -> None:
+    old = store.generate(ZONE)
+    client: Any = FakeParent(store)
+    made, _ = _add_successor(client, Sig0Roll(old.key_id, old.key_tag))
+    # the act was cut short before recording the successor: the abort finds it on disk
+    assert _discard(client, Sig0Roll(old.key_id, old.key_tag)) == [
+        f"retired SIG(0) key {made.new_tag} ({made.new_id}) to {store.directory / 'retired'}"]
+    assert [k.key_id for k in store.list_keys(ZONE)] == [old.key_id]
+    assert _discard(client, made) == [f"SIG(0) key {made.new_tag} already retired"]
