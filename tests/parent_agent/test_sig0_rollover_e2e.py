@@ -14,6 +14,7 @@ the successor; nothing refused."""
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from rollover.rollkit import (
     entries_of,
     latest,
     ok,
+    provider_entry,
     running_lab,
     stop_scanner,
     write_config,
@@ -34,8 +36,9 @@ from signers.signerkit import ksk_ds
 
 from multisigner_lab import Lab
 from multisigner_lab.dnsq import answer, query
+from multisigner_lab.net import free_port
 from orchestrator.parent_agent.trust import canonical
-from providers.sig0keys import Sig0KeyStore
+from providers.sig0keys import Sig0KeyStore, StoredSig0Key
 
 pytestmark = LAB
 
@@ -86,14 +89,15 @@ def test_sig0_key_roll_end_to_end(lab: Lab, agent: AgentProcess) -> None:
     assert all(keys == [old.key.to_text()] for keys in served_keys(lab).values())
 
     check_refusals(lab, config, store)
+    check_abort(lab, config, store, old)
     res = ok(cli(config, "rollover", ZONE, "--key", "sig0", "--wait"))
     assert "sig0-rollover done" in res.out, res.out
     [new] = store.list_keys(ZONE)
     assert new.key_id != old.key_id
     # the predecessor is retired, not deleted: both its files are kept, still 0600
     retired = sig0 / "retired"
-    assert sorted(p.name for p in retired.iterdir()) == [f"{old.key_id}.key",
-                                                         f"{old.key_id}.private"]
+    assert {f"{old.key_id}.key", f"{old.key_id}.private"} <= {p.name for p in
+                                                              retired.iterdir()}
     assert all(p.stat().st_mode & 0o077 == 0 for p in retired.iterdir())
     assert retired.stat().st_mode & 0o077 == 0
     assert all(keys == [new.key.to_text()] for keys in served_keys(lab).values()), \
@@ -150,3 +154,32 @@ def check_refusals(lab: Lab, config: Path, store: Sig0KeyStore) -> None:
     finally:
         for suffix in (".key", ".private"):
             (store.directory / f"{extra.key_id}{suffix}").unlink()
+
+
+def check_abort(lab: Lab, config: Path, store: Sig0KeyStore, old: StoredSig0Key) -> None:
+    """A roll aborted in its first step: the successor is retired, the KEY RRset is the
+    predecessor alone again, the parent never heard of the successor. (A config naming a
+    dead nameserver for p1 keeps the first step waiting, so the abort finds it there.)"""
+    dead = free_port("127.0.0.1")
+
+    def mutate(data: dict[str, Any]) -> None:
+        data["zones"][0]["parent"].update(type="dsync", sig0_directory=str(store.directory))
+        provider_entry(data, "p1")["nameservers"].append(f"127.0.0.1:{dead}")
+
+    stuck = write_config(lab, "sig0roll-dead-ns.toml", zones=[ZONE], policy=POLICY,
+                         mutate=mutate)
+    ok(cli(stuck, "rollover", ZONE, "--key", "sig0"))
+    proc = latest(config, ZONE, "sig0-rollover")
+    assert proc["state"] == "add-successor:observe", proc
+    [_, successor] = store.list_keys(ZONE)
+    ok(cli(stuck, "rollover", ZONE, "--abort"))
+    deadline = time.monotonic() + 20
+    while latest(config, ZONE, "sig0-rollover")["status"] == "running":
+        assert time.monotonic() < deadline, latest(config, ZONE, "sig0-rollover")
+        ok(cli(config, "step", ZONE))  # the config with every nameserver answering
+        time.sleep(0.2)
+    proc = latest(config, ZONE, "sig0-rollover")
+    assert (proc["state"], proc["status"]) == ("aborted", "aborted"), proc
+    assert [k.key_id for k in store.list_keys(ZONE)] == [old.key_id]
+    assert (store.directory / "retired" / f"{successor.key_id}.private").exists()
+    assert all(keys == [old.key.to_text()] for keys in served_keys(lab).values())
