@@ -42,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("rollover", help="start (or abort) a key rollover process")
     s.add_argument("zone")
-    s.add_argument("--key", choices=["zsk", "ksk", "csk"])
+    s.add_argument("--key", choices=["zsk", "ksk", "csk", "sig0"],
+                   help="sig0: the zone's SIG(0) key for a dsync parent (no --signer)")
     s.add_argument("--signer", help="the provider whose key is rolled (model 2)")
     s.add_argument("--wait", action="store_true", help="run it to the end in the foreground")
     s.add_argument("--abort", action="store_true", help="take the running process back to a "

@@ -17,6 +17,16 @@ KEY_STATES = {"published": "published, not signing", "active": "published and si
 OWNER_STATES = {"published": "in the combined set, not signing",
                 "active": "in the combined set and signing it",
                 "removed": "left out of the combined set (kept in the key store)"}
+SIG0_ACTIONS = {
+    "add-successor": "a successor key is generated (or the one an interrupted attempt made is "
+    "adopted); the KEY RRset at every signer becomes every key of the store",
+    "roll-at-parent": "an UPDATE signed by the predecessor replaces the zone's KEY RRset at the "
+    "parent with the successor (not sent when the parent already trusts the successor)",
+    "retire-predecessor": "the predecessor's files move to the store's `retired/` directory "
+    "(kept, never deleted); the KEY RRset at every signer becomes the successor alone",
+    "discard-successor": "the successor's files move to the store's `retired/` directory; the "
+    "KEY RRset at every signer becomes the predecessor alone",
+}
 
 
 def _step(step: Step, number: str, owner: bool = False) -> list[str]:
@@ -28,6 +38,8 @@ def _step(step: Step, number: str, owner: bool = False) -> list[str]:
             lines.append(f"- **{name}** owner KSK: {OWNER_STATES[target]}")
         else:
             lines.append(f"- **{name}** at the signer: {KEY_STATES[target]}")
+    if step.sig0:
+        lines.append(f"- **SIG(0) key store**: {SIG0_ACTIONS[step.sig0]}")
     with_ = {"with": "included", "without": "left out"}
     if step.member_keys:
         lines.append(f"- **keys**: the joining/leaving signer's keys are "
@@ -56,7 +68,8 @@ def _step(step: Step, number: str, owner: bool = False) -> list[str]:
                      "from the moment of that observation")
     if step.term:
         lines.append(f"- RFC 7583 term: `{step.term}`")
-    states = ", ".join(f"`{step.id}:{p}`" for p in ("act", "converge", "observe", "hold"))
+    phases = ("act", "observe") if step.sig0 else ("act", "converge", "observe", "hold")
+    states = ", ".join(f"`{step.id}:{p}`" for p in phases)
     lines += [f"- persisted states: {states}", ""]
     return lines
 
@@ -80,19 +93,26 @@ def render(book: Runbook) -> str:
     if book.references:
         lines += ["References: " + "; ".join(book.references) + ".", ""]
     owner = book.model == 1 and book.kind == "ksk-rollover"
-    if book.kind.startswith("signer-"):
+    if book.kind == "sig0-rollover":
+        start = ("`multisigner rollover ZONE --key sig0 [--wait]` (a zone whose "
+                 "`[zones.parent]` is `type = \"dsync\"`)")
+    elif book.kind.startswith("signer-"):
         start = f"`multisigner signer {book.kind.split('-')[1]} ZONE NAME [--wait]`"
     elif owner:
         start = "`multisigner rollover ZONE --key ksk [--wait]` (the owner's KSK: no --signer)"
     else:
         start = f"`multisigner rollover ZONE --key {'|'.join(book.roles)} --signer NAME [--wait]`"
+    before = ("the zone's SIG(0) key store must hold exactly one key of the zone, and "
+              "the parent must answer KeyState that it trusts it (`sync` bootstraps it)"
+              if book.kind == "sig0-rollover" else
+              "the zone must be in its steady state (`sync` has nothing to do, the parent "
+              "DS matches the CDS, `verify` finds no breach)")
     if book.kind in REPLANNED:
         lines += [REPLANNED[book.kind], "", "## Steps", ""]
     else:
         lines += [f"Started with {start}; advanced by `multisigner step ZONE`, `--wait`, or "
-                  "the daemon (`multisigner run`). Before it starts, the zone must be in its "
-                  "steady state (`sync` has nothing to do, the parent DS matches the CDS, "
-                  "`verify` finds no breach).", "", "## Steps", ""]
+                  f"the daemon (`multisigner run`). Before it starts, {before}.", "",
+                  "## Steps", ""]
     for i, step in enumerate(book.steps, 1):
         lines += _step(step, str(i), owner)
     lines += ["## Abort (`multisigner rollover ZONE --abort`)", ""]
@@ -106,7 +126,9 @@ def render(book: Runbook) -> str:
     for step in book.steps if book.kind not in REPLANNED else ():
         path = by_from.get(step.id)
         if not path:
-            why = ("the predecessor is being withdrawn; the zone is safe only going forward"
+            why = ("the parent may already trust the successor alone"
+                   if book.kind == "sig0-rollover" else
+                   "the predecessor is being withdrawn; the zone is safe only going forward"
                    if not book.kind.startswith("signer-") else
                    "the delegation is changing; finish, then run the opposite signer process")
             lines += [f"From `{step.id}`: refused — {why}, so the process must finish.", ""]
@@ -121,7 +143,8 @@ def render(book: Runbook) -> str:
 
 
 def pages() -> dict[Path, str]:
-    return {DOCS / f"{book.kind}-model{book.model}.md": render(book)
+    return {DOCS / (f"{book.kind}.md" if book.model is None
+                    else f"{book.kind}-model{book.model}.md"): render(book)
             for book in all_runbooks().values()}
 
 

@@ -17,12 +17,16 @@ from orchestrator.runtime import Runtime
 
 
 def cmd_rollover(args: argparse.Namespace) -> int:
+    from orchestrator.engine import sig0_steps
     from orchestrator.engine.runner import Engine
 
     config = config_of(args)
     zone = zones_of(config, args.zone, False)[0]
     if args.abort == bool(args.key):
-        raise UsageError("give --key {zsk,ksk,csk} to start a rollover, or --abort")
+        raise UsageError("give --key {zsk,ksk,csk,sig0} to start a rollover, or --abort")
+    if args.key == "sig0" and args.signer:
+        raise UsageError("--key sig0 rolls the zone's SIG(0) key, which no signer holds: "
+                         "drop --signer")
 
     async def body(rt: Runtime) -> int:
         engine = Engine(rt, lambda line: logs.progress(line, zone.name))
@@ -30,7 +34,8 @@ def cmd_rollover(args: argparse.Namespace) -> int:
             proc = engine.abort(zone)
             out(f"{zone.name}: aborting {proc.kind} {proc.id}: {proc.state}")
         else:
-            proc = await engine.start_rollover(zone, args.key, args.signer)
+            proc = await (sig0_steps.start(engine, zone) if args.key == "sig0" else
+                          engine.start_rollover(zone, args.key, args.signer))
             out(f"{zone.name}: started {proc.kind} {proc.id}")
         return await _drive(engine, zone, proc.id, to_end=args.wait)
 

@@ -10,6 +10,10 @@ Layout of ``sig0_directory`` (one directory may hold the keys of several zones):
   public, so any mode), the RRset the controller publishes at the child apex; when
   missing, the KEY is derived from the private key with flags 512 (see ``core/sig0.py``).
 
+- ``retired/`` — keys a SIG(0) key roll took out of use (``retire``): the same two files,
+  moved, never deleted (removing private key material is the operator's call). Keys
+  there are not listed, published or used.
+
 The directory must be 0700 and every key file 0600, checked like the owner-KSK file
 store (``providers/private_files.py``); a missing directory is an error unless the
 caller asks for it to be created (``create=True``).
@@ -46,6 +50,7 @@ from providers.private_files import (
 
 _FILE = re.compile(r"^K(?P<zone>.+\.)\+(?P<alg>\d{3})\+(?P<tag>\d{5})\.private$")
 _CREATED = "%Y%m%d%H%M%S"
+RETIRED = "retired"
 
 
 class Sig0KeyStoreError(MultisignerError):
@@ -203,6 +208,26 @@ class Sig0KeyStore:
         write_private_file(self.directory / f"{base}.private",
                            bind_private_text(algorithm, key.private, stamp).encode(), self.error)
         return StoredSig0Key(base, owner, rdata, created)
+
+    def retire(self, key_id: str) -> bool:
+        """Move key ``key_id``'s files to ``retired/`` (made 0700 if missing): the key is
+        no longer listed, published or used, and its files are kept. False when the store
+        does not hold it (already retired: a re-run after a crash is harmless)."""
+        private = self.directory / f"{key_id}.private"
+        if "/" in key_id or not _FILE.match(private.name) or not private.is_file():
+            return False
+        retired = self.directory / RETIRED
+        if not retired.exists():
+            create_private_directory(retired, self.error)
+        check_private_directory(retired, self.error)
+        for suffix in (".key", ".private"):  # the .private last: it is what lists a key
+            path = self.directory / f"{key_id}{suffix}"
+            if path.exists():
+                if (retired / path.name).exists():
+                    raise self.error(f"{retired / path.name} already exists; move it away "
+                                     f"before retiring {key_id}")
+                path.rename(retired / path.name)
+        return True
 
 
 def _name(zone: dns.name.Name | str) -> dns.name.Name:

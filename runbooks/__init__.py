@@ -4,7 +4,9 @@ A runbook is a list of steps. Each step says which state the rolled keys must be
 signer (``keys``), which KSK the CDS/CDNSKEY RRsets name (``cds``), what must hold before
 acting (``precondition``), what must be observed on the nameservers afterwards
 (``observe``) and which RFC 7583 TTL terms to hold after that observation (``hold``).
-``abort`` entries say how to return to a safe state from a given step.
+``abort`` entries say how to return to a safe state from a given step. A step of the
+SIG(0) key roll names a ``sig0`` action (and what to observe) instead. A runbook without
+``model`` serves both models.
 """
 
 from __future__ import annotations
@@ -14,15 +16,18 @@ from functools import cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 KeyTarget = Literal["published", "active", "removed"]
 Observation = Literal["served", "data-signers", "dnskey-signers", "parent", "ns-served",
-                      "parent-ns", "csync-served", "csync-gone"]
+                      "parent-ns", "csync-served", "csync-gone", "key-served", "parent-key"]
 Precondition = Literal["old-unused", "ds-covers-new", "ds-covers-old", "remaining-ds",
                        "content-matches"]
 TtlTerm = Literal["TTLkey", "TTLsig", "TTLds", "TTLns"]
 With = Literal["with", "without"]
+# What a step of the SIG(0) key roll does to the zone's SIG(0) key store (and parent).
+Sig0Action = Literal["add-successor", "roll-at-parent", "retire-predecessor",
+                     "discard-successor"]
 
 _DIR = Path(__file__).parent
 
@@ -39,6 +44,10 @@ OBSERVATIONS: dict[str, str] = {
     "parent-ns": "every parent nameserver delegates to exactly the target NS names",
     "csync-served": "every nameserver of every signer serves the CSYNC record",
     "csync-gone": "no nameserver of any signer serves a CSYNC record any more",
+    "key-served": "every nameserver of every signer serves the KEY RRset at the apex holding "
+    "exactly the SIG(0) keys of the zone's key store",
+    "parent-key": "the parent answers a KeyState inquiry (signed by the successor SIG(0) key) "
+    "that it trusts the successor",
 }
 PRECONDITIONS: dict[str, str] = {
     "old-unused": "no nameserver of any provider serves a signature made with the predecessor",
@@ -72,12 +81,24 @@ class Step(BaseModel):
     member_cds: With | None = None
     ns: With | None = None
     csync: bool | None = None
+    sig0: Sig0Action | None = None
     precondition: list[Precondition] = Field(default_factory=list)
     observe: list[Observation] = Field(default_factory=list)
     hold: list[TtlTerm] = Field(default_factory=list)
     hold_combine: Literal["sum", "max"] = "sum"
     term: str = ""
     explain: str = ""
+
+    @model_validator(mode="after")
+    def _sig0_alone(self) -> Step:
+        """A SIG(0) step changes the key store and the KEY RRset only: the engine runs it
+        in its own two phases, so anything else it named would be silently ignored."""
+        if self.sig0 is not None and (self.keys or self.cds or self.member_keys
+                                      or self.member_cds or self.ns or self.csync is not None
+                                      or self.precondition or self.hold):
+            raise ValueError(f"step {self.id}: a sig0 step names nothing but its sig0 "
+                             "action, observe, title and explain")
+        return self
 
 
 class AbortStep(Step):
@@ -88,7 +109,8 @@ class Runbook(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: str
-    model: Literal[1, 2]
+    # None: the same runbook for either model (a process that changes no DNSSEC key)
+    model: Literal[1, 2] | None = None
     roles: list[Literal["zsk", "ksk", "csk"]] = Field(default_factory=list)
     title: str
     summary: str
@@ -112,7 +134,8 @@ def all_runbooks() -> dict[str, Runbook]:
     out: dict[str, Runbook] = {}
     for path in sorted(_DIR.glob("*.toml")):
         book = Runbook.model_validate(tomllib.loads(path.read_text()))
-        out[f"{book.kind}/model{book.model}"] = book
+        for model in (1, 2) if book.model is None else (book.model,):
+            out[f"{book.kind}/model{model}"] = book
     return out
 
 

@@ -19,6 +19,7 @@ from orchestrator.decide.goals import Goal
 from orchestrator.decide.membership import Member
 from orchestrator.decide.process_data import Payload
 from orchestrator.decide.rollover import OWNER, Rolled
+from orchestrator.decide.sig0_roll import Sig0Observed, Sig0Roll, key_lagging, parent_trust_missing
 from runbooks import OBSERVATIONS as OBSERVATION_DOCS
 from runbooks import PRECONDITIONS as PRECONDITION_DOCS
 from runbooks import Step
@@ -33,6 +34,7 @@ class CheckContext:
     members: tuple[str, ...] = ()
     ns: frozenset[str] | None = None  # the NS RRset the step wants served
     content: tuple[str, ...] = ()  # zone-content differences, when the step compares content
+    sig0: Sig0Observed | None = None  # what a SIG(0) key roll step saw
 
 
 Check = Callable[[CheckContext], list[str]]
@@ -128,6 +130,18 @@ def csync_gone(ctx: CheckContext) -> list[str]:
     return _lag("CSYNC removed", [s.label for s in ctx.view.servers if s.csync is not None])
 
 
+def key_served(ctx: CheckContext) -> list[str]:
+    if ctx.sig0 is None:
+        raise ValueError(f"step {ctx.step.id}: key-served needs the KEY RRsets served")
+    return _lag("SIG(0) KEY RRset", key_lagging(ctx.sig0))
+
+
+def parent_key(ctx: CheckContext) -> list[str]:
+    if ctx.sig0 is None or not isinstance(ctx.payload, Sig0Roll):
+        raise ValueError(f"step {ctx.step.id}: parent-key needs a SIG(0) roll's KeyState")
+    return parent_trust_missing(ctx.payload, ctx.sig0)
+
+
 # -- preconditions ------------------------------------------------------------------------
 
 def old_unused(ctx: CheckContext) -> list[str]:
@@ -184,6 +198,8 @@ OBSERVATIONS: dict[str, Check] = {
     "parent-ns": parent_ns,
     "csync-served": csync_served,
     "csync-gone": csync_gone,
+    "key-served": key_served,
+    "parent-key": parent_key,
 }
 PRECONDITIONS: dict[str, Check] = {
     "old-unused": old_unused,
@@ -215,6 +231,7 @@ _T = dns.rdatatype
 _POLLED: dict[str, tuple[dns.rdatatype.RdataType, ...]] = {
     "served": (_T.DNSKEY, _T.CDS, _T.CDNSKEY), "dnskey-signers": (_T.DNSKEY,),
     "data-signers": (_T.SOA,), "ns-served": (), "csync-served": (), "csync-gone": (),
+    "key-served": (), "parent-key": (),
 }
 
 

@@ -12,9 +12,11 @@ from typing import Any, Literal
 
 from orchestrator.decide.membership import Member
 from orchestrator.decide.rollover import Rolled
+from orchestrator.decide.sig0_roll import Sig0Roll
 
 Path = Literal["main", "abort"]
-Payload = Rolled | Member | None  # rollover, signer add/remove, or sync (about nothing)
+# rollover, signer add/remove, SIG(0) key roll, or sync (about nothing)
+Payload = Rolled | Member | Sig0Roll | None
 
 
 def _when(value: Any) -> datetime | None:
@@ -56,6 +58,8 @@ class ProcessData:
             out["rolled"] = self.payload.as_data()
         elif isinstance(self.payload, Member):
             out["member"] = self.payload.as_data()
+        elif isinstance(self.payload, Sig0Roll):
+            out["sig0"] = self.payload.as_data()
         for name in ("observe_since", "observed_at", "deadline", "stalled", "delivered_until"):
             value = getattr(self, name)
             if value is not None:
@@ -69,6 +73,8 @@ class ProcessData:
             payload = Rolled.from_data(data["rolled"])
         elif data.get("member"):
             payload = Member.from_data(data["member"])
+        elif data.get("sig0"):
+            payload = Sig0Roll.from_data(data["sig0"])
         return cls(path=data.get("path", "main"), index=int(data.get("index", 0)),
                    abort_ids=tuple(data.get("abort_ids", ())), payload=payload,
                    observe_since=_when(data.get("observe_since")),

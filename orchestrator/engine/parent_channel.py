@@ -128,22 +128,32 @@ class DsyncChannel:
                            f"{', '.join(str(key_tag_of(k)) for k in keys)}")
         return out
 
-    async def _key_lagging(self, client: DsyncParent) -> list[str]:
-        """The signers' nameservers that do not serve the zone's KEY RRset yet."""
-        want = {k.to_text() for k in client.published_keys()}
-        lagging: list[str] = []
+    async def served_keys(self, client: DsyncParent) -> dict[str, frozenset[str] | None]:
+        """The KEY RRset (rdata texts) each signer's nameserver serves at the apex; None
+        for one that did not answer."""
+        served: dict[str, frozenset[str] | None] = {}
         for provider in self.rt.signers(self.zone):
             for server in self.rt.config.provider(provider).nameservers:
                 try:
                     answer = await query(server, client.zone, dns.rdatatype.KEY)
                 except MultisignerError:
-                    lagging.append(server)
+                    served[server] = None
                     continue
-                got = {rd.to_text() for rrset in answer.answer
-                       if rrset.rdtype == dns.rdatatype.KEY for rd in rrset}
-                if got != want:
-                    lagging.append(server)
-        return lagging
+                served[server] = frozenset(rd.to_text() for rrset in answer.answer
+                                           if rrset.rdtype == dns.rdatatype.KEY
+                                           for rd in rrset)
+        return served
+
+    async def _key_lagging(self, client: DsyncParent) -> list[str]:
+        """The signers' nameservers that do not serve the zone's KEY RRset yet."""
+        want = frozenset(k.to_text() for k in client.published_keys())
+        return [server for server, got in (await self.served_keys(client)).items()
+                if got != want]
+
+    def forget_key_state(self) -> None:
+        """Drop the remembered KeyState answer: the signing key changed (a key roll)."""
+        self._key_state = None
+        self._backoff = 0.0
 
     async def _state(self, client: DsyncParent) -> ParentKeyState:
         now = time.monotonic()

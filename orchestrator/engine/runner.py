@@ -45,6 +45,7 @@ from orchestrator.decide.intent import StepIntent, step_intent
 from orchestrator.decide.membership import Member
 from orchestrator.decide.process_data import ProcessData
 from orchestrator.decide.rollover import adoptable, key_ops
+from orchestrator.engine import sig0_steps
 from orchestrator.engine.apex import converge_apex
 from orchestrator.engine.converge import Converger, converger_for
 from orchestrator.engine.lease import zone_lease
@@ -160,6 +161,8 @@ class Engine(ProcessStarts, StepExits):
         here = self._here(zone, proc)
         phase = proc.state.rsplit(":", 1)[1]
         with events.step(zone.name, proc.id, proc.kind, proc.state):
+            if here.step.sig0 is not None:  # the SIG(0) key roll: act and observe only
+                return await sig0_steps.phase(self, here, phase)
             if phase == "act":
                 return await self._act(here)
             if phase == "converge":
@@ -178,6 +181,8 @@ class Engine(ProcessStarts, StepExits):
                     proc.state.rsplit(":", 1)[1] not in ("observe", "hold"):
                 return False  # act/converge apply anyway, in a moment
             here = self._here(zone, proc)
+            if here.step.sig0 is not None:
+                return False  # changes no DNSKEY/DS/NS target; its act published the KEY
             view = await self._observe_api(zone, signers=here.signers)
             _intent, goal = await self._goal(here, view)
             kept = await self.converger(zone, list(here.signers)).keep(goal, view)

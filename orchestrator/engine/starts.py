@@ -155,6 +155,8 @@ class ProcessStarts:
         if not path:
             why = ("the delegation is changing; finish, then run the opposite signer process "
                    "('multisigner signer add|remove')" if data.member is not None else
+                   "the parent may already trust the successor SIG(0) key alone; let the "
+                   "process finish" if proc.kind == "sig0-rollover" else
                    "the predecessor is being withdrawn and the zone is safe only going "
                    "forward; let the process finish")
             raise Refused(f"{zone.name}: cannot abort in step {step.id!r} ({step.title}): {why}")

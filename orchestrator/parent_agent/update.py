@@ -9,7 +9,9 @@ error's rcode (NOTAUTH; BADKEY/BADSIG/BADTIME in the EDE text); the same signed 
 again -> REFUSED (replay); over the per-key rate -> REFUSED; a change outside the child's
 delegation -> REFUSED; a delegation the change would break -> REFUSED; the provider API
 failing -> SERVFAIL. A self-signed UPDATE adding the signer's own KEY, over TCP, starts
-the KEY bootstrap and is answered NOERROR ("bootstrap started"). The TTLs written are the
+the KEY bootstrap and is answered NOERROR ("bootstrap started"); the same UPDATE signed
+by a *trusted* key of the child is its SIG(0) key roll, applied at once (trust moves to
+the key it adds; a delete of the KEY RRset drops the old ones). The TTLs written are the
 parent's (the existing RRset's, else ``ttl``), never the child's.
 """
 
@@ -207,6 +209,13 @@ class UpdateReceiver:
         key = parse_key(adds[0].rdata)
         if any(canonical(k) == canonical(key) for k in trusted):
             return None  # already trusted: an ordinary signed UPDATE (nothing to apply)
+        assert signed.sig is not None
+        if (signed.key_tag != sig0.key_tag_of(key)
+                or signed.sig.algorithm != key.algorithm):
+            # Signed by another key, not by the one it adds: a key roll, which only a
+            # trusted key may make (verified and applied as an ordinary signed UPDATE:
+            # _apply_keys moves trust to the key it adds), never a bootstrap.
+            return None
         self._verify(signed, [key], child)  # self-signed, else refused like any bad sig
         if not tcp:  # a spoofed source address is much harder over TCP
             raise refuse(dns.rcode.REFUSED, EDE.PROHIBITED,

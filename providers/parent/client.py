@@ -50,7 +50,10 @@ class DsyncParent:
 
     def ensure_key(self) -> Sig0Key:
         """The zone's signing key: the oldest in the store (the one the parent learned
-        first; a new key replaces it only through a key roll), made when there is none."""
+        first), made when there is none. A SIG(0) key roll (runbooks/sig0-rollover.toml)
+        adds a newer key, has the parent trust it, then retires the oldest from the store,
+        so the successor becomes the oldest, and the signing key, only once the parent
+        trusts it."""
         keys = self.store.list_keys(self.zone)
         if not keys:
             keys = [self.store.generate(self.zone, self.algorithm)]
@@ -77,21 +80,25 @@ class DsyncParent:
                 and rrset.name == found.endpoint.target for rd in rrset
                 if isinstance(rd, KEY)]
 
-    async def send(self, update: dns.update.UpdateMessage) -> UpdateAnswer:
+    async def send(self, update: dns.update.UpdateMessage, key: Sig0Key | None = None
+                   ) -> UpdateAnswer:
+        """``update`` signed by ``key`` (default: the zone's signing key)."""
         found, receiver_keys = await self._endpoint()
         assert found.endpoint is not None
         return await send_update(
-            update, self.ensure_key(), found.addresses, found.endpoint.port,
+            update, key or self.ensure_key(), found.addresses, found.endpoint.port,
             receiver_keys=receiver_keys, receiver=found.endpoint.target, timeout=self.timeout)
 
-    async def key_state(self) -> KeyStateAnswer:
+    async def key_state(self, key: Sig0Key | None = None) -> KeyStateAnswer:
+        """What the parent thinks of ``key`` (default: the zone's signing key), asked in
+        an inquiry that key signs."""
         found, receiver_keys = await self._endpoint()
         assert found.endpoint is not None
         problems = []
         for address in found.addresses:
             try:
                 return await query_key_state(
-                    self.zone, self.ensure_key(), address, found.endpoint.port,
+                    self.zone, key or self.ensure_key(), address, found.endpoint.port,
                     receiver_keys=receiver_keys, receiver=found.endpoint.target,
                     timeout=self.timeout)
             except ParentUnreachable as exc:

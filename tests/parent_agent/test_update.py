@@ -22,6 +22,7 @@ from prereq import needs
 from updatekit import Answer, ask, signed, update
 
 from core import sig0
+from core.delegation_update import key_bootstrap
 from multisigner_lab import Lab
 from multisigner_lab.dnsq import answer, query
 from orchestrator.parent_agent.trust import canonical
@@ -261,3 +262,39 @@ def test_nsupdate_is_accepted(lab: Lab, agent: AgentThread, tmp_path: Path) -> N
     assert done.returncode == 0, done.stderr
     assert parent(lab, UPD, "DS") == [DS2]
     assert last(agent).to_state == "accepted"
+
+
+def test_key_roll_signed_by_the_trusted_key_moves_trust(
+        lab: Lab, agent: AgentThread, key: sig0.Sig0Key) -> None:
+    """The child's SIG(0) key roll: the UPDATE replacing its KEY RRset with the successor,
+    signed by the trusted predecessor, is applied at once (no bootstrap); afterwards only
+    the successor is trusted, and an UPDATE signed by the predecessor is refused."""
+    successor = sig0.Sig0Key.generate(UPD)
+    roll = key_bootstrap(dns.name.from_text("test."), dns.name.from_text(UPD),
+                         successor.key_rdata())
+    trust = agent.agent.trust
+    try:
+        # signed by neither key the UPDATE names nor a trusted one: refused, nothing moves
+        stranger = sig0.Sig0Key.generate(UPD)
+        assert_refused(agent, ask(agent.port, signed(roll, stranger)), dns.rcode.NOTAUTH,
+                       "BADKEY")
+        assert canonical(successor.key_rdata()) not in map(canonical, trust.trusted(UPD))
+        got = ask(agent.port, signed(roll, key), tcp=False)
+        assert got.rcode == dns.rcode.NOERROR and "bootstrap" not in got.text, got
+        entry = last(agent)
+        assert entry.to_state == "accepted", entry
+        assert entry.evidence["key"] == f"ECDSAP256SHA256/{key.key_tag}"
+        # the KEY RRset was replaced: every other key (an earlier test's too) is dropped
+        assert [canonical(k) for k in trust.trusted(UPD)] == [canonical(
+            successor.key_rdata())]
+        record = trust.get(UPD, canonical(successor.key_rdata()))
+        assert record is not None and record.method == "signed-update"
+        old = ask(agent.port, signed(ds_update([DS1]), key))
+        assert old.rcode == dns.rcode.NOTAUTH and "BADKEY" in old.text, old
+        new = ask(agent.port, signed(ds_update([DS1]), successor))
+        assert new.rcode == dns.rcode.NOERROR, new
+        assert parent(lab, UPD, "DS") == [DS1]
+    finally:  # the module's agent trusts ``key`` for the other tests
+        for other in trust.trusted(UPD):
+            trust.remove(UPD, canonical(other))
+        trust.set(UPD, canonical(key.key_rdata()), "trusted", "test")

@@ -7,7 +7,9 @@ from runbooks import all_runbooks
 
 
 def test_every_runbook_has_an_up_to_date_page() -> None:
-    assert len(pages()) == len(all_runbooks()) >= 3
+    # a runbook for either model (model unset) is one page, listed once per model
+    books = {id(b): b for b in all_runbooks().values()}
+    assert len(pages()) == len(books) >= 3
     assert main(["--check"]) == 0, "run: python -m orchestrator.docs_render"
 
 

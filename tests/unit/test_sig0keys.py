@@ -177,3 +177,24 @@ def test_nsupdate_signs_with_a_generated_key(keydir: Path, algorithm: Algorithm)
     made = Sig0KeyStore(keydir).generate("child.test.", algorithm)
     wire = nsupdate(keydir / f"{made.key_id}.private", tcp=False)
     verify(parse(wire), [made.key], now=int(time.time()), name=CHILD)
+
+
+def test_retire_moves_both_files_and_the_next_key_signs(keydir: Path) -> None:
+    """A SIG(0) key roll's end: the predecessor leaves the listing (so the successor is the
+    oldest, the signing key) and its files are kept, private, in retired/."""
+    store = Sig0KeyStore(keydir)
+    old = store.generate(CHILD, now=datetime(2026, 12, 1, tzinfo=UTC))
+    new = store.generate(CHILD, now=datetime(2026, 12, 2, tzinfo=UTC))
+    assert [k.key_id for k in store.list_keys(CHILD)] == [old.key_id, new.key_id]
+    assert store.retire(old.key_id) is True
+    assert [k.key_id for k in store.list_keys(CHILD)] == [new.key_id]
+    assert list(store.key_rrset(CHILD)) == [new.key]
+    retired = keydir / "retired"
+    assert sorted(p.name for p in retired.iterdir()) == [f"{old.key_id}.key",
+                                                         f"{old.key_id}.private"]
+    assert stat.S_IMODE(retired.stat().st_mode) == 0o700
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in retired.iterdir())
+    assert store.retire(old.key_id) is False  # a re-run after a crash changes nothing
+    with pytest.raises(Sig0KeyStoreError, match="no key"):
+        store.load(old.key_id)
+    assert store.load(new.key_id).key_tag == new.key_tag
