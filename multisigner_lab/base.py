@@ -1,20 +1,20 @@
 """What both local labs share: :class:`~lab.Lab` (PowerDNS providers) and
 :class:`~lab.Model1Lab` (Knot providers, owner KSK).
 
-Both run a signed PowerDNS parent ``test.``, the CDS/CSYNC scanner and a validating
+Both run a signed PowerDNS parent ``test.``, its CDS/CSYNC automation
+(:mod:`multisigner_lab.parent_automation`: the product's parent agent) and a validating
 Unbound, and record themselves in ``DIR/lab.json``. :class:`LabBase` is the one builder
 around them: the start-up frame (directory, refusing a second lab, stopping what started
 when a step fails), starting servers concurrently, the parent zone with its delegations
-and DS, the scanner and Unbound, the life cycle (stop, context manager, ``lab.json``) and
-what tests read from either lab. Each lab adds its providers (``_build``) and says what
-they are (:attr:`LabBase.providers`).
+and DS, the parent's automation and Unbound, the life cycle (stop, context manager,
+``lab.json``) and what tests read from either lab. Each lab adds its providers
+(``_build``) and says what they are (:attr:`LabBase.providers`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -29,7 +29,7 @@ import dns.rdatatype
 import httpx
 
 import orchestrator
-from multisigner_lab import config, dnsq, powerdns, proc, provision, zones
+from multisigner_lab import config, dnsq, parent_automation, powerdns, proc, provision, zones
 from multisigner_lab.errors import LabError
 from multisigner_lab.server import Endpoint, Server
 from multisigner_lab.unbound import Unbound
@@ -169,21 +169,52 @@ class LabBase(Generic[P]):
         self._save()
 
     def _start_services(self, *, scanner: bool, unbound: bool) -> None:
-        """The scanner and Unbound, at once; the config and lab.json must be written."""
-        jobs = [self._start_scanner] if scanner else []
+        """The parent's automation (``scanner``: whether to run it at all; which one is
+        ``state["parent_automation"]``) and Unbound, at once; the config and lab.json
+        must be written."""
+        jobs = [self.start_parent_automation] if scanner else []
         jobs += [self._start_unbound] if unbound else []
         self._concurrently(jobs)
 
-    def _start_scanner(self) -> None:
-        p = proc.spawn(
-            "scanner",
-            [sys.executable, "-m", "multisigner_lab.scanner", str(self.directory)],
-            self.directory / "scanner",
-            env=child_env(),
-        )
+    @property
+    def parent_automation(self) -> parent_automation.Automation:
+        """What runs the parent: ``agent`` (``multisigner parent-agent``) or ``scanner``
+        (the lab's own; old state files: scanner)."""
+        return parent_automation.check_automation(
+            self.state.get("parent_automation", "scanner"))
+
+    def start_parent_automation(self) -> None:
+        """Start the parent's automation (no-op while it runs): tests stop it to freeze
+        the parent's DS and NS, then start it again."""
+        name = parent_automation.PROCESS_NAMES[self.parent_automation]
+        if any(p.name == name and p.alive() for p in self.procs):
+            return
+        if self.parent_automation == "agent":
+            p = parent_automation.start_agent(self.directory, self.state, child_env())
+        else:
+            p = parent_automation.start_scanner(self.directory, child_env())
         self._add(process=p)
-        log = self.scanner_log
-        proc.wait_ready(p, lambda: log.exists() and "scanner started" in log.read_text())
+        self._save()
+
+    def stop_parent_automation(self) -> None:
+        """Stop the parent's automation (every instance started so far): the parent's DS
+        and NS then stay as they are, whatever the children publish."""
+        name = parent_automation.PROCESS_NAMES[self.parent_automation]
+        for p in self.procs:
+            if p.name == name:
+                proc.stop(p)
+
+    def parent_history(self, *kinds: str) -> list[dict[str, Any]]:
+        """The parent agent's history entries (``multisigner history test. --json`` with
+        its config), oldest first, only ``kinds`` (e.g. ``"scan-cds"``) when given."""
+        return parent_automation.agent_history(self.directory, kinds)
+
+    def register_ds(self, zone: str, ds: Sequence[str]) -> None:
+        """Set ``zone``'s DS RRset at the parent (TTL ``ds_ttl``) as its owner would at
+        the registry: the agent bootstraps no DS from CDS. ``ds``: ``tag alg type hex``."""
+        with self.parent_pdns_api() as api:
+            powerdns.set_rrset(api, zones.PARENT_ZONE, fqdn(zone), "DS", ttl=self.ds_ttl,
+                               contents=list(ds))
 
     def _start_unbound(self) -> None:
         stubs: dict[str, list[tuple[str, int]]] = {

@@ -13,8 +13,9 @@ What runs (all on random loopback addresses, all stopped by :meth:`Model1Lab.sto
   it** (docs/lab.md, "Knot DNS"): the controller's first sync brings it up;
 - the owner KSK store, one KSK per zone generated in it (:mod:`lab.ownerksk`: a SoftHSM2
   token, or a key directory per zone);
-- the CDS/CSYNC scanner (:mod:`multisigner_lab.scanner`; it finds the Knot instances
-  through ``lab.json`` like PowerDNS providers: name, ``ns_name``, address, ``dns_port``);
+- the parent's CDS/CSYNC automation (:mod:`multisigner_lab.parent_automation`; it finds
+  the Knot instances through ``lab.json`` like PowerDNS providers: name, ``ns_name``,
+  address, ``dns_port``);
 - Unbound, trusting the parent's KSK, with a stub zone per child listing every Knot.
 
 ``DIR/multisigner.toml`` (0600) configures every Knot as a provider and every zone as
@@ -47,6 +48,7 @@ from multisigner_lab.errors import LabError
 from multisigner_lab.knot import KnotInstance
 from multisigner_lab.lab import DEFAULT_ZONES
 from multisigner_lab.ownerksk import KEY_DIR, SOFTHSM_DIR, TOKEN_LABEL, OwnerKsks, Store
+from multisigner_lab.parent_automation import Automation, check_automation, default_automation
 from multisigner_lab.server import Endpoint
 from providers.kskstore import StoredKey
 
@@ -93,6 +95,7 @@ class Model1Lab(LabBase[KnotServer]):
         delegated: Sequence[str] | None = None,
         dnskey_ttl: int | None = None,
         ns_ttl: int | None = None,
+        parent_automation: Automation | None = None,
     ) -> Model1Lab:
         """Start a Model 1 lab in ``directory`` (created if missing). On any failure,
         whatever was already started is stopped before the error propagates.
@@ -106,7 +109,8 @@ class Model1Lab(LabBase[KnotServer]):
         TTLs as in :meth:`Lab.start`: ``ttl`` the zone data (SOA included), ``dnskey_ttl``
         the DNSKEY RRset (Knot's ``dnskey-ttl``, which its KSR asks the owner for, and the
         SOA minimum; default ``ttl``), ``ds_ttl`` the parent's DS, ``ns_ttl`` the parent's
-        NS RRsets for the children (default ``ttl``)."""
+        NS RRsets for the children (default ``ttl``). ``scanner``, ``parent_automation``: as
+        in :meth:`Lab.start` (the parent's first DS names the owner KSK either way)."""
         if providers < 1:
             raise LabError("a Model 1 lab needs at least one Knot provider")
         initial = check_delegated([f"k{i}" for i in range(providers)], delegated, "")
@@ -121,6 +125,9 @@ class Model1Lab(LabBase[KnotServer]):
             "delegated": initial,  # at start; lab.delegated(zone) asks the parent
             "zones": zone_names,
             "scanner_interval": scanner_interval,
+            "parent_automation": (
+                default_automation() if parent_automation is None
+                else check_automation(parent_automation)),
         }
         owner = OwnerKsks(lab.directory, zone_names, store, pkcs11_module)
         knot = partial(lab._start_knot, rrsig_lifetime=rrsig_lifetime, rrsig_refresh=rrsig_refresh)

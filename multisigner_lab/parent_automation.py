@@ -1,0 +1,136 @@
+"""What keeps the lab's parent zone in step with its children: the product's own parent
+agent (``multisigner parent-agent``, docs/parent-agent.md) or the lab's older, lenient
+CDS/CSYNC scanner (:mod:`multisigner_lab.scanner`).
+
+``agent`` (the default) runs ``multisigner --config DIR/parent-agent/agent.toml
+parent-agent`` as a lab process: scheduled scans every ``scanner_interval`` of every
+delegated child with the agent's strict rules (every delegated address must agree, the
+DNSKEY RRset at each must chain to a DS at the parent, a CDS signed only by a brand-new
+KSK is refused), NOTIFY(CDS/CSYNC) answered, new DS/NS RRsets written with TTL
+``ds_ttl``. Its history (kinds ``scan-cds``, ``scan-csync``, ...; zone ``test.``) is in a
+state database of its own, ``DIR/parent-agent/agent.db``, so the controller's history is
+unchanged. ``scanner`` keeps the lab's scanner (``DIR/scanner.log``), e.g. to compare.
+
+The agent bootstraps no DS from CDS (an unsigned delegation stays unsigned): a lab whose
+test removes a zone's DS and wants it back registers it itself, as the zone's owner would
+(:meth:`multisigner_lab.base.LabBase.register_ds`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from multisigner_lab import config, proc
+from multisigner_lab.errors import LabError
+from multisigner_lab.net import free_port
+from multisigner_lab.zones import PARENT_ZONE
+
+Automation = Literal["agent", "scanner"]
+AUTOMATIONS: tuple[Automation, ...] = ("agent", "scanner")
+# Lets a whole test run try the other automation without editing every Lab.start call.
+ENV_DEFAULT = "MULTISIGNER_LAB_PARENT_AUTOMATION"
+AGENT_DIR = "parent-agent"
+AGENT_CONFIG = "agent.toml"
+AGENT_DB = "agent.db"
+AGENT_TARGET = "updater.test."
+# The names lab processes of either kind carry in lab.json.
+PROCESS_NAMES = {"agent": "parent-agent", "scanner": "scanner"}
+
+
+def default_automation() -> Automation:
+    value = os.environ.get(ENV_DEFAULT, "agent")
+    return check_automation(value, f"${ENV_DEFAULT}")
+
+
+def check_automation(value: object, what: str = "parent_automation") -> Automation:
+    for known in AUTOMATIONS:
+        if value == known:
+            return known
+    raise LabError(f"{what} must be one of {', '.join(AUTOMATIONS)}, not {value!r}")
+
+
+def agent_dir(directory: Path) -> Path:
+    return directory / AGENT_DIR
+
+
+def agent_config_toml(directory: Path, state: Mapping[str, Any], port: int) -> str:
+    """The agent's config: the lab's parent as its provider, every lab nameserver in
+    ``hosts`` (they listen on random ports), its own state database."""
+    q = config.toml_str
+    parent = state["parent"]
+    hosts = ", ".join(f"{q(str(p['ns_name']))} = {q(_hostport(p))}" for p in state["providers"])
+    interval_ms = max(1, round(float(state.get("scanner_interval", 0.5)) * 1000))
+    return "\n".join([
+        "# Written by the multisigner lab: its parent's agent; the API key is literal (0600).",
+        "[state]",
+        f"url = {q('sqlite:///' + str(agent_dir(directory) / AGENT_DB))}",
+        "",
+        "[[providers]]",
+        'name = "parent"',
+        'type = "powerdns"',
+        f"api_url = {q(str(parent['api_url']))}",
+        f"api_key = {q(str(parent['api_key']))}",
+        f"nameservers = {config.toml_list([_hostport(parent)])}",
+        "",
+        "[parent_agent]",
+        f"zone = {q(PARENT_ZONE)}",
+        'provider = "parent"',
+        f"listen = {config.toml_list([f'127.0.0.1:{port}'])}",
+        f"target = {q(AGENT_TARGET)}",
+        f'scan_interval = "{interval_ms}ms"',
+        f"ttl = {int(state['ds_ttl'])}",
+        "rate_limit = 1000",  # a test's burst of NOTIFYs from one address is no flood
+        f"hosts = {{ {hosts} }}",
+        "",
+    ])
+
+
+def _hostport(server: Mapping[str, Any]) -> str:
+    return f"{server['address']}:{server['dns_port']}"
+
+
+def start_agent(directory: Path, state: Mapping[str, Any], env: Mapping[str, str]) -> proc.Proc:
+    """``multisigner parent-agent`` for the lab in ``directory``; ready once it listens
+    (it has published its DSYNC records in the parent zone by then)."""
+    where = agent_dir(directory)
+    where.mkdir(parents=True, exist_ok=True)
+    path = where / AGENT_CONFIG
+    config.write_private(path, agent_config_toml(directory, state, free_port("127.0.0.1")))
+    argv = [sys.executable, "-m", "orchestrator.cli", "--config", str(path), "parent-agent"]
+    p = proc.spawn(PROCESS_NAMES["agent"], argv, where, env=env)
+    proc.wait_ready(p, lambda: "listening on" in p.log.read_text(errors="replace"), 30.0)
+    return p
+
+
+def start_scanner(directory: Path, env: Mapping[str, str]) -> proc.Proc:
+    """The lab's own scanner (:mod:`multisigner_lab.scanner`), logging to ``scanner.log``."""
+    p = proc.spawn(
+        PROCESS_NAMES["scanner"],
+        [sys.executable, "-m", "multisigner_lab.scanner", str(directory)],
+        directory / "scanner",
+        env=env,
+    )
+    log = directory / "scanner.log"
+    proc.wait_ready(p, lambda: log.exists() and "scanner started" in log.read_text())
+    return p
+
+
+def agent_history(directory: Path, kinds: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """The agent's history entries (oldest first; only ``kinds`` when given) as
+    ``multisigner history test. --json`` shows them (kind, to_state, actor, reason,
+    evidence, ...). Empty while the agent has written none (or never ran)."""
+    db = agent_dir(directory) / AGENT_DB
+    if not db.exists():
+        return []
+    from state.store import StateStore  # the product's store, read-only use
+
+    store = StateStore.open(f"sqlite:///{db}")
+    try:
+        entries = store.history(PARENT_ZONE)
+    finally:
+        store.close()
+    return [h.as_json() for h in entries if not kinds or h.kind in kinds]
