@@ -14,7 +14,6 @@ and DS, the parent's automation and Unbound, the life cycle (stop, context manag
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -28,25 +27,12 @@ import dns.rdataclass
 import dns.rdatatype
 import httpx
 
-import orchestrator
 from multisigner_lab import config, dnsq, parent_automation, powerdns, proc, provision, zones
 from multisigner_lab.errors import LabError
 from multisigner_lab.server import Endpoint, Server
 from multisigner_lab.unbound import Unbound
 
-SCANNER_LOG = "scanner.log"
-
-
 P = TypeVar("P", bound=Endpoint)  # Server (PowerDNS) or KnotServer
-
-
-def child_env() -> dict[str, str]:
-    """This environment, with ``orchestrator``'s checkout first on ``PYTHONPATH``: for
-    ``python -m orchestrator...`` child processes."""
-    root = str(Path(orchestrator.__file__).resolve().parent.parent)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
-    return env
 
 
 def fqdn(zone: str) -> str:
@@ -70,7 +56,7 @@ def check_delegated(names: list[str], delegated: Sequence[str] | None, need: str
     return [n for n in names if n in delegated]
 
 
-class LabBase(Generic[P]):
+class LabBase(parent_automation.ParentAutomation, Generic[P]):
     """A running (or recorded) lab whose providers are ``P``s. Subclasses build it with
     ``start`` (or :meth:`load`) and define :attr:`providers`."""
 
@@ -176,39 +162,6 @@ class LabBase(Generic[P]):
         jobs += [self._start_unbound] if unbound else []
         self._concurrently(jobs)
 
-    @property
-    def parent_automation(self) -> parent_automation.Automation:
-        """What runs the parent: ``agent`` (``multisigner parent-agent``) or ``scanner``
-        (the lab's own; old state files: scanner)."""
-        return parent_automation.check_automation(
-            self.state.get("parent_automation", "scanner"))
-
-    def start_parent_automation(self) -> None:
-        """Start the parent's automation (no-op while it runs): tests stop it to freeze
-        the parent's DS and NS, then start it again."""
-        name = parent_automation.PROCESS_NAMES[self.parent_automation]
-        if any(p.name == name and p.alive() for p in self.procs):
-            return
-        if self.parent_automation == "agent":
-            p = parent_automation.start_agent(self.directory, self.state, child_env())
-        else:
-            p = parent_automation.start_scanner(self.directory, child_env())
-        self._add(process=p)
-        self._save()
-
-    def stop_parent_automation(self) -> None:
-        """Stop the parent's automation (every instance started so far): the parent's DS
-        and NS then stay as they are, whatever the children publish."""
-        name = parent_automation.PROCESS_NAMES[self.parent_automation]
-        for p in self.procs:
-            if p.name == name:
-                proc.stop(p)
-
-    def parent_history(self, *kinds: str) -> list[dict[str, Any]]:
-        """The parent agent's history entries (``multisigner history test. --json`` with
-        its config), oldest first, only ``kinds`` (e.g. ``"scan-cds"``) when given."""
-        return parent_automation.agent_history(self.directory, kinds)
-
     def register_ds(self, zone: str, ds: Sequence[str]) -> None:
         """Set ``zone``'s DS RRset at the parent (TTL ``ds_ttl``) as its owner would at
         the registry: the agent bootstraps no DS from CDS. ``ds``: ``tag alg type hex``."""
@@ -295,10 +248,6 @@ class LabBase(Generic[P]):
     @property
     def state_path(self) -> Path:
         return self.directory / config.STATE_NAME
-
-    @property
-    def scanner_log(self) -> Path:
-        return self.directory / SCANNER_LOG
 
     @property
     def zones(self) -> list[str]:

@@ -23,14 +23,19 @@ from pathlib import Path
 import httpx
 
 from multisigner_lab import config, powerdns, provision, zones
-from multisigner_lab.base import SCANNER_LOG, LabBase, check_delegated
+from multisigner_lab.base import LabBase, check_delegated
 from multisigner_lab.errors import LabError
-from multisigner_lab.parent_automation import Automation, check_automation, default_automation
+from multisigner_lab.parent_automation import (
+    SCANNER_LOG,
+    Automation,
+    check_automation,
+    default_automation,
+)
 from multisigner_lab.server import Server
 
 DEFAULT_ZONES = ("example.test.",)
 
-__all__ = ["DEFAULT_ZONES", "SCANNER_LOG", "Lab"]  # SCANNER_LOG: lives in base.py now
+__all__ = ["DEFAULT_ZONES", "SCANNER_LOG", "Lab"]  # SCANNER_LOG: lives in parent_automation.py now
 
 
 class Lab(LabBase[Server]):

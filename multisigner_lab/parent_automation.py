@@ -34,6 +34,7 @@ AUTOMATIONS: tuple[Automation, ...] = ("agent", "scanner")
 # Lets a whole test run try the other automation without editing every Lab.start call.
 ENV_DEFAULT = "MULTISIGNER_LAB_PARENT_AUTOMATION"
 AGENT_DIR = "parent-agent"
+SCANNER_LOG = "scanner.log"
 AGENT_CONFIG = "agent.toml"
 AGENT_DB = "agent.db"
 AGENT_TARGET = "updater.test."
@@ -114,9 +115,73 @@ def start_scanner(directory: Path, env: Mapping[str, str]) -> proc.Proc:
         directory / "scanner",
         env=env,
     )
-    log = directory / "scanner.log"
+    log = directory / SCANNER_LOG
     proc.wait_ready(p, lambda: log.exists() and "scanner started" in log.read_text())
     return p
+
+
+class ParentAutomation:
+    """What a lab offers about its parent's automation (mixed into ``LabBase``, which
+    supplies the lab's directory, state, processes and ``_add``/``_save``)."""
+
+    directory: Path
+    state: dict[str, Any]
+    procs: list[proc.Proc]
+
+    def _add(self, *, process: proc.Proc | None = None, socket_dir: Path | None = None) -> None:
+        raise NotImplementedError
+
+    def _save(self) -> None:
+        raise NotImplementedError
+
+    @property
+    def parent_automation(self) -> Automation:
+        """What runs the parent: ``agent`` (``multisigner parent-agent``) or ``scanner``
+        (the lab's own; old state files: scanner)."""
+        return check_automation(self.state.get("parent_automation", "scanner"))
+
+    def start_parent_automation(self) -> None:
+        """Start the parent's automation (no-op while it runs): tests stop it to freeze
+        the parent's DS and NS, then start it again."""
+        name = PROCESS_NAMES[self.parent_automation]
+        if any(p.name == name and p.alive() for p in self.procs):
+            return
+        if self.parent_automation == "agent":
+            p = start_agent(self.directory, self.state, proc.child_env())
+        else:
+            p = start_scanner(self.directory, proc.child_env())
+        self._add(process=p)
+        self._save()
+
+    def stop_parent_automation(self) -> None:
+        """Stop the parent's automation (every instance started so far): the parent's DS
+        and NS then stay as they are, whatever the children publish."""
+        name = PROCESS_NAMES[self.parent_automation]
+        for p in self.procs:
+            if p.name == name:
+                proc.stop(p)
+
+    def parent_history(self, *kinds: str) -> list[dict[str, Any]]:
+        """The parent agent's history entries (``multisigner history test. --json`` with
+        its config), oldest first, only ``kinds`` (e.g. ``"scan-cds"``) when given."""
+        return agent_history(self.directory, kinds)
+
+    @property
+    def scanner_log(self) -> Path:
+        """The lab scanner's log (``parent_automation="scanner"`` only)."""
+        return self.directory / SCANNER_LOG
+
+    @property
+    def parent_agent_config(self) -> Path:
+        """The parent agent's config (``multisigner --config ... history test.``)."""
+        return agent_dir(self.directory) / AGENT_CONFIG
+
+    @property
+    def parent_automation_log(self) -> Path:
+        """Where the parent's automation logs: the agent's output, or ``scanner.log``."""
+        if self.parent_automation == "agent":
+            return agent_dir(self.directory) / "server.log"
+        return self.scanner_log
 
 
 def agent_history(directory: Path, kinds: Sequence[str] = ()) -> list[dict[str, Any]]:
