@@ -154,11 +154,10 @@ class LabBase(parent_automation.ParentAutomation, Generic[P]):
         }
         self._save()
 
-    def _start_services(self, *, scanner: bool, unbound: bool) -> None:
-        """The parent's automation (``scanner``: whether to run it at all; which one is
-        ``state["parent_automation"]``) and Unbound, at once; the config and lab.json
-        must be written."""
-        jobs = [self.start_parent_automation] if scanner else []
+    def _start_services(self, *, agent: bool, unbound: bool) -> None:
+        """The parent agent and Unbound, at once; the config and lab.json must be
+        written."""
+        jobs = [self.start_parent_automation] if agent else []
         jobs += [self._start_unbound] if unbound else []
         self._concurrently(jobs)
 

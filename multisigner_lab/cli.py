@@ -65,8 +65,8 @@ def lab_info(directory: Path) -> dict[str, Any]:
         ],
         "zones": lab.zones,
         "parent": {"nameserver": lab.parent.nameserver, "api_url": lab.parent.api_url},
-        "parent_automation": lab.parent_automation,
-        "parent_log": str(lab.parent_automation_log),
+        "parent_agent_config": str(lab.parent_agent_config),
+        "parent_agent_log": str(lab.parent_agent_log),
     }
     if isinstance(lab, Model1Lab):
         info["model"] = 1
@@ -110,9 +110,8 @@ def lab_info(directory: Path) -> dict[str, Any]:
     ]
     if resolver:
         usage.append(f"dig @{resolver[0]} -p {resolver[1]} +dnssec www.{zone} A")
-    if lab.parent_automation == "agent":
-        usage.append(f"multisigner --config {lab.parent_agent_config} history test.")
-    usage += [f"tail -f {lab.parent_automation_log}", f"multisigner lab down {lab.directory}"]
+    usage += [f"multisigner --config {lab.parent_agent_config} history test.",
+              f"multisigner lab down {lab.directory}"]
     info["usage"] = usage
     return info
 

@@ -3,9 +3,9 @@ zones, the parent's CDS/CSYNC automation (the product's parent agent), and a val
 Unbound — all on random loopback addresses in one directory, all stopped by :meth:`Lab.stop`.
 
 The zones start in the state "single-signed at p0, other providers added but not yet
-synchronised": every provider signs with its own keys, the parent's DS names p0's KSK only
-(under the parent agent: every delegated provider's KSK, so every delegated server
-validates).
+synchronised": every provider signs with its own keys, the parent's DS names every
+delegated provider's KSK, so every delegated server validates (without the parent agent,
+``scanner=False``: p0's KSK only).
 
 With ``delegated=[...]`` only those providers are in the delegation (the parent's NS RRset
 and every provider's apex NS RRset) and in the zones' ``signers``; the others serve the
@@ -25,17 +25,11 @@ import httpx
 from multisigner_lab import config, powerdns, provision, zones
 from multisigner_lab.base import LabBase, check_delegated
 from multisigner_lab.errors import LabError
-from multisigner_lab.parent_automation import (
-    SCANNER_LOG,
-    Automation,
-    check_automation,
-    default_automation,
-)
 from multisigner_lab.server import Server
 
 DEFAULT_ZONES = ("example.test.",)
 
-__all__ = ["DEFAULT_ZONES", "SCANNER_LOG", "Lab"]  # SCANNER_LOG: lives in parent_automation.py now
+__all__ = ["DEFAULT_ZONES", "Lab"]
 
 
 class Lab(LabBase[Server]):
@@ -60,7 +54,6 @@ class Lab(LabBase[Server]):
         delegated: Sequence[str] | None = None,
         ns_ttl: int | None = None,
         dnskey_ttl: int | None = None,
-        parent_automation: Automation | None = None,
     ) -> Lab:
         """Start a lab in ``directory`` (created if missing). On any failure, whatever
         was already started is stopped before the error propagates.
@@ -73,12 +66,12 @@ class Lab(LabBase[Server]):
         SOA minimum, see :mod:`multisigner_lab.zones`), ``ds_ttl`` the parent's DS RRsets,
         ``ns_ttl`` the parent's NS RRsets for the children (default ``ttl``).
 
-        ``scanner``: whether the parent's automation runs; ``parent_automation`` which
-        (:mod:`multisigner_lab.parent_automation`; default ``agent``, or
-        ``$MULTISIGNER_LAB_PARENT_AUTOMATION``). Under a running agent the parent's first
-        DS RRset names the KSK of every delegated provider, not p0's only: the agent
-        validates every delegated server's DNSKEY RRset against the DS, and a provider
-        whose keys the DS does not name would be bogus (its CDS never accepted)."""
+        ``scanner``: whether the parent agent runs (:mod:`multisigner_lab.parent_automation`;
+        ``scanner_interval``: its scan interval). With it the parent's first DS RRset
+        names the KSK of every delegated provider, not p0's only: the agent validates
+        every delegated server's DNSKEY RRset against the DS, and a provider whose keys
+        the DS does not name would be bogus (its CDS never accepted). Without it the
+        parent changes only when a test changes it, and its first DS names p0's KSK."""
         if providers < 1:
             raise LabError("a lab needs at least one provider")
         initial = check_delegated([f"p{i}" for i in range(providers)], delegated, "p0")
@@ -91,15 +84,12 @@ class Lab(LabBase[Server]):
             "delegated": initial,  # at start; lab.delegated(zone) asks the parent
             "zones": zone_names,
             "scanner_interval": scanner_interval,
-            "parent_automation": (
-                default_automation() if parent_automation is None
-                else check_automation(parent_automation)),
         }
 
         def build() -> None:
             lab._build(providers, algorithms or {}, set(csk),
-                       all_ds=scanner and lab.parent_automation == "agent")
-            lab._start_services(scanner=scanner, unbound=unbound)
+                       all_ds=scanner)
+            lab._start_services(agent=scanner, unbound=unbound)
 
         return lab._build_or_stop(build, settings)
 
@@ -112,9 +102,9 @@ class Lab(LabBase[Server]):
             providers, self.zones, self.ttl, algorithms, csk, delegated=delegated,
             dnskey_ttl=self.dnskey_ttl,
         )
-        # Single-signed at p0 before going multi-signer: the parent knows p0's KSK only --
-        # or, with all_ds, every delegated provider's KSK (each delegated server's DNSKEY
-        # RRset then chains to the DS, as a strict parent requires; see start()).
+        # Every delegated provider's KSK (each delegated server's DNSKEY RRset then chains
+        # to the DS, as the parent agent requires; see start()); without all_ds p0's only,
+        # as if single-signed at p0 before going multi-signer.
         ds_from = delegated if all_ds else ["p0"]
         ds = {z: sorted({k.ds(z) for name in ds_from
                          for k in provision.signing_keys(keys[(name, z)])}) for z in self.zones}

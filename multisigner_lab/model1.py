@@ -13,7 +13,7 @@ What runs (all on random loopback addresses, all stopped by :meth:`Model1Lab.sto
   it** (docs/lab.md, "Knot DNS"): the controller's first sync brings it up;
 - the owner KSK store, one KSK per zone generated in it (:mod:`lab.ownerksk`: a SoftHSM2
   token, or a key directory per zone);
-- the parent's CDS/CSYNC automation (:mod:`multisigner_lab.parent_automation`; it finds
+- the parent agent scanning CDS/CSYNC (:mod:`multisigner_lab.parent_automation`; it finds
   the Knot instances through ``lab.json`` like PowerDNS providers: name, ``ns_name``,
   address, ``dns_port``);
 - Unbound, trusting the parent's KSK, with a stub zone per child listing every Knot.
@@ -48,7 +48,6 @@ from multisigner_lab.errors import LabError
 from multisigner_lab.knot import KnotInstance
 from multisigner_lab.lab import DEFAULT_ZONES
 from multisigner_lab.ownerksk import KEY_DIR, SOFTHSM_DIR, TOKEN_LABEL, OwnerKsks, Store
-from multisigner_lab.parent_automation import Automation, check_automation, default_automation
 from multisigner_lab.server import Endpoint
 from providers.kskstore import StoredKey
 
@@ -95,7 +94,6 @@ class Model1Lab(LabBase[KnotServer]):
         delegated: Sequence[str] | None = None,
         dnskey_ttl: int | None = None,
         ns_ttl: int | None = None,
-        parent_automation: Automation | None = None,
     ) -> Model1Lab:
         """Start a Model 1 lab in ``directory`` (created if missing). On any failure,
         whatever was already started is stopped before the error propagates.
@@ -109,8 +107,9 @@ class Model1Lab(LabBase[KnotServer]):
         TTLs as in :meth:`Lab.start`: ``ttl`` the zone data (SOA included), ``dnskey_ttl``
         the DNSKEY RRset (Knot's ``dnskey-ttl``, which its KSR asks the owner for, and the
         SOA minimum; default ``ttl``), ``ds_ttl`` the parent's DS, ``ns_ttl`` the parent's
-        NS RRsets for the children (default ``ttl``). ``scanner``, ``parent_automation``: as
-        in :meth:`Lab.start` (the parent's first DS names the owner KSK either way)."""
+        NS RRsets for the children (default ``ttl``). ``scanner``: whether the parent agent
+        runs, as in :meth:`Lab.start` (the parent's first DS names the owner KSK either
+        way)."""
         if providers < 1:
             raise LabError("a Model 1 lab needs at least one Knot provider")
         initial = check_delegated([f"k{i}" for i in range(providers)], delegated, "")
@@ -125,16 +124,13 @@ class Model1Lab(LabBase[KnotServer]):
             "delegated": initial,  # at start; lab.delegated(zone) asks the parent
             "zones": zone_names,
             "scanner_interval": scanner_interval,
-            "parent_automation": (
-                default_automation() if parent_automation is None
-                else check_automation(parent_automation)),
         }
         owner = OwnerKsks(lab.directory, zone_names, store, pkcs11_module)
         knot = partial(lab._start_knot, rrsig_lifetime=rrsig_lifetime, rrsig_refresh=rrsig_refresh)
 
         def build() -> None:
             lab._build(providers, owner, knot)
-            lab._start_services(scanner=scanner, unbound=unbound)
+            lab._start_services(agent=scanner, unbound=unbound)
 
         return lab._build_or_stop(build, settings)
 

@@ -1,57 +1,36 @@
 """What keeps the lab's parent zone in step with its children: the product's own parent
-agent (``multisigner parent-agent``, docs/parent-agent.md) or the lab's older, lenient
-CDS/CSYNC scanner (:mod:`multisigner_lab.scanner`).
+agent, ``multisigner parent-agent`` (docs/parent-agent.md), run as a lab process.
 
-``agent`` (the default) runs ``multisigner --config DIR/parent-agent/agent.toml
-parent-agent`` as a lab process: scheduled scans every ``scanner_interval`` of every
-delegated child with the agent's strict rules (every delegated address must agree, the
-DNSKEY RRset at each must chain to a DS at the parent, a CDS signed only by a brand-new
-KSK is refused), NOTIFY(CDS/CSYNC) answered, new DS/NS RRsets written with TTL
-``ds_ttl``. Its history (kinds ``scan-cds``, ``scan-csync``, ...; zone ``test.``) is in a
-state database of its own, ``DIR/parent-agent/agent.db``, so the controller's history is
-unchanged. ``scanner`` keeps the lab's scanner (``DIR/scanner.log``), e.g. to compare.
+It runs ``multisigner --config DIR/parent-agent/agent.toml parent-agent``: scheduled scans
+every ``scanner_interval`` of every delegated child with the agent's strict rules (every
+delegated address must agree, the DNSKEY RRset at each must chain to a DS at the parent,
+a CDS signed only by a brand-new KSK is refused), NOTIFY(CDS/CSYNC) answered (the
+controller finds the agent through the ``_dsync.test.`` records it publishes), new DS/NS
+RRsets written with TTL ``ds_ttl`` (existing ones keep theirs). Its history (kinds
+``scan-cds``, ``scan-csync``, ...; zone ``test.``) is in a state database of its own,
+``DIR/parent-agent/agent.db``, so the controller's history is unchanged.
 
-The agent bootstraps no DS from CDS (an unsigned delegation stays unsigned): a lab whose
-test removes a zone's DS and wants it back registers it itself, as the zone's owner would
+The agent bootstraps no DS from CDS (an unsigned delegation stays unsigned): a test that
+removes a zone's DS and wants one back registers it itself, as the zone's owner would
 (:meth:`multisigner_lab.base.LabBase.register_ds`).
 """
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from multisigner_lab import config, proc
-from multisigner_lab.errors import LabError
 from multisigner_lab.net import free_port
 from multisigner_lab.zones import PARENT_ZONE
 
-Automation = Literal["agent", "scanner"]
-AUTOMATIONS: tuple[Automation, ...] = ("agent", "scanner")
-# Lets a whole test run try the other automation without editing every Lab.start call.
-ENV_DEFAULT = "MULTISIGNER_LAB_PARENT_AUTOMATION"
 AGENT_DIR = "parent-agent"
-SCANNER_LOG = "scanner.log"
 AGENT_CONFIG = "agent.toml"
 AGENT_DB = "agent.db"
 AGENT_TARGET = "updater.test."
-# The names lab processes of either kind carry in lab.json.
-PROCESS_NAMES = {"agent": "parent-agent", "scanner": "scanner"}
-
-
-def default_automation() -> Automation:
-    value = os.environ.get(ENV_DEFAULT, "agent")
-    return check_automation(value, f"${ENV_DEFAULT}")
-
-
-def check_automation(value: object, what: str = "parent_automation") -> Automation:
-    for known in AUTOMATIONS:
-        if value == known:
-            return known
-    raise LabError(f"{what} must be one of {', '.join(AUTOMATIONS)}, not {value!r}")
+PROCESS_NAME = "parent-agent"  # in lab.json and Lab.alive()
 
 
 def agent_dir(directory: Path) -> Path:
@@ -94,7 +73,7 @@ def _hostport(server: Mapping[str, Any]) -> str:
     return f"{server['address']}:{server['dns_port']}"
 
 
-def start_agent(directory: Path, state: Mapping[str, Any], env: Mapping[str, str]) -> proc.Proc:
+def start_agent(directory: Path, state: Mapping[str, Any]) -> proc.Proc:
     """``multisigner parent-agent`` for the lab in ``directory``; ready once it listens
     (it has published its DSYNC records in the parent zone by then)."""
     where = agent_dir(directory)
@@ -102,27 +81,14 @@ def start_agent(directory: Path, state: Mapping[str, Any], env: Mapping[str, str
     path = where / AGENT_CONFIG
     config.write_private(path, agent_config_toml(directory, state, free_port("127.0.0.1")))
     argv = [sys.executable, "-m", "orchestrator.cli", "--config", str(path), "parent-agent"]
-    p = proc.spawn(PROCESS_NAMES["agent"], argv, where, env=env)
+    p = proc.spawn(PROCESS_NAME, argv, where, env=proc.child_env())
     proc.wait_ready(p, lambda: "listening on" in p.log.read_text(errors="replace"), 30.0)
     return p
 
 
-def start_scanner(directory: Path, env: Mapping[str, str]) -> proc.Proc:
-    """The lab's own scanner (:mod:`multisigner_lab.scanner`), logging to ``scanner.log``."""
-    p = proc.spawn(
-        PROCESS_NAMES["scanner"],
-        [sys.executable, "-m", "multisigner_lab.scanner", str(directory)],
-        directory / "scanner",
-        env=env,
-    )
-    log = directory / SCANNER_LOG
-    proc.wait_ready(p, lambda: log.exists() and "scanner started" in log.read_text())
-    return p
-
-
 class ParentAutomation:
-    """What a lab offers about its parent's automation (mixed into ``LabBase``, which
-    supplies the lab's directory, state, processes and ``_add``/``_save``)."""
+    """What a lab offers about its parent's agent (mixed into ``LabBase``, which supplies
+    the lab's directory, state, processes and ``_add``/``_save``)."""
 
     directory: Path
     state: dict[str, Any]
@@ -134,31 +100,19 @@ class ParentAutomation:
     def _save(self) -> None:
         raise NotImplementedError
 
-    @property
-    def parent_automation(self) -> Automation:
-        """What runs the parent: ``agent`` (``multisigner parent-agent``) or ``scanner``
-        (the lab's own; old state files: scanner)."""
-        return check_automation(self.state.get("parent_automation", "scanner"))
-
     def start_parent_automation(self) -> None:
-        """Start the parent's automation (no-op while it runs): tests stop it to freeze
-        the parent's DS and NS, then start it again."""
-        name = PROCESS_NAMES[self.parent_automation]
-        if any(p.name == name and p.alive() for p in self.procs):
+        """Start the parent agent (no-op while it runs): tests stop it to freeze the
+        parent's DS and NS, then start it again."""
+        if any(p.name == PROCESS_NAME and p.alive() for p in self.procs):
             return
-        if self.parent_automation == "agent":
-            p = start_agent(self.directory, self.state, proc.child_env())
-        else:
-            p = start_scanner(self.directory, proc.child_env())
-        self._add(process=p)
+        self._add(process=start_agent(self.directory, self.state))
         self._save()
 
     def stop_parent_automation(self) -> None:
-        """Stop the parent's automation (every instance started so far): the parent's DS
-        and NS then stay as they are, whatever the children publish."""
-        name = PROCESS_NAMES[self.parent_automation]
+        """Stop the parent agent (every instance started so far): the parent's DS and NS
+        then stay as they are, whatever the children publish."""
         for p in self.procs:
-            if p.name == name:
+            if p.name == PROCESS_NAME:
                 proc.stop(p)
 
     def parent_history(self, *kinds: str) -> list[dict[str, Any]]:
@@ -167,21 +121,13 @@ class ParentAutomation:
         return agent_history(self.directory, kinds)
 
     @property
-    def scanner_log(self) -> Path:
-        """The lab scanner's log (``parent_automation="scanner"`` only)."""
-        return self.directory / SCANNER_LOG
-
-    @property
     def parent_agent_config(self) -> Path:
         """The parent agent's config (``multisigner --config ... history test.``)."""
         return agent_dir(self.directory) / AGENT_CONFIG
 
     @property
-    def parent_automation_log(self) -> Path:
-        """Where the parent's automation logs: the agent's output, or ``scanner.log``."""
-        if self.parent_automation == "agent":
-            return agent_dir(self.directory) / "server.log"
-        return self.scanner_log
+    def parent_agent_log(self) -> Path:
+        return agent_dir(self.directory) / "server.log"
 
 
 def agent_history(directory: Path, kinds: Sequence[str] = ()) -> list[dict[str, Any]]:

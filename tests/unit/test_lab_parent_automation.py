@@ -1,22 +1,13 @@
-"""The lab's parent-agent config and automation choice, without starting anything."""
+"""The lab's parent-agent config, without starting anything."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
-
 from core.config import load_config
 from multisigner_lab import config
-from multisigner_lab.errors import LabError
-from multisigner_lab.parent_automation import (
-    ENV_DEFAULT,
-    agent_config_toml,
-    agent_history,
-    check_automation,
-    default_automation,
-)
+from multisigner_lab.parent_automation import agent_config_toml, agent_history
 
 STATE = {
     "parent": {"api_url": "http://127.0.0.9:8081", "api_key": "k\"ey", "address": "127.0.0.9",
@@ -45,18 +36,6 @@ def test_agent_config_loads_as_the_product_reads_it(tmp_path: Path) -> None:
     (parent,) = loaded.providers
     assert parent.name == "parent" and parent.api_key is not None
     assert parent.api_key.get_secret_value() == 'k"ey'  # escaped, not cut off
-
-
-def test_automation_choice(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(ENV_DEFAULT, raising=False)
-    assert default_automation() == "agent"
-    monkeypatch.setenv(ENV_DEFAULT, "scanner")
-    assert default_automation() == "scanner"
-    monkeypatch.setenv(ENV_DEFAULT, "cron")
-    with pytest.raises(LabError, match=ENV_DEFAULT):
-        default_automation()
-    with pytest.raises(LabError, match="agent, scanner"):
-        check_automation("registrar")
 
 
 def test_no_agent_history_before_the_agent_ran(tmp_path: Path) -> None:
