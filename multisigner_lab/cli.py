@@ -110,8 +110,9 @@ def lab_info(directory: Path) -> dict[str, Any]:
     ]
     if resolver:
         usage.append(f"dig @{resolver[0]} -p {resolver[1]} +dnssec www.{zone} A")
-    usage += [f"multisigner --config {lab.parent_agent_config} history test.",
-              f"multisigner lab down {lab.directory}"]
+    if lab.parent_agent_config.exists():  # not in a lab started without the agent
+        usage.append(f"multisigner --config {lab.parent_agent_config} history test.")
+    usage.append(f"multisigner lab down {lab.directory}")
     info["usage"] = usage
     return info
 

@@ -2,15 +2,15 @@
 zones, the parent's CDS/CSYNC automation (the product's parent agent), and a validating
 Unbound — all on random loopback addresses in one directory, all stopped by :meth:`Lab.stop`.
 
-The zones start in the state "single-signed at p0, other providers added but not yet
-synchronised": every provider signs with its own keys, the parent's DS names every
+The zones start "multi-provider but not yet synchronised": every provider signs with its
+own keys (none imported anywhere), the parent's DS names every
 delegated provider's KSK, so every delegated server validates (without the parent agent,
 ``scanner=False``: p0's KSK only).
 
 With ``delegated=[...]`` only those providers are in the delegation (the parent's NS RRset
 and every provider's apex NS RRset) and in the zones' ``signers``; the others serve the
-zone signed with their own keys, ready to join (``multisigner signer add``). The parent's automation
-follows CDS and CSYNC (RFC 7477) as a registry would; see
+zone signed with their own keys, ready to join (``multisigner signer add``). The parent
+agent follows CDS and CSYNC (RFC 7477) as a registry would; see
 :mod:`multisigner_lab.parent_automation`.
 """
 
