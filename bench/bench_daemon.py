@@ -3,7 +3,7 @@
 it drive a rollover?
 
 1. Starts a lab with ``--zones`` (default 1,000) child zones at ``--providers`` (default 2)
-   providers (no resolver; the CDS scanner polls every ``--scanner-interval`` s), and
+   providers (no resolver; the lab's parent agent scans every ``--scanner-interval`` s), and
    writes a copy of its config with ``propagation_delay = safety_margin = "0s"``. Four
    zones (the first two and the last two in the config) are synced for part 3; the others
    are left as the lab made them. Every zone is *idle*: no process runs and no key is due
@@ -19,7 +19,7 @@ it drive a rollover?
    API requests, new TCP connections and SQL statements it
    made. From outside it samples ``/proc/PID/stat`` (utime+stime) and ``/proc/PID/status``
    (VmRSS, VmHWM) every 0.2 s, and the CPU of the lab's provider PowerDNS servers (what
-   the passes cost the providers, net of the scanner's background load). It reports CPU
+   the passes cost the providers, net of the parent agent's background load). It reports CPU
    per pass, per zone, and per hour of polling at a realistic interval
    (``--real-interval``, default 60 s: passes/h = 3600 / (pass wall + interval), since the
    daemon sleeps the interval *after* each pass). A daemon with a 1-zone config is the
@@ -266,7 +266,7 @@ def pdns_cpu(lab: Any) -> float:
 
 
 def pdns_background(lab: Any, seconds: float = 10.0) -> float:
-    """CPU s/s the providers burn with no daemon running (the lab's CDS scanner polls)."""
+    """CPU s/s the providers burn with no daemon running (the lab's parent agent scans)."""
     before = pdns_cpu(lab)
     time.sleep(seconds)
     return (pdns_cpu(lab) - before) / seconds
@@ -353,7 +353,7 @@ def start_rollovers(config: Path, zones: list[str]) -> list[tuple[str, str, floa
 
 
 def await_rollovers(run: DaemonRun, config: Path,
-                    started: list[tuple[str, str, float, float]], scanner_log: Path,
+                    started: list[tuple[str, str, float, float]], lab_dir: Path,
                     timeout: float, poll_interval: float) -> dict[str, Any]:
     """Wait until the daemon finished them, or stopped ticking (no pass for poll interval +
     15 s although one is due); analyse what finished."""
@@ -379,7 +379,7 @@ def await_rollovers(run: DaemonRun, config: Path,
                 hist = [e.as_json() for e in store.history(zone)]
                 mine = [e for e in hist if e["process_id"] == pid]
                 if mine and mine[-1]["to_state"] in ("done", "failed", "aborted"):
-                    res = analyse(hist, pid, scanner_log=scanner_log)
+                    res = analyse(hist, pid, lab_dir=lab_dir)
                     finished = _ts(mine[-1]["at"])
                     res.update(zone=zone, cli_s=t_cli - t_launch,
                                from_launch_s=finished - t_launch)
@@ -526,7 +526,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
             run.wait_passes(1, timeout=600)
             t_roll = time.time()
             started = start_rollovers(config, rolled)
-            part = await_rollovers(run, config, started, lab.scanner_log,
+            part = await_rollovers(run, config, started, lab.directory,
                                    args.rollover_timeout, args.poll_interval)
             part["passes"] = passes_between(run, t_roll, time.time())
             results["rollovers_product"] = part

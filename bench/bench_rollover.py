@@ -21,7 +21,7 @@ the parent) served it. So
 and everything above it is controller overhead, split into: ``act`` + ``converge`` phases
 (provider API reads and writes, DB writes), lateness after a deadline (scheduling), and,
 for the subprocess wall time, CLI start-up (interpreter, imports, config, the start
-observation) and exit. For the registration step (``TTLds``) the lab scanner's log tells
+observation) and exit. For the registration step (``TTLds``) the lab parent agent's history tells
 when the parent actually changed the DS, which splits the observed Dreg into the
 registry's own delay and the controller's detection lag.
 
@@ -149,20 +149,19 @@ def hold_seconds(ttls: dict[str, int], terms: list[str], combine: str) -> float:
     return float(max(values) if combine == "max" else sum(values))
 
 
-def scanner_changes(log: Path | None, zone: str) -> list[datetime]:
-    """When the lab registry changed the parent's DS for ``zone`` (from scanner.log)."""
-    if log is None or not log.exists():
+def parent_ds_changes(lab_dir: Path | None, zone: str) -> list[datetime]:
+    """When the lab's parent agent changed the parent's DS for ``zone`` (its accepted
+    ``scan-cds`` history entries)."""
+    if lab_dir is None:
         return []
-    out = []
-    for line in log.read_text().splitlines():
-        stamp, _, rest = line.partition(" ")
-        if rest.startswith(f"{zone} DS "):
-            out.append(ts(stamp))
-    return out
+    from multisigner_lab.parent_automation import agent_history
+
+    return [ts(h["at"]) for h in agent_history(lab_dir, ["scan-cds"])
+            if h["to_state"] == "accepted" and h["evidence"].get("child") == zone]
 
 
 def analyse(entries: list[dict[str, Any]], process_id: str, *, t_launch: float | None = None,
-            t_exit: float | None = None, scanner_log: Path | None = None) -> dict[str, Any]:
+            t_exit: float | None = None, lab_dir: Path | None = None) -> dict[str, Any]:
     """Split one rollover process's history into the RFC 7583 minimum and the overhead.
 
     ``t_launch``/``t_exit`` are wall-clock (time.time()) stamps around the subprocess that
@@ -172,7 +171,7 @@ def analyse(entries: list[dict[str, Any]], process_id: str, *, t_launch: float |
         raise RuntimeError(f"process {process_id} did not finish: "
                            f"{rows[-1]['to_state'] if rows else 'no history'}")
     zone = rows[0]["zone"]
-    changes = scanner_changes(scanner_log, zone)
+    changes = parent_ds_changes(lab_dir, zone)
     phase_s: Counter[str] = Counter()
     steps: list[dict[str, Any]] = []
     for cur, nxt in itertools.pairwise(rows):
@@ -268,7 +267,7 @@ def settle(config: Path, until: float, deadline_s: float = 60.0) -> None:
 
 
 def run_rollover(config: Path, kind: str, signer: str, *, counts_file: Path | None = None,
-                 scanner_log: Path | None = None) -> dict[str, Any]:
+                 lab_dir: Path | None = None) -> dict[str, Any]:
     if counts_file is None:
         cmd = [MULTISIGNER]
         env = None
@@ -289,7 +288,7 @@ def run_rollover(config: Path, kind: str, signer: str, *, counts_file: Path | No
         raise RuntimeError(f"no process id in:\n{result.stdout}")
     history = json.loads(cli(config, "history", ZONE, "--json").stdout)
     out = analyse(history, match.group(1), t_launch=t_launch, t_exit=t_exit,
-                  scanner_log=scanner_log)
+                  lab_dir=lab_dir)
     out.update(key=kind, signer=signer, loadavg=load)
     verify = cli(config, "verify", ZONE, check=False)
     out["verify_after"] = "OK" if verify.returncode == 0 else verify.stdout.strip()
@@ -336,7 +335,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         for rep, kind, counted in plan:
             counts_file = workdir / f"counts-{kind}-{rep}.json" if counted else None
             res = run_rollover(config, kind, signers[kind], counts_file=counts_file,
-                               scanner_log=lab.scanner_log)
+                               lab_dir=lab.directory)
             res["repeat"] = rep
             (results["counted"] if counted else results["runs"]).append(res)
             print(f"  {kind} at {signers[kind]}{' (counted)' if counted else ''}: "

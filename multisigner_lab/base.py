@@ -1,20 +1,19 @@
 """What both local labs share: :class:`~lab.Lab` (PowerDNS providers) and
 :class:`~lab.Model1Lab` (Knot providers, owner KSK).
 
-Both run a signed PowerDNS parent ``test.``, the CDS/CSYNC scanner and a validating
+Both run a signed PowerDNS parent ``test.``, its CDS/CSYNC automation
+(:mod:`multisigner_lab.parent_automation`: the product's parent agent) and a validating
 Unbound, and record themselves in ``DIR/lab.json``. :class:`LabBase` is the one builder
 around them: the start-up frame (directory, refusing a second lab, stopping what started
 when a step fails), starting servers concurrently, the parent zone with its delegations
-and DS, the scanner and Unbound, the life cycle (stop, context manager, ``lab.json``) and
-what tests read from either lab. Each lab adds its providers (``_build``) and says what
-they are (:attr:`LabBase.providers`).
+and DS, the parent's automation and Unbound, the life cycle (stop, context manager,
+``lab.json``) and what tests read from either lab. Each lab adds its providers
+(``_build``) and says what they are (:attr:`LabBase.providers`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -28,25 +27,12 @@ import dns.rdataclass
 import dns.rdatatype
 import httpx
 
-import orchestrator
-from multisigner_lab import config, dnsq, powerdns, proc, provision, zones
+from multisigner_lab import config, dnsq, parent_automation, powerdns, proc, provision, zones
 from multisigner_lab.errors import LabError
 from multisigner_lab.server import Endpoint, Server
 from multisigner_lab.unbound import Unbound
 
-SCANNER_LOG = "scanner.log"
-
-
 P = TypeVar("P", bound=Endpoint)  # Server (PowerDNS) or KnotServer
-
-
-def child_env() -> dict[str, str]:
-    """This environment, with ``orchestrator``'s checkout first on ``PYTHONPATH``: for
-    ``python -m orchestrator...`` child processes."""
-    root = str(Path(orchestrator.__file__).resolve().parent.parent)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
-    return env
 
 
 def fqdn(zone: str) -> str:
@@ -70,7 +56,7 @@ def check_delegated(names: list[str], delegated: Sequence[str] | None, need: str
     return [n for n in names if n in delegated]
 
 
-class LabBase(Generic[P]):
+class LabBase(parent_automation.ParentAutomation, Generic[P]):
     """A running (or recorded) lab whose providers are ``P``s. Subclasses build it with
     ``start`` (or :meth:`load`) and define :attr:`providers`."""
 
@@ -168,22 +154,19 @@ class LabBase(Generic[P]):
         }
         self._save()
 
-    def _start_services(self, *, scanner: bool, unbound: bool) -> None:
-        """The scanner and Unbound, at once; the config and lab.json must be written."""
-        jobs = [self._start_scanner] if scanner else []
+    def _start_services(self, *, agent: bool, unbound: bool) -> None:
+        """The parent agent and Unbound, at once; the config and lab.json must be
+        written."""
+        jobs = [self.start_parent_automation] if agent else []
         jobs += [self._start_unbound] if unbound else []
         self._concurrently(jobs)
 
-    def _start_scanner(self) -> None:
-        p = proc.spawn(
-            "scanner",
-            [sys.executable, "-m", "multisigner_lab.scanner", str(self.directory)],
-            self.directory / "scanner",
-            env=child_env(),
-        )
-        self._add(process=p)
-        log = self.scanner_log
-        proc.wait_ready(p, lambda: log.exists() and "scanner started" in log.read_text())
+    def register_ds(self, zone: str, ds: Sequence[str]) -> None:
+        """Set ``zone``'s DS RRset at the parent (TTL ``ds_ttl``) as its owner would at
+        the registry: the agent bootstraps no DS from CDS. ``ds``: ``tag alg type hex``."""
+        with self.parent_pdns_api() as api:
+            powerdns.set_rrset(api, zones.PARENT_ZONE, fqdn(zone), "DS", ttl=self.ds_ttl,
+                               contents=list(ds))
 
     def _start_unbound(self) -> None:
         stubs: dict[str, list[tuple[str, int]]] = {
@@ -264,10 +247,6 @@ class LabBase(Generic[P]):
     @property
     def state_path(self) -> Path:
         return self.directory / config.STATE_NAME
-
-    @property
-    def scanner_log(self) -> Path:
-        return self.directory / SCANNER_LOG
 
     @property
     def zones(self) -> list[str]:

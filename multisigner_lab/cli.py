@@ -65,7 +65,8 @@ def lab_info(directory: Path) -> dict[str, Any]:
         ],
         "zones": lab.zones,
         "parent": {"nameserver": lab.parent.nameserver, "api_url": lab.parent.api_url},
-        "scanner_log": str(lab.scanner_log),
+        "parent_agent_config": str(lab.parent_agent_config),
+        "parent_agent_log": str(lab.parent_agent_log),
     }
     if isinstance(lab, Model1Lab):
         info["model"] = 1
@@ -109,7 +110,9 @@ def lab_info(directory: Path) -> dict[str, Any]:
     ]
     if resolver:
         usage.append(f"dig @{resolver[0]} -p {resolver[1]} +dnssec www.{zone} A")
-    usage += [f"tail -f {lab.scanner_log}", f"multisigner lab down {lab.directory}"]
+    if lab.parent_agent_config.exists():  # not in a lab started without the agent
+        usage.append(f"multisigner --config {lab.parent_agent_config} history test.")
+    usage.append(f"multisigner lab down {lab.directory}")
     info["usage"] = usage
     return info
 

@@ -68,7 +68,7 @@ def config_toml(
     owner_ksk: Callable[[int, str], list[str]] | None = None,
 ) -> str:
     """The controller config for the lab: every provider is listed, the ``signers`` of
-    every zone (default: all providers) sign it, the parent is the lab's CDS scanner.
+    every zone (default: all providers) sign it, the parent is run by the lab's parent agent.
     With ``owner_ksk`` (the ``[zones.owner_ksk]`` lines of the i-th zone) the zones are
     Model 1, else Model 2."""
     q, qlist = toml_str, toml_list

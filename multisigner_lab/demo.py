@@ -1,7 +1,7 @@
 """The README demo: a real multi-provider Model 2 sync on the local lab.
 
 Starts the lab (PowerDNS parent ``test.`` + three PowerDNS providers serving
-``example.test.`` with their own keys + a CDS-scanning parent + Unbound), shows the
+``example.test.`` with their own keys + the parent agent scanning CDS/CSYNC + Unbound), shows the
 broken starting point, syncs, and proves validation through Unbound (AD bit). Every step
 is the real ``multisigner`` command, printed before it runs. The lab is always torn down.
 """
@@ -54,8 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         _banner("check: config, provider APIs and nameservers")
         _run([*ms, "check"])
         if args.model == 2:
-            _banner("before sync: each provider serves only its own keys; the parent has "
-                    "p0's DS")
+            _banner("before sync: each provider serves only its own keys; the parent's DS "
+                    "names every provider's KSK")
             _run([*ms, "verify", "example.test."], check=False)
             _banner("sync: cross-import keys, publish CDS/CDNSKEY, wait for the parent DS")
         else:

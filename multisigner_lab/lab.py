@@ -1,14 +1,17 @@
 """The Model 2 lab: a signed parent ``test.``, N PowerDNS providers serving the child
-zones, a CDS-scanning registry, and a validating Unbound — all on random loopback
-addresses in one directory, all stopped by :meth:`Lab.stop`.
+zones, the parent's CDS/CSYNC automation (the product's parent agent), and a validating
+Unbound — all on random loopback addresses in one directory, all stopped by :meth:`Lab.stop`.
 
-The zones start in the state "single-signed at p0, other providers added but not yet
-synchronised": every provider signs with its own keys, the parent's DS names p0's KSK only.
+The zones start "multi-provider but not yet synchronised": every provider signs with its
+own keys (none imported anywhere), the parent's DS names every
+delegated provider's KSK, so every delegated server validates (without the parent agent,
+``scanner=False``: p0's KSK only).
 
 With ``delegated=[...]`` only those providers are in the delegation (the parent's NS RRset
 and every provider's apex NS RRset) and in the zones' ``signers``; the others serve the
-zone signed with their own keys, ready to join (``multisigner signer add``). The scanner
-follows CSYNC (RFC 7477) for NS as a registry would; see :mod:`multisigner_lab.scanner`.
+zone signed with their own keys, ready to join (``multisigner signer add``). The parent
+agent follows CDS and CSYNC (RFC 7477) as a registry would; see
+:mod:`multisigner_lab.parent_automation`.
 """
 
 from __future__ import annotations
@@ -20,13 +23,13 @@ from pathlib import Path
 import httpx
 
 from multisigner_lab import config, powerdns, provision, zones
-from multisigner_lab.base import SCANNER_LOG, LabBase, check_delegated
+from multisigner_lab.base import LabBase, check_delegated
 from multisigner_lab.errors import LabError
 from multisigner_lab.server import Server
 
 DEFAULT_ZONES = ("example.test.",)
 
-__all__ = ["DEFAULT_ZONES", "SCANNER_LOG", "Lab"]  # SCANNER_LOG: lives in base.py now
+__all__ = ["DEFAULT_ZONES", "Lab"]
 
 
 class Lab(LabBase[Server]):
@@ -61,7 +64,14 @@ class Lab(LabBase[Server]):
         TTLs: ``ttl`` every RRset of the child zones (the SOA's own included) and of the
         parent, ``dnskey_ttl`` the children's DNSKEY RRsets (default ``ttl``; it is their
         SOA minimum, see :mod:`multisigner_lab.zones`), ``ds_ttl`` the parent's DS RRsets,
-        ``ns_ttl`` the parent's NS RRsets for the children (default ``ttl``)."""
+        ``ns_ttl`` the parent's NS RRsets for the children (default ``ttl``).
+
+        ``scanner``: whether the parent agent runs (:mod:`multisigner_lab.parent_automation`;
+        ``scanner_interval``: its scan interval). With it the parent's first DS RRset
+        names the KSK of every delegated provider, not p0's only: the agent validates
+        every delegated server's DNSKEY RRset against the DS, and a provider whose keys
+        the DS does not name would be bogus (its CDS never accepted). Without it the
+        parent changes only when a test changes it, and its first DS names p0's KSK."""
         if providers < 1:
             raise LabError("a lab needs at least one provider")
         initial = check_delegated([f"p{i}" for i in range(providers)], delegated, "p0")
@@ -77,12 +87,13 @@ class Lab(LabBase[Server]):
         }
 
         def build() -> None:
-            lab._build(providers, algorithms or {}, set(csk))
-            lab._start_services(scanner=scanner, unbound=unbound)
+            lab._build(providers, algorithms or {}, set(csk),
+                       all_ds=scanner)
+            lab._start_services(agent=scanner, unbound=unbound)
 
         return lab._build_or_stop(build, settings)
 
-    def _build(self, n: int, algorithms: dict[str, str], csk: set[str]) -> None:
+    def _build(self, n: int, algorithms: dict[str, str], csk: set[str], *, all_ds: bool) -> None:
         names = ["parent"] + [f"p{i}" for i in range(n)]
         servers = self._concurrently([partial(self._start_powerdns, m) for m in names])
         parent, providers = servers[0], servers[1:]
@@ -91,8 +102,12 @@ class Lab(LabBase[Server]):
             providers, self.zones, self.ttl, algorithms, csk, delegated=delegated,
             dnskey_ttl=self.dnskey_ttl,
         )
-        # Single-signed at p0 before going multi-signer: the parent knows p0's KSK only.
-        ds = {z: [k.ds(z) for k in provision.signing_keys(keys[("p0", z)])] for z in self.zones}
+        # Every delegated provider's KSK (each delegated server's DNSKEY RRset then chains
+        # to the DS, as the parent agent requires; see start()); without all_ds p0's only,
+        # as if single-signed at p0 before going multi-signer.
+        ds_from = delegated if all_ds else ["p0"]
+        ds = {z: sorted({k.ds(z) for name in ds_from
+                         for k in provision.signing_keys(keys[(name, z)])}) for z in self.zones}
         self._provision_parent(parent, {p.name: p.address for p in providers}, ds)
         self.state["providers"] = [
             {

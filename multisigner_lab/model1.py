@@ -13,8 +13,9 @@ What runs (all on random loopback addresses, all stopped by :meth:`Model1Lab.sto
   it** (docs/lab.md, "Knot DNS"): the controller's first sync brings it up;
 - the owner KSK store, one KSK per zone generated in it (:mod:`lab.ownerksk`: a SoftHSM2
   token, or a key directory per zone);
-- the CDS/CSYNC scanner (:mod:`multisigner_lab.scanner`; it finds the Knot instances
-  through ``lab.json`` like PowerDNS providers: name, ``ns_name``, address, ``dns_port``);
+- the parent agent scanning CDS/CSYNC (:mod:`multisigner_lab.parent_automation`; it finds
+  the Knot instances through ``lab.json`` like PowerDNS providers: name, ``ns_name``,
+  address, ``dns_port``);
 - Unbound, trusting the parent's KSK, with a stub zone per child listing every Knot.
 
 ``DIR/multisigner.toml`` (0600) configures every Knot as a provider and every zone as
@@ -106,7 +107,9 @@ class Model1Lab(LabBase[KnotServer]):
         TTLs as in :meth:`Lab.start`: ``ttl`` the zone data (SOA included), ``dnskey_ttl``
         the DNSKEY RRset (Knot's ``dnskey-ttl``, which its KSR asks the owner for, and the
         SOA minimum; default ``ttl``), ``ds_ttl`` the parent's DS, ``ns_ttl`` the parent's
-        NS RRsets for the children (default ``ttl``)."""
+        NS RRsets for the children (default ``ttl``). ``scanner``: whether the parent agent
+        runs, as in :meth:`Lab.start` (the parent's first DS names the owner KSK either
+        way)."""
         if providers < 1:
             raise LabError("a Model 1 lab needs at least one Knot provider")
         initial = check_delegated([f"k{i}" for i in range(providers)], delegated, "")
@@ -127,7 +130,7 @@ class Model1Lab(LabBase[KnotServer]):
 
         def build() -> None:
             lab._build(providers, owner, knot)
-            lab._start_services(scanner=scanner, unbound=unbound)
+            lab._start_services(agent=scanner, unbound=unbound)
 
         return lab._build_or_stop(build, settings)
 

@@ -24,8 +24,8 @@ from typing import Any, Literal
 
 from core.keys import Key
 from multisigner_lab import config, proc
-from multisigner_lab.base import child_env
 from multisigner_lab.errors import LabError
+from multisigner_lab.proc import child_env
 from providers.kskstore import KeyStoreError, OwnerKskConfig, StoredKey, make_store
 
 Store = Literal["pkcs11", "file"]

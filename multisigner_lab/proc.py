@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 
+import orchestrator
 from core.errors import ObservationError
 from multisigner_lab import dnsq
 from multisigner_lab.errors import LabError
@@ -259,3 +260,12 @@ def http_probe(url: str, headers: Mapping[str, str] | None = None) -> Callable[[
 
 def all_of(*probes: Callable[[], bool]) -> Callable[[], bool]:
     return lambda: all(p() for p in probes)
+
+
+def child_env() -> dict[str, str]:
+    """This environment, with ``orchestrator``'s checkout first on ``PYTHONPATH``: for
+    ``python -m orchestrator...`` child processes."""
+    root = str(Path(orchestrator.__file__).resolve().parent.parent)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    return env

@@ -1,4 +1,4 @@
-"""The lab itself: real PowerDNS servers, the CDS-scanning parent, Unbound."""
+"""The lab itself: real PowerDNS servers, the parent run by the parent agent, Unbound."""
 
 from __future__ import annotations
 
@@ -32,9 +32,9 @@ pytestmark = [
 ]
 
 ZONE = "example.test."
-SCAN_ZONE = "scan.test."  # the scanner test changes its DS
+SCAN_ZONE = "scan.test."  # the parent agent test changes its DS
 SYNC_ZONE = "sync.test."  # synchronised by hand for the DNSViz test
-GUARD_ZONE = "guard.test."  # CDS the scanner must refuse
+GUARD_ZONE = "guard.test."  # CDS the parent agent must refuse
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -94,7 +94,7 @@ def test_providers_serve_signed_soa_and_dnskey(lab: Lab) -> None:
         assert answer(ask(p, ZONE, "CDS"), ZONE, "CDS") is None
 
 
-def test_parent_serves_signed_ds_of_p0_ksk(lab: Lab) -> None:
+def test_parent_serves_signed_ds_of_every_delegated_ksk(lab: Lab) -> None:
     parent = lab.parent
     resp = ask(parent, ZONE, "DS")
     ds, sigs = answer(resp, ZONE, "DS"), answer(resp, ZONE, "RRSIG", covers="DS")
@@ -103,7 +103,9 @@ def test_parent_serves_signed_ds_of_p0_ksk(lab: Lab) -> None:
     parent_keys = answer(ask(parent, "test.", "DNSKEY"), "test.", "DNSKEY")
     assert parent_keys is not None
     dns.dnssec.validate(ds, sigs, {dns.name.from_text("test."): parent_keys})
-    assert lab.parent_ds(ZONE) == [ds_text(ZONE, k) for k in ksks(lab, "p0", ZONE)]
+    # every delegated provider's KSK: each server's DNSKEY RRset chains to the DS
+    assert lab.parent_ds(ZONE) == sorted(ds_text(ZONE, k) for p in ("p0", "p1")
+                                         for k in ksks(lab, p, ZONE))
     # the parent's KSK is the resolver's trust anchor
     assert {parse_dnskey(a) for a in lab.trust_anchors} <= set(parent_keys)
 
@@ -116,8 +118,8 @@ def test_resolver_validates_parent_and_resolves_child(lab: Lab) -> None:
     assert resp.flags & dns.flags.AD
     q = dns.message.make_query(f"www.{ZONE}", "A", want_dnssec=True)
     resp = dns.query.udp(q, address, port=port, timeout=3)
-    # Not yet multi-signer: p1's answers are bogus, so AD depends on which server Unbound
-    # asked; it retries, so the answer itself must come through.
+    # Not yet multi-signer, but the DS names both KSKs: either server's answer validates
+    assert resp.flags & dns.flags.AD
     a = answer(resp, f"www.{ZONE}", "A")
     assert a is not None and [r.to_text() for r in a] == ["192.0.2.10"]
 
@@ -137,24 +139,31 @@ def test_config_and_state_files(lab: Lab) -> None:
     assert zone["model"] == 2 and zone["signers"] == ["p0", "p1"]
     assert zone["parent"] == {"type": "cds-scan", "nameservers": [lab.parent.nameserver]}
     state = json.loads(lab.state_path.read_text())
-    assert {p["name"] for p in state["processes"]} == {"parent", "p0", "p1", "scanner", "unbound"}
+    assert {p["name"] for p in state["processes"]} == {"parent", "p0", "p1", "parent-agent",
+                                                              "unbound"}
     with lab.pdns_api("p1") as api:
         assert api.get(f"/zones/{ZONE}/metadata").status_code == 200
 
 
-def test_scanner_follows_cds(lab: Lab) -> None:
+def agent_said(lab: Lab, zone: str, outcome: str, text: str = "") -> bool:
+    """The parent agent recorded a CDS scan of ``zone`` with ``outcome`` and ``text`` in
+    its reason."""
+    return any(h["evidence"].get("child") == zone and h["to_state"] == outcome
+               and text in h["reason"] for h in lab.parent_history("scan-cds"))
+
+
+def test_agent_follows_cds(lab: Lab) -> None:
     both = sorted(ds_text(SCAN_ZONE, k) for p in ("p0", "p1") for k in ksks(lab, p, SCAN_ZONE))
+    assert lab.parent_ds(SCAN_ZONE) == both
+    # a SHA-384 digest of p0's KSK on top: a new DS RRset, every key in it signs somewhere
+    more = sorted([*both, *(ds_text(SCAN_ZONE, k, "SHA384") for k in ksks(lab, "p0", SCAN_ZONE))])
     for p in ("p0", "p1"):
-        with lab.pdns_api(p) as api:
-            body = {"rrsets": [cds_change(SCAN_ZONE, both, lab.ttl)]}
-            assert api.patch(f"/zones/{SCAN_ZONE}", json=body).status_code == 204
-    wait_for(lambda: lab.parent_ds(SCAN_ZONE) == both, 5, f"parent DS == {both}")
-    assert SCAN_ZONE in lab.scanner_log.read_text()
+        set_cds(lab, p, SCAN_ZONE, more)
+    wait_for(lambda: lab.parent_ds(SCAN_ZONE) == more, 5, f"parent DS == {more}")
+    assert agent_said(lab, SCAN_ZONE, "accepted")
     # RFC 8078 delete form: the parent drops the DS (zone goes insecure)
     for p in ("p0", "p1"):
-        with lab.pdns_api(p) as api:
-            body = {"rrsets": [cds_change(SCAN_ZONE, ["0 0 0 00"], lab.ttl)]}
-            assert api.patch(f"/zones/{SCAN_ZONE}", json=body).status_code == 204
+        set_cds(lab, p, SCAN_ZONE, ["0 0 0 00"])
     wait_for(lambda: lab.parent_ds(SCAN_ZONE) == [], 5, "parent DS removed")
 
 
@@ -164,20 +173,22 @@ def set_cds(lab: Lab, provider: str, zone: str, contents: list[str]) -> None:
         assert api.patch(f"/zones/{zone}", json=body).status_code == 204
 
 
-def test_scanner_refuses_unsafe_cds(lab: Lab) -> None:
+def test_agent_refuses_unsafe_cds(lab: Lab) -> None:
     before = lab.parent_ds(GUARD_ZONE)
-    both = sorted(ds_text(GUARD_ZONE, k) for p in ("p0", "p1") for k in ksks(lab, p, GUARD_ZONE))
+    p1_only = sorted(ds_text(GUARD_ZONE, k) for k in ksks(lab, "p1", GUARD_ZONE))
     # 1. published at one provider only: servers disagree
-    set_cds(lab, "p0", GUARD_ZONE, both)
-    wait_for(lambda: "CDS differs" in lab.scanner_log.read_text(), 5, "scanner saw CDS differ")
+    set_cds(lab, "p0", GUARD_ZONE, p1_only)
+    wait_for(lambda: agent_said(lab, GUARD_ZONE, "refused", "serve different CDS"), 5,
+             "agent saw CDS differ")
     assert lab.parent_ds(GUARD_ZONE) == before
     # 2. identical everywhere, but no server's KSK matches the parent DS: no chain of trust
     with lab.pdns_api("parent") as api:
         bogus = "12345 13 2 " + "ab" * 32
         body = {"rrsets": [{**cds_change(GUARD_ZONE, [bogus], lab.ds_ttl), "type": "DS"}]}
         assert api.patch("/zones/test.", json=body).status_code == 204
-    set_cds(lab, "p1", GUARD_ZONE, both)
-    wait_for(lambda: "validates nowhere" in lab.scanner_log.read_text(), 5, "scanner refused")
+    set_cds(lab, "p1", GUARD_ZONE, p1_only)
+    wait_for(lambda: agent_said(lab, GUARD_ZONE, "refused", "not validated under the DS"), 5,
+             "agent refused")
     assert lab.parent_ds(GUARD_ZONE) == [bogus]
 
 
@@ -249,7 +260,7 @@ def test_load_stops_a_lab_started_by_another_process(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-c", code, str(directory)], cwd=REPO, check=True, timeout=60)
     lab = Lab.load(directory)
     try:
-        assert sorted(lab.alive()) == ["p0", "parent", "scanner", "unbound"]
+        assert sorted(lab.alive()) == ["p0", "parent", "parent-agent", "unbound"]
         procs = [(p.pid, start_time_of(p.pid)) for p in lab.procs]
         assert all(start is not None for _, start in procs)
     finally:

@@ -1,6 +1,6 @@
-"""Partial delegation and the CSYNC-scanning parent: what ``signer add`` / ``signer remove``
-will be tested against (a signer joins a zone's delegation or leaves it), done here by hand
-through the PowerDNS APIs."""
+"""Partial delegation and the parent run by the parent agent (strict CDS/CSYNC scans): what
+``signer add`` / ``signer remove`` are tested against (a signer joins a zone's delegation
+or leaves it), done here by hand through the PowerDNS APIs."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ pytestmark = [
 
 JOIN = "join.test."  # p2 joins, then p1 leaves
 CDS = "cds.test."  # CDS with a partial delegation
-GUARD = "guard.test."  # CSYNC the scanner must refuse
+GUARD = "guard.test."  # CSYNC the parent agent must refuse
 NS0, NS1, NS2 = "ns1.p0.test.", "ns1.p1.test.", "ns1.p2.test."
 CSYNC_NOW = "0 3 NS"  # serial 0, flags immediate|soaminimum (RFC 7477), type bitmap NS
 
@@ -54,9 +54,13 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str) -> float:
     return time.monotonic() - started
 
 
-def logged(lab: Lab, zone: str, text: str) -> Callable[[], bool]:
+def said(lab: Lab, kind: str, zone: str, outcome: str, text: str = "") -> Callable[[], bool]:
+    """The parent agent recorded a ``kind`` scan of ``zone`` with ``outcome`` and ``text``
+    in its reason or evidence."""
     return lambda: any(
-        zone in line and text in line for line in lab.scanner_log.read_text().splitlines()
+        h["evidence"].get("child") == zone and h["to_state"] == outcome
+        and text in h["reason"] + json.dumps(h["evidence"])
+        for h in lab.parent_history(kind)
     )
 
 
@@ -108,7 +112,8 @@ def test_partial_delegation(lab: Lab) -> None:
         assert lab.delegated(zone) == ["p0", "p1"]
         # every provider serves the zone, with the delegated providers' NS RRset
         assert all(apex_ns(lab, p, zone) == [NS0, NS1] for p in ("p0", "p1", "p2"))
-        assert lab.parent_ds(zone) == ksk_ds(lab, zone, ["p0"])
+        # the DS names every delegated provider's KSK: each delegated server validates
+        assert lab.parent_ds(zone) == ksk_ds(lab, zone, ["p0", "p1"])
     parent = lab.parent
     referral = query(parent.address, parent.dns_port, JOIN, "NS")
     assert not referral.flags & dns.flags.AA and not referral.answer
@@ -143,10 +148,11 @@ def test_cds_only_from_delegated_servers(lab: Lab) -> None:
     # p2 is not delegated: its (different) CDS neither blocks nor makes a change
     publish(lab, ["p2"], CDS, "CDS", ["0 0 0 00"])
     multi_ds(lab, CDS, ["p0", "p1", "p2"], at=["p0", "p1"])
-    # A round between the two PATCHes may see p0 and p1 differ; p2 must never be compared.
-    p2 = lab.server("p2").nameserver
-    differs = [ln for ln in lab.scanner_log.read_text().splitlines() if "CDS differs" in ln]
-    assert not [ln for ln in differs if p2 in ln], differs
+    # A round between the two PATCHes may see p0 and p1 differ; p2 must never be asked.
+    p2 = lab.server("p2")
+    seen = [json.dumps(h["evidence"]) for h in lab.parent_history("scan-cds")
+            if h["evidence"].get("child") == CDS]
+    assert seen and not [e for e in seen if NS2 in e or p2.nameserver in e], seen
 
 
 def test_csync_join_then_leave(lab: Lab) -> None:
@@ -154,24 +160,32 @@ def test_csync_join_then_leave(lab: Lab) -> None:
     publish(lab, ["p0", "p1", "p2"], JOIN, "NS", [NS0, NS1, NS2])
     # 1. CSYNC at one delegated server only: nothing happens
     publish(lab, ["p0"], JOIN, "CSYNC", [CSYNC_NOW])
-    wait_for(logged(lab, JOIN, f"no CSYNC at {NS1}"), 5, "scanner saw CSYNC missing at p1")
+    wait_for(said(lab, "scan-csync", JOIN, "refused", "different CSYNC"), 5,
+             "agent saw CSYNC missing at p1")
     assert lab.parent_ns(JOIN) == before
-    # 2. everywhere, but p1's DNSKEY RRset has no DS at the parent yet: refused
+    # 2. everywhere, but p1's DNSKEY RRset has no DS at the parent (the owner registered
+    # p0's only): refused
+    lab.register_ds(JOIN, ksk_ds(lab, JOIN, ["p0"]))
     publish(lab, ["p1"], JOIN, "CSYNC", [CSYNC_NOW])
-    wait_for(logged(lab, JOIN, f"does not validate at {NS1}"), 5, "scanner refused p1")
+    wait_for(said(lab, "scan-csync", JOIN, "refused", "not validated under the DS"), 5,
+             "agent refused p1")
     assert lab.parent_ns(JOIN) == before
-    # 3. the join's DS step (every KSK at the parent); then the parent NS follows
+    # 3. the join's DS step (every KSK at the parent, from the DS naming p0 and p1); then
+    # the parent NS follows CSYNC
+    publish(lab, ["p0", "p1"], JOIN, "CSYNC", [])
+    lab.register_ds(JOIN, ksk_ds(lab, JOIN, ["p0", "p1"]))
     multi_ds(lab, JOIN, ["p0", "p1", "p2"], at=["p0", "p1"])
+    publish(lab, ["p0", "p1"], JOIN, "CSYNC", [CSYNC_NOW])
     took = wait_for(lambda: lab.delegated(JOIN) == ["p0", "p1", "p2"], 5, "p2 delegated")
-    print(f"parent NS followed CSYNC {took:.2f} s after the parent DS")
+    print(f"parent NS followed CSYNC {took:.2f} s after it was published")
     assert lab.parent_ns(JOIN) == [NS0, NS1, NS2]
-    assert logged(lab, JOIN, f"NS {[NS0, NS1]} -> {[NS0, NS1, NS2]}")()
+    assert said(lab, "scan-csync", JOIN, "accepted", f"NS {NS0}, {NS1}, {NS2}")()
     publish(lab, ["p0", "p1"], JOIN, "CSYNC", [])  # done: CSYNC removed
     # 4. p1 leaves: NS without p1 at the remaining signers, CSYNC at every delegated one;
     # p1 still serves the old NS RRset, so the servers disagree: refused
     publish(lab, ["p0", "p2"], JOIN, "NS", [NS0, NS2])
     publish(lab, ["p0", "p1", "p2"], JOIN, "CSYNC", [CSYNC_NOW])
-    wait_for(logged(lab, JOIN, "NS differs between servers"), 5, "scanner saw NS differ")
+    wait_for(said(lab, "scan-csync", JOIN, "refused", "different NS"), 5, "agent saw NS differ")
     assert lab.delegated(JOIN) == ["p0", "p1", "p2"]
     # the leaving signer, still delegated, must serve the new NS RRset too
     publish(lab, ["p1"], JOIN, "NS", [NS0, NS2])
@@ -187,21 +201,24 @@ def test_csync_refused(lab: Lab) -> None:
     publish(lab, ["p0", "p1"], GUARD, "NS", [NS0, NS1, NS2])
     # no immediate flag: RFC 7477 wants an out-of-band approval
     publish(lab, ["p0", "p1"], GUARD, "CSYNC", ["0 2 NS"])
-    wait_for(logged(lab, GUARD, "lacks the immediate flag"), 5, "refused: not immediate")
+    wait_for(said(lab, "scan-csync", GUARD, "refused", "lacks the immediate flag"), 5,
+             "refused: not immediate")
     # soaminimum with a serial above the zone's
     p0 = lab.server("p0")
     soa = answer(query(p0.address, p0.dns_port, GUARD, "SOA"), GUARD, "SOA")
     assert soa is not None
     publish(lab, ["p0", "p1"], GUARD, "CSYNC", [f"{soa[0].serial + 1000} 3 NS"])
-    wait_for(logged(lab, GUARD, "is below the CSYNC serial"), 5, "refused: soaminimum")
+    wait_for(said(lab, "scan-csync", GUARD, "refused", "soaminimum not reached"), 5,
+             "refused: soaminimum")
     # a type this registry does not process: all or nothing
     publish(lab, ["p0", "p1"], GUARD, "CSYNC", ["0 3 NS TXT"])
-    wait_for(logged(lab, GUARD, "also asks for ['TXT']"), 5, "refused: TXT")
-    # a nameserver the registry cannot reach
-    multi_ds(lab, GUARD, ["p0", "p1"], at=["p0", "p1"])
-    publish(lab, ["p0", "p1"], GUARD, "NS", [NS0, NS1, "ns.example."])
+    wait_for(said(lab, "scan-csync", GUARD, "refused", "also asks for TXT"), 5,
+             "refused: TXT")
+    # a nameserver the registry cannot reach (no address in the parent zone nor in DNS)
+    publish(lab, ["p0", "p1"], GUARD, "NS", [NS0, NS1, "ns9.p9.test."])
     publish(lab, ["p0", "p1"], GUARD, "CSYNC", [CSYNC_NOW])
-    wait_for(logged(lab, GUARD, "ns.example. is no lab nameserver"), 5, "refused: unknown NS")
+    wait_for(said(lab, "scan-csync", GUARD, "refused", "ns9.p9.test."), 10,
+             "refused: unknown NS")
     assert lab.parent_ns(GUARD) == before
 
 

@@ -1,5 +1,5 @@
 """The Model 1 lab: PowerDNS parent, Knot DNS providers in offline-KSK mode, the owner KSK
-in a SoftHSM2 token (or key files), the CDS/CSYNC scanner and Unbound.
+in a SoftHSM2 token (or key files), the parent agent (CDS/CSYNC scans) and Unbound.
 
 The end-to-end test plays the zone owner by hand, as ``tests/knot/knotkit.py`` does but
 signing with the lab's PKCS#11 store: one SKR with the combined DNSKEY RRset (owner KSK +
@@ -81,7 +81,8 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
 
 def lab_processes(directory: Path) -> list[str]:
     """Command lines of running processes that name the lab directory (every server is
-    started with a path in it: knotd -c, pdns_server --config-dir, unbound -c, scanner)."""
+    started with a path in it: knotd -c, pdns_server --config-dir, unbound -c, the parent
+    agent --config)."""
     found = []
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
@@ -168,7 +169,7 @@ def test_pkcs11_lab_end_to_end(tmp_path: Path, pkcs11_env: None) -> None:
         # Model1Lab.start waits for every server to answer (an event, not a delay); this
         # bound only catches a hang, not a host loaded by other workers
         assert took < 120, f"the lab took {took:.1f} s to start"
-        assert sorted(lab.alive()) == ["k0", "k1", "parent", "scanner", "unbound"]
+        assert sorted(lab.alive()) == ["k0", "k1", "parent", "parent-agent", "unbound"]
         assert stat.S_IMODE(lab.config_path.stat().st_mode) == 0o600
 
         # ---- the config: two Knot providers, one model 1 zone with the pkcs11 store
@@ -205,8 +206,9 @@ def test_pkcs11_lab_end_to_end(tmp_path: Path, pkcs11_env: None) -> None:
                     resp = query(k.address, k.dns_port, ZONE, rdtype)
                     assert resp.rcode() == dns.rcode.SERVFAIL, (k.name, rdtype)
                     assert not resp.flags & dns.flags.AA and not resp.answer
-            # ... which the scanner logs (once) and does nothing about
-            wait_for(lambda: "answered SERVFAIL" in lab.scanner_log.read_text(), 5, "scanner note")
+            # ... which the parent agent records (once) and does nothing about
+            wait_for(lambda: any("SERVFAIL" in json.dumps(h) and h["to_state"] == "refused"
+                                 for h in lab.parent_history("scan-cds")), 5, "agent refusal")
 
             # ---- the owner signs the combined DNSKEY RRset; both Knots import it
             providers = [KnotProvider(p) for p in knots if isinstance(p, KnotProviderConfig)]
@@ -249,10 +251,11 @@ def test_pkcs11_lab_end_to_end(tmp_path: Path, pkcs11_env: None) -> None:
         # ---- validated end to end from the parent's trust anchor
         wait_for(lambda: resolves_with_ad(lab, f"www.{ZONE}"), 15, f"www.{ZONE} A with AD")
 
-        # ---- the scanner: CDS (TTL 0) = the DS already there, so no change
-        time.sleep(1.5)  # a few scanner rounds
+        # ---- the parent agent: CDS (TTL 0) = the DS already there, so no change
+        time.sleep(1.5)  # a few scan rounds
         assert lab.parent_ds(ZONE) == [ds_text(ZONE, ksk.dnskey.text)]
-        assert " DS " not in lab.scanner_log.read_text()
+        assert not [h for h in lab.parent_history("scan-cds", "scan-csync")
+                    if h["to_state"] == "accepted"]
         assert lab.parent_ns(ZONE) == ["ns1.k0.test.", "ns1.k1.test."]
 
         # ---- the lab as lab.json describes it (another process, `lab info`)
@@ -289,7 +292,7 @@ def _load_model2_as_model1(tmp_path: Path) -> None:
 def test_file_store_lab(tmp_path: Path) -> None:
     directory = tmp_path / "lab"
     with Model1Lab.start(directory, providers=2, store="file", unbound=False) as lab:
-        assert sorted(lab.alive()) == ["k0", "k1", "parent", "scanner"]
+        assert sorted(lab.alive()) == ["k0", "k1", "parent", "parent-agent"]
         zone = load_config(lab.config_path).zone(ZONE)
         assert zone.owner_ksk is not None and zone.owner_ksk.store == "file"
         keys = zone.owner_ksk.directory
@@ -324,7 +327,7 @@ def test_lab_up_model_1_and_down(tmp_path: Path) -> None:
             assert ds[z] == [ds_text(z, lab.owner_ksk(z)[1])]
         assert lab.parent_ns("b.test.") == ["ns1.k0.test."]
         # Lab.load reads the same lab.json: the Model 2 tooling stops a Model 1 lab
-        assert sorted(Lab.load(directory).alive()) == ["k0", "parent", "scanner", "unbound"]
+        assert sorted(Lab.load(directory).alive()) == ["k0", "parent", "parent-agent", "unbound"]
     finally:
         lab_down(directory)
     assert lab_processes(directory) == []

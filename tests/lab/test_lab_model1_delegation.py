@@ -158,8 +158,8 @@ def test_partial_delegation_then_sync(lab: Model1Lab) -> None:
 
     assert asyncio.run(apex()) == (frozenset({NS0, NS1}), frozenset())
 
-    # ---- the scanner changes nothing: CDS = the DS already there, no CSYNC anywhere
-    time.sleep(1.5)  # a few scanner rounds
+    # ---- the parent agent changes nothing: CDS = the DS already there, no CSYNC anywhere
+    time.sleep(1.5)  # a few scan rounds
     assert lab.parent_ns(ZONE) == [NS0, NS1]
     assert lab.parent_ds(ZONE) == [ds_text(ZONE, owner_dnskey)]
 

@@ -6,7 +6,7 @@ zones while independent observers watch: the owner-RRSIG watch (every Knot, ever
 the owner's RRSIG over DNSKEY valid at that instant and validating, the SOA validating
 under the served set), the RFC 8901 invariant watcher of the rollover tests, and Unbound
 (every answer with AD). d1 and d2 are steady; d3 is in an owner KSK rollover that waits
-for a parent DS swap which never comes (the lab's CDS scanner is stopped for this module,
+for a parent DS swap which never comes (the lab's parent agent is stopped for this module,
 as a slow registry would). Then, with the daemon stopped, ``verify`` flags RRSIG_EXPIRING
 (while every signature still validates) and a ``sync`` clears it.
 
@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 from rollover.probe import Failure, ResolverProbe
-from rollover.rollkit import select, stop_scanner
+from rollover.rollkit import select, stop_parent_automation
 from rollover.watcher import Breach, Watcher
 
 from model1.m1kit import (
@@ -87,7 +87,7 @@ class Run:
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Model1Lab]:
     with model1_lab(tmp_path_factory, "m1-daemon", providers=3,
                     zones=[*STEADY, ROLLING]) as lab:
-        stop_scanner(lab)  # type: ignore[arg-type]  # the parent's DS stays as registered
+        stop_parent_automation(lab)  # the parent's DS stays as registered
         yield lab
 
 

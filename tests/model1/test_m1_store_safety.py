@@ -300,7 +300,9 @@ def test_ksk_init_for_an_undelegated_zone_then_sync_validates(
     assert entry["evidence"]["key_tag"] == new.key_tag, json.dumps(entry)
     again = cli(path, "ksk", "init", FRESH)
     assert again.rc == 1 and f"already holds key tag(s) {new.key_tag}" in again.err
-    # the first sync signs with it; the parent (CDS bootstrap) then registers its DS
+    # the owner registers the DS `ksk init` printed (the parent agent, like a registry,
+    # bootstraps no DS from CDS); the first sync signs with that KSK
+    lab.register_ds(FRESH, [new.ds(FRESH).text])
     res = ok(sync(path, FRESH))
     assert f"{FRESH}: synced" in res.out and "generated owner KSK" not in res.text, res.text
     _until_ds(lab, FRESH, lambda ds: [d.split()[0] for d in ds] == [str(new.key_tag)])

@@ -82,6 +82,10 @@ def test_sync_and_zsk_rollover_with_colliding_keys(lab: Lab) -> None:
     p0 = {k.flags: Key.parse(k.dnskey) for k in lab.keys("p0", ZONE)}
     ksk1, zsk1 = with_tag(257, p0[257].key_tag), with_tag(256, p0[256].key_tag)
     replace_keys(lab, "p1", [ksk1, zsk1])
+    # p1's keys changed before the zone went multi-signer: the owner registers the DS of
+    # both delegated providers' KSKs again, so p1 validates (the parent agent accepts no
+    # CDS while a delegated server's DNSKEY RRset does not chain to the DS)
+    lab.register_ds(ZONE, sorted({p0[257].ds(ZONE).text, ksk1.key.ds(ZONE).text}))
     ksks = {p0[257], ksk1.key}
     assert len({k.key_tag for k in ksks}) == 1 and len(ksks) == 2
     config = write_config(lab, "fast.toml", policy=FAST)

@@ -89,9 +89,10 @@ def test_sync_across_powerdns_and_knot_by_update(
     knot_own = dnskeys(knot.address, knot.port)
     assert len(knot_own) == 2
     knot_ksk = next(t for t in knot_own if t.startswith("257 "))
-    # Before: the parent's DS names p0's KSK only, so Knot's answers cannot validate. (Not
-    # asked of the resolver: it would cache the bogus answer past the sync.)
-    assert len(lab.parent_ds(ZONE)) == 1
+    # Before: the parent's DS names the lab providers' KSKs (p0, p1) only, so Knot's
+    # answers cannot validate. (Not asked of the resolver: it would cache the bogus answer
+    # past the sync.)
+    assert len(lab.parent_ds(ZONE)) == 2
     assert Key.parse(knot_ksk).key_tag not in {int(d.split()[0]) for d in lab.parent_ds(ZONE)}
 
     rc = main(["--config", str(config), "sync", ZONE])

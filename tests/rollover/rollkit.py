@@ -596,19 +596,15 @@ def reclaim_dead_leases(config: Path) -> list[str]:
     return gone
 
 
-def stop_scanner(lab: Lab) -> None:
-    """Stop the lab's CDS scanner (every instance started so far): the parent's DS then
-    no longer follows the children's CDS."""
-    from multisigner_lab import proc
-
-    for p in lab.procs:
-        if p.name == "scanner":
-            proc.stop(p)
+def stop_parent_automation(lab: LabBase[Any]) -> None:
+    """Stop the parent's automation (the lab's parent agent, every instance started so
+    far): the parent's DS and NS then no longer follow the children's CDS and CSYNC."""
+    lab.stop_parent_automation()
 
 
-def start_scanner(lab: Lab) -> None:
-    if not any(p.name == "scanner" and p.alive() for p in lab.procs):
-        lab._start_scanner()
+def start_parent_automation(lab: LabBase[Any]) -> None:
+    """Start it again (no-op while it runs)."""
+    lab.start_parent_automation()
 
 
 @contextlib.contextmanager

@@ -33,9 +33,9 @@ from rollover.rollkit import (
     provider_entry,
     running_lab,
     served,
-    start_scanner,
+    start_parent_automation,
     step_until,
-    stop_scanner,
+    stop_parent_automation,
     sync_zones,
     to_states,
     verify_ok,
@@ -185,7 +185,7 @@ def test_a_nameserver_that_misses_the_change_stalls_the_process(lab: Lab) -> Non
 
 def test_a_parent_that_never_follows_stalls_swap_ds_until_abort(lab: Lab) -> None:
     config = write_config(lab, "slow-parent.toml", policy={**FAST, "parent_timeout": "3s"})
-    stop_scanner(lab)  # the registry stops processing CDS changes
+    stop_parent_automation(lab)  # the registry stops processing CDS changes
     try:
         before = lab.keys("p0", PARENT)
         old = next(k for k in before if k.flags == 257)
@@ -229,12 +229,12 @@ def test_a_parent_that_never_follows_stalls_swap_ds_until_abort(lab: Lab) -> Non
         assert lab.parent_ds(PARENT) == ds_before
         assert json.loads(latest(config, PARENT)["data"])["path"] == "abort"
     finally:
-        start_scanner(lab)  # back to a working registry for anything after this
+        start_parent_automation(lab)  # back to a working registry for anything after this
 
 
 def test_step_keeps_saying_stalled(lab: Lab) -> None:
     config = write_config(lab, "stalled-step.toml", policy={**FAST, "parent_timeout": "1s"})
-    stop_scanner(lab)
+    stop_parent_automation(lab)
     try:
         ok(cli(config, "rollover", STALLED, "--key", "ksk", "--signer", "p0"))
         step_until(config, STALLED, lambda s: s == "swap-ds:observe")
@@ -244,6 +244,6 @@ def test_step_keeps_saying_stalled(lab: Lab) -> None:
         text = ok(cli(config, "step", STALLED)).out
     finally:
         ok(cli(config, "rollover", STALLED, "--abort", "--wait"))
-        start_scanner(lab)
+        start_parent_automation(lab)
     bug_unless(last["waiting_for"].startswith("STALLED: "), f"step --json: {last}")
     bug_unless("STALLED" in text, f"step: {text}")

@@ -12,7 +12,13 @@ import pytest
 from multisigner_lab import Lab
 from multisigner_lab.powerdns import set_rrset
 from multisigner_lab.zones import PARENT_ZONE, ds_text
-from rollover.rollkit import LAB, endpoints, running_lab, stop_scanner, sync_zones
+from rollover.rollkit import (
+    LAB,
+    endpoints,
+    running_lab,
+    stop_parent_automation,
+    sync_zones,
+)
 from rollover.watcher import Watcher
 
 pytestmark = LAB
@@ -102,7 +108,7 @@ def test_detects_a_parent_ds_that_stops_matching(lab: Lab) -> None:
     both = [ds_text(DS_GONE, k.dnskey) for k in (p0_ksk, p1_ksk)]
     # The registry would put the DS back from the CDS within half a second, sometimes
     # before a round sees it: stop it (the last test of this module's lab).
-    stop_scanner(lab)
+    stop_parent_automation(lab)
     w = watcher(lab, DS_GONE).start()
     try:
         w.wait_rounds(3)

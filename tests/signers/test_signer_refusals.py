@@ -30,7 +30,7 @@ pytestmark = LAB
 
 SYNCED = "synced.test."  # p0 + p1 in their steady state; p2 ready to join; p3 uses ED25519
 GONE = "gone.test."  # synced; p2 no longer has the zone
-UNSYNCED = "unsynced.test."  # never synced: the parent's DS names p0's KSK only
+UNSYNCED = "unsynced.test."  # never synced; the test makes the parent's DS name p0's KSK only
 LAST = "last.test."  # a zone whose only signer is p0 (own state database)
 ORPHAN = "orphan.test."  # synced; a killed 'signer add' left p2 'joining' without a process
 
@@ -95,8 +95,10 @@ def test_add_a_provider_that_does_not_serve_the_zone(lab: Lab, config: Path) -> 
 
 def test_remove_the_signer_whose_ksk_alone_the_parent_ds_names(lab: Lab,
                                                                 config: Path) -> None:
-    # never synced: the parent's DS still names p0's KSK only (the lab's initial state)
+    # never synced, and the parent's DS names p0's KSK only (as the owner registered it
+    # when p0 signed alone; the lab's own start registers every delegated KSK)
     p0_ksk = next(k for k in lab.keys("p0", UNSYNCED) if k.flags == 257)
+    lab.register_ds(UNSYNCED, [p0_ksk.ds(UNSYNCED)])
     assert [d.split()[0] for d in lab.parent_ds(UNSYNCED)] == [str(p0_ksk.key_tag)]
     refuses(lab, config, UNSYNCED, ["remove", UNSYNCED, "p0"], "refusing to remove signer p0",
             "names no KSK of a signer that stays")
