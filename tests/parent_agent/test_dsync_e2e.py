@@ -37,7 +37,16 @@ from dsynckit import (
     watched,
 )
 from rollover import rollkit
-from rollover.rollkit import LAB, cli, entries_of, latest, ok, running_lab, stop_scanner, when
+from rollover.rollkit import (
+    LAB,
+    cli,
+    entries_of,
+    latest,
+    ok,
+    running_lab,
+    stop_parent_automation,
+    when,
+)
 from signers.signerkit import (
     add_states,
     audit_ok,
@@ -63,8 +72,8 @@ POLICY = {"safety_margin": "0s", "propagation_delay": "0s", "parent_timeout": "6
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     with running_lab(tmp_path_factory, "dsync-e2e", providers=3, zones=[ZONE], ttl=1,
                      ds_ttl=1, delegated=["p0", "p1"]) as running:
-        stop_scanner(running)
-        assert [p for p in running.procs if p.name == "scanner" and p.alive()] == []
+        stop_parent_automation(running)
+        assert [p for p in running.procs if p.name == "parent-agent" and p.alive()] == []
         unsign_delegation(running, ZONE)
         set_address(running, ZONE, NS2, running.server("p2").address)
         yield running

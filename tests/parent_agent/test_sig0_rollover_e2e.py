@@ -29,7 +29,7 @@ from rollover.rollkit import (
     ok,
     provider_entry,
     running_lab,
-    stop_scanner,
+    stop_parent_automation,
     write_config,
 )
 from signers.signerkit import ksk_ds
@@ -54,7 +54,7 @@ STATES = ["add-successor:act", "add-successor:observe", "roll-at-parent:act",
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     with running_lab(tmp_path_factory, "sig0-roll", providers=2, zones=[ZONE], ttl=1,
                      ds_ttl=1, delegated=["p0", "p1"]) as running:
-        stop_scanner(running)
+        stop_parent_automation(running)
         unsign_delegation(running, ZONE)
         yield running
 
