@@ -8,6 +8,7 @@ import base64
 import hashlib
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import dns.dnssec
@@ -35,6 +36,22 @@ def set_everywhere(lab: Lab, zone: str, name: str, rtype: str, contents: list[st
             continue
         with lab.pdns_api(server.name) as api:
             set_rrset(api, zone, name, rtype, ttl=lab.ttl, contents=contents)
+
+
+def wait_served(lab: Lab, name: str, rtype: str, timeout: float = 30.0) -> None:
+    """Until every nameserver of every provider answers ``name`` with an ``rtype`` RRset:
+    a record set at the APIs behind the controller's back is not served at once, and a
+    resolver that asks meanwhile caches the NXDOMAIN for the zone's negative TTL."""
+    deadline = time.monotonic() + timeout
+    lagging: list[str] = []
+    while time.monotonic() < deadline:
+        lagging = [f"{host}:{port}" for hosts in nameservers(lab).values()
+                   for host, port in hosts
+                   if answer(query(host, port, name, rtype), name, rtype) is None]
+        if not lagging:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{name} {rtype} not served within {timeout:g} s at {lagging}")
 
 
 def txt_served(lab: Lab, zone: str, name: str) -> dict[str, set[str]]:

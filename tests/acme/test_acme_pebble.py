@@ -23,12 +23,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from acmekit import CHAL, HOST, everywhere, set_everywhere
+from acmekit import CHAL, HOST, everywhere, set_everywhere, wait_served
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from integration.itkit import MULTISIGNER, NEEDS_SERVERS, REPO, history
+from integration.itkit import MULTISIGNER, NEEDS_SERVERS, REPO, history, nameservers
 from prereq import missing, require
 
 from multisigner_lab import Lab
@@ -176,12 +176,17 @@ def test_lego_issues_through_its_exec_provider_for_a_cname_delegated_name(
     host = f"lego.{HOST}"
     alias, target = f"_acme-challenge.{host}", f"lego.{CHAL}"
     set_everywhere(lab, HOST, alias, "CNAME", [target])
+    wait_served(lab, alias, "CNAME")
     wrapper = tmp_path / "multisigner-lego"
     wrapper.write_text(_documented_lego_wrapper()
                        .replace("exec multisigner ", f"exec {shlex.quote(str(MULTISIGNER))} ")
                        .replace("/etc/multisigner.toml", shlex.quote(str(cfg))))
     wrapper.chmod(0o755)
-    resolver_host, resolver_port = lab.resolver
+    # lego follows the CNAME itself before presenting. Asked through pebble's resolver, that
+    # lookup of the (not yet published) target is an NXDOMAIN the resolver caches for the
+    # zone's negative TTL, and pebble, validating a second later, gets it: a CA's resolver
+    # is not the client's. So lego asks an authoritative server of the host zone directly.
+    (resolver_host, resolver_port), *_ = nameservers(lab)["p0"]
     seen = max((int(str(r["seq"])) for r in history_rows(cfg)), default=0)
     done = subprocess.run([
         "lego", "--server", url, "--accept-tos", "--email", "admin@example.test",
