@@ -105,7 +105,37 @@ def parent_ds(ctx: CheckContext) -> list[str]:
     want = goal.ds_keys
     lag = [p.server for p in ctx.view.parent if p.error is not None
            or not parent_follows(p.ds_set, want, goal.zone)]
-    return _lag(f"parent DS = {', '.join(tag_labels(want)) or 'none'}", lag)
+    out = _lag(f"parent DS = {', '.join(tag_labels(want)) or 'none'}", lag)
+    # Not in a signer change: a joining signer's servers are outside the chain until the
+    # DS names its KSK, which is what the step waits for (the parent checks only the
+    # servers it delegates to, and the joining one is not among them yet).
+    stuck = _outside_the_chain(ctx, goal.zone) if lag and not isinstance(
+        ctx.payload, Member) else []
+    if stuck:
+        # Otherwise the step just waits until parent_timeout with no hint why.
+        out.append(f"parent: the DNSKEY RRset at {', '.join(stuck)} is signed by no key the "
+                   "parent's DS names, so those servers do not validate and a parent that "
+                   "checks the CDS against its DS (RFC 7344 sec. 4.1; the parent agent does) "
+                   "will not follow it: have the DS registered by hand, or use a dsync "
+                   "parent")
+    return out
+
+
+def _outside_the_chain(ctx: CheckContext, zone: str) -> list[str]:
+    """The signers some nameserver of which serves a DNSKEY RRset signed by no key the
+    parent's current (non-empty) DS RRset names. An unsigned delegation is not this
+    case: there is no chain to be outside of yet."""
+    ds = frozenset(d for p in ctx.view.parent if p.error is None for d in p.ds_set)
+    if not ds:
+        return []
+    out: set[str] = set()
+    for server in ctx.view.servers:
+        if not server.ok or server.dnskey is None:
+            continue
+        named = [k for k in server.keys if any(d.matches(k, zone) for d in ds)]
+        if not signers(named, server.dnskey.rrset, server.dnskey.rrsigs):
+            out.add(server.provider)
+    return sorted(out)
 
 
 def ns_served(ctx: CheckContext) -> list[str]:

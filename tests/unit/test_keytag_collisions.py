@@ -24,6 +24,7 @@ from signing import (
     api_state,
     dnskey_rrset,
     ds_texts,
+    make_key,
     parent_view,
     server_view,
     sign,
@@ -275,3 +276,31 @@ def test_due_rollover_names_a_colliding_key_by_fingerprint(
                               NOW + timedelta(days=365))
     assert (due.signer, due.key) == ("p0", a.key)
     assert due.label == f"{a.key.key_tag}~{a.key.fingerprint}"
+
+
+def test_parent_wait_names_signers_outside_the_ds_chain() -> None:
+    """A signer whose DNSKEY RRset no key of the parent's DS signs cannot get its CDS past
+    a strict parent: the parent wait says so instead of waiting silently. Keys that merely
+    share a tag with a DS-named key do not count as named."""
+    from orchestrator.decide.goals import CrossImportGoal
+
+    p0_ksk, p1_ksk = colliding_pair(257)  # p1's KSK shares the tag of the DS-named one
+    p0 = SimProvider("p0", "192.0.2.1:53", p0_ksk, make_key(ksk=False))
+    p1 = SimProvider("p1", "192.0.2.2:53", p1_ksk, make_key(ksk=False))
+    keys = [p0.ksk, p0.zsk, p1.ksk, p1.zsk]
+    servers = (server_view(p0, dnskeys=keys), server_view(p1, dnskeys=keys))
+    step = Step(id="parent", title="parent", observe=["parent"])  # type: ignore[arg-type]
+    goal = SimpleNamespace(zone=ZONE_TEXT, ds_keys=frozenset({p0.ksk.key, p1.ksk.key}))
+
+    def missing(ds: list[SigningKey]) -> list[str]:
+        view = ZoneView(zone=ZONE, servers=servers, parent=(parent_view(ds_texts(ds)),))
+        ctx = CheckContext(step=step, view=view, goal=cast(CrossImportGoal, goal),
+                           payload=None)
+        return checks.parent_ds(ctx)
+
+    hint = [m for m in missing([p0.ksk]) if "signed by no key the parent's DS names" in m]
+    assert len(hint) == 1 and "p1" in hint[0] and "p0" not in hint[0].split("at ")[1]
+    both = missing([p0.ksk, p1.ksk])
+    assert both == []  # the DS names both: nothing lags
+    unsigned = missing([])
+    assert unsigned and not any("signed by no key" in m for m in unsigned)
