@@ -65,6 +65,10 @@ class LeaseLost(StateError):
     """A fenced write by a controller that no longer holds the zone's lease."""
 
 
+class LeaseHeld(StateError):
+    """Another controller holds the zone's lease (the zone is not ours to act on now)."""
+
+
 class LeaseMixin:
     """The lease half of StateStore."""
 
@@ -156,12 +160,12 @@ class LeaseMixin:
             lease = session.get(Lease, zone)
             return LeaseInfo.from_row(lease) if lease is not None else None
 
-    def lease_refusal(self, zone: str) -> StateError:
+    def lease_refusal(self, zone: str) -> LeaseHeld:
         """The error for a zone whose lease another controller holds."""
         current = self.lease_info(zone)
         other = holder_label(current.holder) if current else "another controller"
         until = rfc3339(current.expires_at) if current else "soon"
-        return StateError(
+        return LeaseHeld(
             f"zone {zone} is being handled by {other} until {until}; wait or stop that "
             "controller (its lease expires by itself if it died)"
         )

@@ -64,7 +64,9 @@ pytestmark = LAB
 
 CRASH = "crash.test."
 TX = "tx.test."  # the kill inside a Knot zone transaction (last test)
-MIN_KILLS = 4  # of the daemon while the add runs (the foreground CLI's comes on top)
+MIN_KILLS = 3  # of the daemon while the add runs (the foreground CLI's comes on top); the
+# engine persists a one-pass step in two transitions, so an add has fewer kill points than
+# it had, and a daemon may finish a short stretch before the kill lands
 MAX_KILLS = 6  # then the last daemon may finish (bounds the test's time)
 PAUSE = 0.4  # a kill comes up to this long after the daemon made a transition
 BUDGET = 90.0  # seconds for the whole kill/restart loop
