@@ -21,7 +21,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import httpx
@@ -70,8 +70,31 @@ ScopeHint = Callable[[str, str], str]  # (method, path) → the permission the c
 ErrorText = Callable[[httpx.Response], str]  # the provider's error message in an answer
 
 
+class RestConfig(Protocol):
+    """What every REST provider's config table gives the API client."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def api_url(self) -> str: ...
+    @property
+    def timeout(self) -> timedelta: ...
+    @property
+    def retry_budget(self) -> timedelta: ...
+
+
 class RestApi:
     """Requests to one provider's API, retried within ``retry_budget``."""
+
+    @classmethod
+    def of(cls, config: RestConfig, *, auth: dict[str, str], scope: ScopeHint,
+           error_text: ErrorText, transport: httpx.AsyncBaseTransport | None,
+           clock: Callable[[], float], sleep: Callable[[float], Awaitable[None]]) -> RestApi:
+        """The client for a provider's config table; ``auth`` the header carrying its
+        token (each API spells it its own way)."""
+        return cls(provider=config.name, base_url=config.api_url, headers=auth,
+                   timeout=config.timeout, retry_budget=config.retry_budget, scope=scope,
+                   error_text=error_text, transport=transport, clock=clock, sleep=sleep)
 
     def __init__(
         self, *, provider: str, base_url: str, headers: dict[str, str], timeout: timedelta,

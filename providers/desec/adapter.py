@@ -47,11 +47,9 @@ class DesecProvider(Provider):
     ) -> None:
         super().__init__(config.name)
         sleep = sleep or asyncio.sleep
-        rest = RestApi(
-            provider=config.name, base_url=config.api_url,
-            headers={"Authorization": f"Token {config.token.get_secret_value()}"},
-            timeout=config.timeout, retry_budget=config.retry_budget, scope=scope,
-            error_text=error_text, transport=transport, clock=clock, sleep=sleep)
+        rest = RestApi.of(
+            config, auth={"Authorization": f"Token {config.token.get_secret_value()}"},
+            scope=scope, error_text=error_text, transport=transport, clock=clock, sleep=sleep)
         self._api = DesecApi(rest, config.consistency_window.total_seconds(), clock, sleep)
         self._serve = serve or dns_reader(config.name, config.nameservers,
                                           config.timeout.total_seconds())

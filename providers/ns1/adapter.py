@@ -56,11 +56,9 @@ class Ns1Provider(Provider):
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         super().__init__(config.name)
-        self._ns1 = Ns1Api(RestApi(
-            provider=config.name, base_url=config.api_url,
-            headers={"X-NSONE-Key": config.token.get_secret_value()},
-            timeout=config.timeout, retry_budget=config.retry_budget, scope=scope,
-            error_text=error_text, transport=transport, clock=clock, sleep=sleep))
+        self._ns1 = Ns1Api(RestApi.of(
+            config, auth={"X-NSONE-Key": config.token.get_secret_value()},
+            scope=scope, error_text=error_text, transport=transport, clock=clock, sleep=sleep))
         self._set = config.key_set
         self._window = config.consistency_window.total_seconds()
         self._clock = clock
